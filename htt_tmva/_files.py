@@ -1,0 +1,46 @@
+"""Atomic output files: write to a temporary name, verify, then rename.
+
+A failure (or a kill) at any moment leaves either no output or the previous one,
+never a file that looks complete but is not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from htt_tmva.errors import OutputError
+
+
+def temporary_name(final: Path) -> Path:
+    """Hidden temporary sibling of ``final`` (same folder, so the rename is atomic)."""
+    return final.with_name(f".{final.name}.tmp{os.getpid()}")
+
+
+def ensure_writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed; refuse clearly if it cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder '{folder}': {exc.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"output folder '{folder}' is not writable")
+
+
+@contextmanager
+def atomic_outputs(finals: Sequence[Path]) -> Iterator[list[Path]]:
+    """Yield temporary paths for ``finals``; rename them all only if the block succeeds."""
+    finals = [Path(f) for f in finals]
+    for folder in {f.parent for f in finals}:
+        ensure_writable_folder(folder)
+    temps = [temporary_name(f) for f in finals]
+    try:
+        yield temps
+        for tmp, final in zip(temps, finals):
+            os.replace(tmp, final)
+    finally:
+        for tmp in temps:
+            if tmp.exists():
+                tmp.unlink()

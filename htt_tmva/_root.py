@@ -1,0 +1,140 @@
+"""The one gateway to ROOT: lazy import, batch mode, no command-line parsing.
+
+Every module that needs ROOT calls :func:`root` instead of ``import ROOT``, so that
+importing htt_tmva stays cheap and ROOT never reads our command-line arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+from htt_tmva.errors import HttTmvaError, InputFileError, MissingTreeError, did_you_mean
+
+
+@lru_cache(maxsize=None)
+def root():
+    """Import ROOT once, in batch mode, with its command-line parsing switched off."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*This distribution of ROOT is in alpha")
+        try:
+            import ROOT
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise HttTmvaError(
+                "ROOT is not importable: install the pip wheel (`pip install ROOT`), "
+                "conda-forge's `root`, or set up an LCG view"
+            ) from exc
+    ROOT.PyConfig.IgnoreCommandLineOptions = True
+    ROOT.gROOT.SetBatch(True)
+    ROOT.gErrorIgnoreLevel = max(ROOT.gErrorIgnoreLevel, ROOT.kWarning)
+    return ROOT
+
+
+def has_tmva() -> bool:
+    """Whether this ROOT build provides TMVA (the pip wheel does not)."""
+    ROOT = root()
+    try:
+        return bool(ROOT.gSystem.Load("libTMVA") >= 0) and hasattr(ROOT, "TMVA")
+    except Exception:  # noqa: BLE001 - any failure means: no TMVA
+        return False
+
+
+def open_root_file(path: str | os.PathLike, mode: str = "READ"):
+    """Open a ROOT file for reading and refuse missing, zombie and recovered files."""
+    ROOT = root()
+    path = Path(path)
+    if mode == "READ" and not path.is_file():
+        raise InputFileError(f"input file '{path}' does not exist")
+    tfile = ROOT.TFile.Open(str(path), mode)
+    if not tfile or tfile.IsZombie():
+        raise InputFileError(f"file '{path}' cannot be opened as a ROOT file (zombie)")
+    if tfile.TestBit(ROOT.TFile.kRecovered):
+        tfile.Close()
+        raise InputFileError(
+            f"file '{path}' was not closed properly and had to be recovered by ROOT; "
+            "refusing to use it (re-create it or check it with `rootls -l`)"
+        )
+    return tfile
+
+
+def get_tree(tfile, tree_path: str):
+    """Return the TTree ``tree_path`` of an open file, or a MissingTreeError listing trees."""
+    ROOT = root()
+    obj = tfile.Get(tree_path)
+    if not obj or not isinstance(obj, ROOT.TTree):
+        trees = list_trees(tfile)
+        raise MissingTreeError(
+            f"tree '{tree_path}' not found in file '{tfile.GetName()}'"
+            f"{did_you_mean(tree_path, trees)}; trees there: "
+            + (", ".join(f"'{t}'" for t in trees) or "(none)")
+        )
+    return obj
+
+
+def list_trees(tdirectory, prefix: str = "") -> list[str]:
+    """Paths of all TTrees in a directory, recursively (one name per tree, highest cycle)."""
+    names = []
+    for key in tdirectory.GetListOfKeys():
+        cls = key.GetClassName()
+        name = f"{prefix}{key.GetName()}"
+        if name in names:
+            continue
+        if cls in ("TTree", "TNtuple", "TNtupleD"):
+            names.append(name)
+        elif cls.startswith("TDirectory"):
+            names.extend(list_trees(key.ReadObj(), prefix=f"{name}/"))
+    return names
+
+
+def branch_names(tree) -> list[str]:
+    """Names of the leaves of a tree (the columns RDataFrame sees)."""
+    return [str(b.GetName()) for b in tree.GetListOfLeaves()]
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Capture what C++ (cling) writes to file descriptor 2; yields a list filled on exit."""
+    captured: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode(errors="replace"))
+
+
+_UNDECLARED = re.compile(r"use of undeclared identifier '([A-Za-z_][A-Za-z0-9_]*)'")
+
+
+def jit_errors(text: str) -> list[str]:
+    """The 'error:' lines of cling's output, deduplicated, in order."""
+    lines = [ln.split("error:", 1)[1].strip() for ln in text.splitlines() if "error:" in ln]
+    return list(dict.fromkeys(lines))
+
+
+def compile_expression(node, method: str, *args, what: str, columns: list[str], tree: str, file: str):
+    """Call ``node.Filter``/``node.Define`` with a string expression, turning JIT failures
+    into clear errors: MissingBranchError for unknown identifiers, ExpressionError otherwise."""
+    from htt_tmva.errors import ExpressionError, branch_missing
+
+    with captured_stderr() as out:
+        try:
+            return getattr(node, method)(*args)
+        except Exception as exc:  # cppyy raises a generic Exception subclass
+            failure = exc
+    messages = jit_errors(out[0]) or [str(failure).strip().splitlines()[-1]]
+    unknown = [m.group(1) for m in map(_UNDECLARED.search, messages) if m]
+    if unknown:
+        raise branch_missing(unknown[0], tree, file, columns) from None
+    raise ExpressionError(f"{what} does not compile; ROOT says: " + "; ".join(messages)) from None

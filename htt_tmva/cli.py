@@ -1,0 +1,153 @@
+"""The ``htt-tmva`` command: one subcommand per workflow step.
+
+Only argparse runs at start-up; each step imports its (heavy) module when called,
+so ``htt-tmva --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Optional
+
+from htt_tmva import __version__
+from htt_tmva.errors import HttTmvaError
+
+log = logging.getLogger("htt_tmva")
+
+
+def _toy(args: argparse.Namespace) -> None:
+    from htt_tmva.data.toy import write_toy_dataset
+
+    write_toy_dataset(args.output_dir, events=args.events, seed=args.seed)
+
+
+def _dataset(args: argparse.Namespace) -> None:
+    from htt_tmva.config import load_dataset_config
+    from htt_tmva.data.dataset import create_training_dataset
+
+    create_training_dataset(load_dataset_config(args.dataset_config))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from htt_tmva.config import load_training_config
+    from htt_tmva.training import train_folds
+
+    config = load_training_config(args.training_config)
+    folds = range(config.folds) if args.all_folds else [args.fold]
+    train_folds(config, folds, engine=args.engine, overwrite=args.overwrite)
+
+
+def _confusion(args: argparse.Namespace) -> None:
+    from htt_tmva.evaluation.testing import run_testing
+
+    run_testing(args.training_config, args.testing_config, args.fold, engine=args.engine,
+                compare=args.compare)
+
+
+def _apply(args: argparse.Namespace) -> None:
+    from htt_tmva.application.apply import run_application
+
+    run_application(args.dataset_config, args.training_config, args.application_config,
+                    args.input, args.tree, friend=args.friend, output=args.output,
+                    overwrite=args.overwrite, engine=args.engine,
+                    nonfinite_default=args.nonfinite_default, chunk_size=args.chunk_size)
+
+
+def _engine_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=("keras", "bdt", "tmva"), default=None,
+                        help="engine (default: from the config, else keras)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="htt-tmva",
+        description="Multiclass machine learning for H→ττ analyses on ROOT.",
+    )
+    parser.add_argument("--version", action="version", version=f"htt-tmva {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("toy", help="write the toy dataset (signal, two backgrounds, data)",
+                       description="Write example_{signal,background_1,background_2,data}.root "
+                                   "with tree 'ntuple' (x, y, weights, event).")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder for the toy files")
+    p.add_argument("--events", type=int, default=10000, help="events per process (default 10000)")
+    p.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
+    p.set_defaults(func=_toy)
+
+    p = sub.add_parser("dataset", help="build k-fold training datasets from a dataset config",
+                       description="Write fold{i}_<output_filename> with one tree per class; "
+                                   "events with event %% k == i go to fold i.")
+    p.add_argument("dataset_config", metavar="DATASET_CONFIG")
+    p.set_defaults(func=_dataset)
+
+    p = sub.add_parser("train", help="train a model on one fold (or all folds)",
+                       description="Train the model of fold FOLD on datasets[FOLD].")
+    p.add_argument("training_config", metavar="TRAINING_CONFIG")
+    p.add_argument("fold", metavar="FOLD", type=int, nargs="?", default=None)
+    p.add_argument("--all-folds", action="store_true", help="train every fold in turn")
+    p.add_argument("--overwrite", action="store_true", help="replace existing model files")
+    _engine_option(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("confusion", help="confusion matrices, ROC curves and score plots",
+                       description="Evaluate the model of fold FOLD on the fold it never saw.")
+    p.add_argument("training_config", metavar="TRAINING_CONFIG")
+    p.add_argument("testing_config", metavar="TESTING_CONFIG")
+    p.add_argument("fold", metavar="FOLD", type=int)
+    p.add_argument("--compare", nargs="+", metavar="TESTING_CONFIG", default=(),
+                   help="further testing configs (e.g. another engine) drawn in the same ROC figure")
+    _engine_option(p)
+    p.set_defaults(func=_confusion)
+
+    p = sub.add_parser("apply", help="append fold-crossed scores to ntuples",
+                       description="Append <prefix><class>, <prefix>max_score and "
+                                   "<prefix>max_index to TREE of each INPUT.")
+    p.add_argument("dataset_config", metavar="DATASET_CONFIG")
+    p.add_argument("training_config", metavar="TRAINING_CONFIG")
+    p.add_argument("application_config", metavar="APPLICATION_CONFIG")
+    p.add_argument("input", metavar="INPUT", nargs="+", help="ROOT file(s) or glob(s)")
+    p.add_argument("tree", metavar="TREE")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--friend", metavar="OUTPUT", default=None,
+                      help="write only the scores (and event number) as a friend tree to OUTPUT")
+    mode.add_argument("--output", metavar="FILE", default=None,
+                      help="write a full copy with the new branches to FILE")
+    p.add_argument("--overwrite", action="store_true", help="replace branches of the same names")
+    p.add_argument("--nonfinite-default", type=float, default=None, metavar="VALUE",
+                   help="score events with non-finite inputs as VALUE instead of failing")
+    p.add_argument("--chunk-size", type=int, default=500_000, help="events per inference batch")
+    _engine_option(p)
+    p.set_defaults(func=_apply)
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    if args.command == "train" and args.fold is None and not args.all_folds:
+        parser.error("train: give FOLD or --all-folds")
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except HttTmvaError as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""The engine interface that training, testing and application share.
+
+An :class:`Engine` trains a :class:`Model` on a fold's arrays and loads saved ones. A
+:class:`Model` predicts class probabilities for a batch (n_events x n_variables ->
+n_events x n_classes, rows summing to 1) and saves itself with its manifest. Testing
+and application know nothing else about a model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Optional
+
+import numpy as np
+
+from htt_tmva.engines.manifest import Manifest, read_manifest
+from htt_tmva.errors import EngineError, ModelError, choices_text, did_you_mean
+
+
+@dataclass
+class FoldData:
+    """Arrays of one fold: inputs, class index per event, event weight per event."""
+
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    variables: list[str]
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, mask_or_index: np.ndarray) -> FoldData:
+        return FoldData(self.x[mask_or_index], self.y[mask_or_index], self.w[mask_or_index],
+                        self.variables, self.classes)
+
+
+class Model(ABC):
+    """A trained model of one fold."""
+
+    manifest: Manifest
+
+    @abstractmethod
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities for a batch: (n, n_variables) -> (n, n_classes)."""
+
+    @abstractmethod
+    def save(self, model_path: Path) -> list[Path]:
+        """Write the model, its preprocessing and its manifest; return the files written."""
+
+
+class Engine(ABC):
+    """A way to train and load models (keras, bdt, tmva)."""
+
+    name: ClassVar[str]
+    requires: ClassVar[str] = ""
+
+    def check_available(self) -> None:
+        """Raise EngineError with an install hint if the engine's library is missing."""
+
+    @abstractmethod
+    def model_path(self, output_path: Path, fold: int, model_name: str) -> Path:
+        """Where the model of ``fold`` is written."""
+
+    @abstractmethod
+    def train(self, train: FoldData, validation: FoldData, config, fold: int) -> Model:
+        """Train on ``train``, monitor ``validation``; return the model (unsaved)."""
+
+    @abstractmethod
+    def load(self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None) -> Model:
+        """Load a saved model."""
+
+
+ENGINES = {
+    "keras": "htt_tmva.engines.keras:KerasEngine",
+    "bdt": "htt_tmva.engines.bdt:BdtEngine",
+    "tmva": "htt_tmva.engines.tmva:TmvaEngine",
+}
+
+
+def get_engine(name: str) -> Engine:
+    """The engine registered under ``name``, checked to be usable here."""
+    if name not in ENGINES:
+        raise EngineError(f"unknown engine '{name}'{did_you_mean(name, ENGINES)}; "
+                          f"known engines: {choices_text(ENGINES)}")
+    module, cls = ENGINES[name].split(":")
+    engine = getattr(importlib.import_module(module), cls)()
+    engine.check_available()
+    return engine
+
+
+def load_model(model_path: Path, engine: Optional[str] = None,
+               preprocessing: Optional[Path] = None) -> Model:
+    """Load any saved model through its manifest; ``engine``, if given, must match it."""
+    manifest = read_manifest(model_path)
+    if engine is not None and engine != manifest.engine:
+        raise ModelError(f"model '{model_path}' was trained with engine '{manifest.engine}', "
+                         f"not '{engine}'")
+    return get_engine(manifest.engine).load(Path(model_path), manifest, preprocessing)

@@ -1,0 +1,88 @@
+"""The manifest written next to every model: what it was trained on and how to use it.
+
+Testing and application read it to check variables, classes and their order, and to
+refuse scoring events of a fold the model was trained on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from htt_tmva.errors import ModelError
+
+_VERSIONED = ("numpy", "root", "keras", "tensorflow-cpu", "tensorflow", "xgboost-cpu", "xgboost",
+              "scikit-learn", "htt_tmva")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that matter for reproducing a model."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@dataclass
+class Manifest:
+    engine: str
+    model_file: str
+    variables: list[str]
+    classes: list[str]
+    fold: int
+    n_folds: int
+    trained_on: list[int]
+    scores_fold: int
+    config_hash: str
+    training_config: str
+    preprocessing: Optional[dict[str, Any]] = None
+    details: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=library_versions)
+    created: str = field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+
+    def write(self, path: Path) -> Path:
+        with open(path, "w") as f:
+            json.dump(asdict(self), f, indent=2)
+        return path
+
+
+def manifest_path(model_path: Path) -> Path:
+    """``fold0_keras_model_example.keras`` -> ``fold0_keras_model_example.manifest.json``."""
+    model_path = Path(model_path)
+    return model_path.with_name(f"{model_path.stem}.manifest.json")
+
+
+def read_manifest(model_path: Path) -> Manifest:
+    """Read the manifest next to a model file, with clear errors if the model or it is missing."""
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise ModelError(f"model file '{model_path}' does not exist")
+    path = manifest_path(model_path)
+    if not path.is_file():
+        raise ModelError(
+            f"model '{model_path}' has no manifest '{path.name}' next to it; models trained by "
+            "htt-tmva carry one (it records variables, classes and folds). Retrain with `htt-tmva train`")
+    with open(path) as f:
+        data = json.load(f)
+    known = Manifest.__dataclass_fields__
+    return Manifest(**{k: v for k, v in data.items() if k in known})
+
+
+def check_compatible(manifest: Manifest, model: Path, variables: list[str], classes: list[str]) -> None:
+    """Refuse a model whose variables or classes (or their order) differ from the config's."""
+    for what, theirs, ours in (("variables", manifest.variables, variables),
+                               ("classes", manifest.classes, classes)):
+        if list(theirs) != list(ours):
+            raise ModelError(
+                f"model '{model}' was trained with {what} {theirs}, but the training config "
+                f"lists {ours}; the order matters. Use the matching training config or retrain")
