@@ -15,8 +15,9 @@ from htt_tmva.errors import OutputError
 
 
 def temporary_name(final: Path) -> Path:
-    """Hidden temporary sibling of ``final`` (same folder, so the rename is atomic)."""
-    return final.with_name(f".{final.name}.tmp{os.getpid()}")
+    """Hidden temporary sibling of ``final`` (same folder, so the rename is atomic); it keeps
+    the suffix, which some writers (Keras, ROOT) need."""
+    return final.with_name(f".{final.stem}.tmp{os.getpid()}{final.suffix}")
 
 
 def ensure_writable_folder(folder: Path) -> None:

@@ -86,3 +86,14 @@ def check_compatible(manifest: Manifest, model: Path, variables: list[str], clas
             raise ModelError(
                 f"model '{model}' was trained with {what} {theirs}, but the training config "
                 f"lists {ours}; the order matters. Use the matching training config or retrain")
+
+
+def manifest_for(config, engine: str, model_path: Path, fold: int,
+                 preprocessing: Optional[dict[str, Any]] = None, **details: Any) -> Manifest:
+    """The manifest of a model trained on ``fold`` of a training config."""
+    from htt_tmva.data.folds import scored_fold
+
+    return Manifest(engine=engine, model_file=Path(model_path).name, variables=list(config.variables),
+                    classes=list(config.classes), fold=fold, n_folds=config.folds, trained_on=[fold],
+                    scores_fold=scored_fold(fold, config.folds), config_hash=config.hash,
+                    training_config=str(config.source), preprocessing=preprocessing, details=details)

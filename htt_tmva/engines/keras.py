@@ -1,0 +1,203 @@
+"""The Keras engine: Keras 3 on TensorFlow (CPU), built-in or user models.
+
+TensorFlow is imported only to train, or to run a model that is not a plain Dense
+stack; Dense networks predict through a numpy forward pass of their saved weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from htt_tmva._files import atomic_outputs
+from htt_tmva.engines.base import Engine, FoldData, Model
+from htt_tmva.engines.dense import DenseNetwork
+from htt_tmva.engines.manifest import Manifest, manifest_for, manifest_path
+from htt_tmva.engines.preprocessing import Preprocessing, load_preprocessing
+from htt_tmva.errors import EngineError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+def import_keras():
+    """Import Keras on the TensorFlow backend, quietly."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras
+    except ImportError as exc:
+        raise EngineError("the keras engine needs Keras 3 and TensorFlow: "
+                          "pip install 'keras>=3.14' tensorflow-cpu (or use --engine bdt)") from exc
+    return keras
+
+
+def normalised(w: np.ndarray) -> np.ndarray:
+    """Weights scaled to mean 1: a global factor that changes only the loss's numerical scale."""
+    return (w / w.mean()).astype(np.float32)
+
+
+class KerasModel(Model):
+    """A trained Keras network with its preprocessing."""
+
+    def __init__(self, manifest: Manifest, preprocessing: Preprocessing, network=None,
+                 dense: Optional[DenseNetwork] = None, history: Optional[dict] = None):
+        self.manifest, self.preprocessing = manifest, preprocessing
+        self.network, self.dense, self.history = network, dense, history
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        z = self.preprocessing.transform(x)
+        if self.dense is not None:
+            return self.dense(z)
+        if self.network is None:
+            self.network = import_keras().saving.load_model(self._model_path, compile=False)
+        return np.asarray(self.network.predict(z, batch_size=65536, verbose=0))
+
+    def save(self, model_path: Path) -> list[Path]:
+        model_path = Path(model_path)
+        stem = model_path.name.split("_keras_model_")[0]
+        files = {"model": model_path,
+                 "preprocessing": model_path.with_name(f"{stem}_keras_preprocessing.json"),
+                 "manifest": manifest_path(model_path),
+                 "history": model_path.with_name(f"{stem}_keras_history.json")}
+        if self.dense is not None:
+            files["dense"] = model_path.with_name(f"{model_path.stem}.dense.npz")
+        self.manifest.model_file = model_path.name
+        self.manifest.preprocessing = {"kind": self.preprocessing.kind, "file": files["preprocessing"].name}
+        self.manifest.details["dense_weights"] = files["dense"].name if "dense" in files else None
+        with atomic_outputs(list(files.values())) as temps:
+            tmp = dict(zip(files, temps))
+            self.network.save(tmp["model"])
+            self.preprocessing.to_json(tmp["preprocessing"])
+            if "dense" in files:
+                self.dense.save(tmp["dense"])
+            with open(tmp["history"], "w") as f:
+                json.dump(self.history or {}, f, indent=1)
+            self.manifest.write(tmp["manifest"])
+        written = list(files.values())
+        pickle_path = model_path.with_name(f"{stem}_keras_preprocessing.pickle")
+        if self.manifest.details.get("write_pickle") and self.preprocessing.to_pickle(pickle_path):
+            written.append(pickle_path)
+        if self.history:
+            written.append(plot_history(self.history, model_path.with_name(f"{stem}_keras_history.png")))
+        return written
+
+
+class KerasEngine(Engine):
+    name = "keras"
+
+    def check_available(self) -> None:
+        import importlib.util
+
+        for module in ("keras", "tensorflow"):
+            if importlib.util.find_spec(module) is None:
+                raise EngineError(f"the keras engine needs '{module}', which is not installed: "
+                                  "pip install 'keras>=3.14' tensorflow-cpu (or use --engine bdt)")
+
+    def model_path(self, output_path: Path, fold: int, model_name: str) -> Path:
+        safe = model_name.replace(":", "_").replace("/", "_").replace(".py", "")
+        return Path(output_path) / f"fold{fold}_keras_model_{safe}.keras"
+
+    def train(self, train: FoldData, validation: FoldData, config, fold: int) -> KerasModel:
+        keras = import_keras()
+        from htt_tmva.engines.models import build_model
+
+        settings = config.model
+        keras.utils.set_random_seed(settings.seed)
+        preprocessing = Preprocessing.fit(config.preprocessing, train.x, train.variables)
+        n_classes = len(train.classes)
+        network = build_model(settings.name, len(train.variables), n_classes, settings.learning_rate,
+                              config.source.parent)
+        fit_data = (preprocessing.transform(train.x), keras.utils.to_categorical(train.y, n_classes),
+                    normalised(train.w))
+        val_data = (preprocessing.transform(validation.x),
+                    keras.utils.to_categorical(validation.y, n_classes), normalised(validation.w))
+        callbacks = [_LogEpochs(keras)]
+        if settings.early_stopping:
+            callbacks.append(keras.callbacks.EarlyStopping(patience=settings.early_stopping,
+                                                           restore_best_weights=settings.save_best_only))
+        elif settings.save_best_only:
+            callbacks.append(_KeepBest(keras))
+        if settings.reduce_lr_on_plateau:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(patience=settings.reduce_lr_on_plateau))
+        x, y, w = fit_data
+        result = network.fit(x, y, sample_weight=w, validation_data=val_data, batch_size=settings.batch_size,
+                             epochs=settings.epochs, callbacks=callbacks, verbose=0, shuffle=True)
+        history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
+        dense = DenseNetwork.from_keras(network)
+        if dense is None:
+            log.info("model %s is not a plain Dense stack: predictions will run through Keras", settings.name)
+        manifest = manifest_for(config, self.name, self.model_path(config.output_path, fold, settings.name),
+                                fold, model_name=settings.name, epochs_run=len(history.get("loss", [])),
+                                write_pickle=config.write_pickle)
+        return KerasModel(manifest, preprocessing, network=network, dense=dense, history=history)
+
+    def load(self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None) -> KerasModel:
+        model_path = Path(model_path)
+        if preprocessing is None:
+            if not manifest.preprocessing:
+                raise ModelError(f"model '{model_path}' has no preprocessing in its manifest; give one")
+            preprocessing = model_path.with_name(manifest.preprocessing["file"])
+        pre = load_preprocessing(preprocessing, manifest.variables)
+        dense_file = manifest.details.get("dense_weights")
+        dense = DenseNetwork.load(model_path.with_name(dense_file)) if dense_file else None
+        model = KerasModel(manifest, pre, dense=dense)
+        model._model_path = model_path
+        return model
+
+
+def _LogEpochs(keras):
+    class LogEpochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in logs.items()))
+
+    return LogEpochs()
+
+
+def _KeepBest(keras):
+    class KeepBest(keras.callbacks.Callback):
+        """Restore the weights of the epoch with the lowest validation loss at the end."""
+
+        def on_train_begin(self, logs=None):
+            self.best, self.weights = np.inf, None
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("val_loss", np.inf)
+            if loss < self.best:
+                self.best, self.weights, self.epoch = loss, self.model.get_weights(), epoch + 1
+
+        def on_train_end(self, logs=None):
+            if self.weights is not None:
+                self.model.set_weights(self.weights)
+                log.info("kept the weights of epoch %d (best validation loss %.4g)", self.epoch, self.best)
+
+    return KeepBest()
+
+
+def plot_history(history: dict, path: Path) -> Path:
+    """Loss and accuracy per epoch, training and validation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in ("loss", "categorical_accuracy") if m in history]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        epochs = np.arange(1, len(history[metric]) + 1)
+        ax.plot(epochs, history[metric], "o-", label="training")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "s--", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,91 @@
+"""The Keras model zoo (``example``, ``smhtt``) and user models named ``module:function``.
+
+A model function takes ``(n_inputs, n_outputs, learning_rate)`` and returns a compiled
+Keras model; user functions may take only ``(n_inputs, n_outputs)`` and may return an
+uncompiled model, which is then compiled with categorical cross-entropy and Adam.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from pathlib import Path
+from typing import Callable, Optional
+
+from htt_tmva.errors import ConfigError, choices_text, did_you_mean
+
+
+def example(n_inputs: int, n_outputs: int, learning_rate: float = 1e-3):
+    """Dense(10, relu) -> Dense(n_classes, softmax); cross-entropy, Adam."""
+    import keras
+
+    model = keras.Sequential([
+        keras.Input((n_inputs,)),
+        keras.layers.Dense(10, activation="relu", kernel_initializer="glorot_normal"),
+        keras.layers.Dense(n_outputs, activation="softmax", kernel_initializer="glorot_uniform"),
+    ])
+    model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adam(learning_rate),
+                  metrics=["categorical_accuracy"], weighted_metrics=[])
+    return model
+
+
+def smhtt(n_inputs: int, n_outputs: int, learning_rate: float = 1e-3):
+    """Three Dense(300, relu, L2 1e-4) -> Dense(n_classes, softmax); mean squared error, Adam."""
+    import keras
+
+    hidden = [keras.layers.Dense(300, activation="relu", kernel_initializer="glorot_normal",
+                                 kernel_regularizer=keras.regularizers.L2(1e-4)) for _ in range(3)]
+    model = keras.Sequential([
+        keras.Input((n_inputs,)),
+        *hidden,
+        keras.layers.Dense(n_outputs, activation="softmax", kernel_initializer="glorot_normal"),
+    ])
+    model.compile(loss="mean_squared_error", optimizer=keras.optimizers.Adam(learning_rate),
+                  metrics=["categorical_accuracy"], weighted_metrics=[])
+    return model
+
+
+BUILTIN: dict[str, Callable] = {"example": example, "smhtt": smhtt}
+
+
+def resolve_model_function(name: str, base: Optional[Path] = None) -> Callable:
+    """A built-in model by name, or ``module:function`` (a ``.py`` path or an importable module)."""
+    if name in BUILTIN:
+        return BUILTIN[name]
+    if ":" not in name:
+        raise ConfigError(f"key 'model.name' has value '{name}'{did_you_mean(name, BUILTIN)}; valid: "
+                          f"{choices_text(BUILTIN)} or 'module:function' (a .py file or a module)")
+    module_name, function = name.rsplit(":", 1)
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if not path.is_file():
+            raise ConfigError(f"key 'model.name': model file '{path}' does not exist")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"key 'model.name': cannot import module '{module_name}': {exc}") from None
+    if not hasattr(module, function):
+        functions = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        raise ConfigError(f"key 'model.name': '{module_name}' has no function '{function}'"
+                          f"{did_you_mean(function, functions)}; functions there: {choices_text(functions)}")
+    return getattr(module, function)
+
+
+def build_model(name: str, n_inputs: int, n_outputs: int, learning_rate: float, base: Optional[Path]):
+    """Build and compile the model ``name``."""
+    function = resolve_model_function(name, base)
+    takes_rate = len(inspect.signature(function).parameters) >= 3
+    model = function(n_inputs, n_outputs, learning_rate) if takes_rate else function(n_inputs, n_outputs)
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        import keras
+
+        model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adam(learning_rate),
+                      metrics=["categorical_accuracy"], weighted_metrics=[])
+    return model

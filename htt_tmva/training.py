@@ -1,0 +1,63 @@
+"""The training step: read a fold, split it, train with an engine, save model and manifest."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from htt_tmva.config.stages import TrainingConfig
+from htt_tmva.data.arrays import read_fold_file
+from htt_tmva.data.folds import scored_fold
+from htt_tmva.engines.base import Engine, FoldData, Model, get_engine
+from htt_tmva.errors import ConfigError, OutputError
+
+log = logging.getLogger(__name__)
+
+
+def split(data: FoldData, train_fraction: float, seed: int) -> tuple[FoldData, FoldData]:
+    """Reproducible random split into training and validation, stratified by class."""
+    rng = np.random.default_rng(seed)
+    train_mask = np.zeros(len(data), dtype=bool)
+    for cls in np.unique(data.y):
+        members = np.flatnonzero(data.y == cls)
+        rng.shuffle(members)
+        train_mask[members[: int(round(train_fraction * len(members)))]] = True
+    return data.subset(train_mask), data.subset(~train_mask)
+
+
+def load_training_data(config: TrainingConfig, fold: int) -> FoldData:
+    """The arrays of ``datasets[fold]`` with event, class and global weights applied."""
+    return read_fold_file(config.datasets[fold], config.classes, config.variables, config.event_weights,
+                          config.class_weights, config.global_weight_scale)
+
+
+def train_fold(config: TrainingConfig, fold: int, engine: Engine, overwrite: bool = False) -> Model:
+    """Train and save the model of ``fold``; refuse to overwrite an existing one."""
+    if not 0 <= fold < config.folds:
+        raise ConfigError(f"fold {fold} does not exist: {config.source} lists {config.folds} datasets "
+                          f"(folds 0 to {config.folds - 1})")
+    model_path = engine.model_path(config.output_path, fold, config.model.name)
+    if model_path.exists() and not overwrite:
+        raise OutputError(f"model '{model_path}' exists already; use --overwrite to replace it")
+    log.info("fold %d: training %s on %s; it will score fold %d", fold, engine.name,
+             config.datasets[fold], scored_fold(fold, config.folds))
+    data = load_training_data(config, fold)
+    train, validation = split(data, config.train_test_split, config.model.seed)
+    log.info("fold %d: %d training and %d validation events", fold, len(train), len(validation))
+    model = engine.train(train, validation, config, fold)
+    for path in model.save(model_path):
+        log.info("wrote %s", path)
+    config.write_resolved(model_path.with_name(f"{model_path.stem}.config.yaml"))
+    return model
+
+
+def train_folds(config: TrainingConfig, folds: Iterable[int], engine: Optional[str] = None,
+                overwrite: bool = False) -> list[Model]:
+    """Train each of ``folds`` with ``engine`` (default: the config's)."""
+    chosen = get_engine(engine or config.engine)
+    Path(config.output_path).mkdir(parents=True, exist_ok=True)
+    return [train_fold(config, fold, chosen, overwrite) for fold in folds]
