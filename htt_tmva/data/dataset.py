@@ -81,8 +81,10 @@ def _book_process(config: DatasetConfig, process: ProcessConfig, columns: list[s
     df = ROOT.RDataFrame(work.chain)
     where = {"columns": columns, "tree": config.tree_path, "file": str(process.files[0])}
     work.n_total = df.Count()
+    # TTree::Draw semantics: any non-zero value passes, so "1" or "(a>0)*(b>0)" work too
+    # (RDataFrame's Filter alone refuses expressions that are not of type bool).
     selected = compile_expression(
-        df, "Filter", process.cut_string,
+        df, "Filter", f"static_cast<bool>({process.cut_string})",
         what=f"cut_string '{process.cut_string}' of process '{process.name}'", **where)
     weight = config.training_weight_branch
     selected = compile_expression(
