@@ -1,0 +1,230 @@
+"""Training: both engines on the toy folds, reload, the fold rule, and refused inputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from htt_tmva.config import load_training_config
+from htt_tmva.data.folds import check_never_seen
+from htt_tmva.engines import get_engine, load_model
+from htt_tmva.engines.manifest import read_manifest
+from htt_tmva.errors import (
+    EmptySelectionError,
+    EngineError,
+    FoldLeakError,
+    MissingBranchError,
+    MissingTreeError,
+    NonFiniteError,
+    OutputError,
+)
+from htt_tmva.training import load_training_data, split, train_fold
+
+
+def write_fold_file(path, classes: dict[str, dict[str, np.ndarray]]) -> None:
+    """A fold file with one tree per class, written with RDataFrame."""
+    from htt_tmva._root import root
+
+    ROOT = root()
+    for i, (name, columns) in enumerate(classes.items()):
+        options = ROOT.RDF.RSnapshotOptions()
+        options.fMode = "RECREATE" if i == 0 else "UPDATE"
+        ROOT.RDF.FromNumpy(columns).Snapshot(name, str(path), list(columns), options)
+
+
+def toy_class(n: int, shift: float, rng, weight: float = 1.0) -> dict[str, np.ndarray]:
+    return {"x": rng.normal(shift, 1, n), "y": rng.normal(-shift, 1, n),
+            "training_weight": np.full(n, weight)}
+
+
+def weighted_accuracy(model, data) -> float:
+    predicted = model.predict(data.x).argmax(axis=1)
+    return float(data.w[predicted == data.y].sum() / data.w.sum())
+
+
+@pytest.mark.parametrize("engine", ["keras", "bdt"])
+def test_engine_trains_reloads_and_separates_the_toy(engine, training_config):
+    config = load_training_config(training_config(model={"name": "example", "batch_size": 128,
+                                                         "epochs": 8, "seed": 3}))
+    model = train_fold(config, 0, get_engine(engine))
+    held_out = load_training_data(config, 1)
+
+    before = model.predict(held_out.x)
+    reloaded = load_model(config.output_path / model.manifest.model_file)
+    after = reloaded.predict(held_out.x)
+
+    np.testing.assert_array_equal(before, after)
+    assert before.shape == (len(held_out), 3)
+    np.testing.assert_allclose(before.sum(axis=1), 1.0, rtol=1e-5)
+    # chance is 1/3 with the balancing class weights; the toy classes overlap strongly
+    assert weighted_accuracy(reloaded, held_out) > 0.5
+
+
+def test_numpy_forward_pass_matches_keras(training_config):
+    config = load_training_config(training_config())
+    model = train_fold(config, 1, get_engine("keras"))
+    data = load_training_data(config, 0)
+    z = model.preprocessing.transform(data.x)
+    from_keras = np.asarray(model.network.predict(z, verbose=0))
+    np.testing.assert_allclose(model.dense(z), from_keras, atol=1e-5)
+
+
+def test_smhtt_model_trains(training_config):
+    config = load_training_config(training_config(model={"name": "smhtt", "batch_size": 512,
+                                                         "epochs": 2}))
+    model = train_fold(config, 0, get_engine("keras"))
+    assert [w.shape for w, _, _ in model.dense.layers] == [(2, 300), (300, 300), (300, 300), (300, 3)]
+    assert model.network.loss == "mean_squared_error"
+
+
+def test_user_model_from_python_file(training_config, tmp_path):
+    (tmp_path / "mymodels.py").write_text(
+        "import keras\n"
+        "def tiny(n_inputs, n_outputs):\n"
+        "    return keras.Sequential([keras.Input((n_inputs,)), keras.layers.Dense(4, activation='tanh'),\n"
+        "                             keras.layers.Dense(n_outputs, activation='softmax')])\n")
+    config = load_training_config(training_config(model={"name": "mymodels.py:tiny", "batch_size": 256,
+                                                         "epochs": 1}))
+    model = train_fold(config, 0, get_engine("keras"))
+    assert model.dense.layers[0][2] == "tanh"
+    assert (config.output_path / "fold0_keras_model_mymodels_tiny.keras").exists()
+
+
+def test_manifest_records_the_fold_rule_and_refuses_leaks(trained_models):
+    for engine, info in trained_models.items():
+        for fold, path in enumerate(info["models"]):
+            manifest = read_manifest(path)
+            assert manifest.engine == engine
+            assert manifest.trained_on == [fold]
+            assert manifest.scores_fold == 1 - fold
+            assert manifest.variables == ["x", "y"] and manifest.classes[0] == "signal"
+            assert "numpy" in manifest.versions and len(manifest.config_hash) == 16
+            check_never_seen(path.name, manifest.trained_on, manifest.scores_fold, 2)
+            with pytest.raises(FoldLeakError, match=f"fold {fold}"):
+                check_never_seen(path.name, manifest.trained_on, fold, 2)
+
+
+def test_keras_outputs_history_plot_and_readable_preprocessing(trained_models):
+    output = trained_models["keras"]["output_path"]
+    history = json.loads((output / "fold0_keras_history.json").read_text())
+    assert len(history["loss"]) == 3 and "val_loss" in history
+    assert (output / "fold0_keras_history.png").stat().st_size > 1000
+    pre = json.loads((output / "fold0_keras_preprocessing.json").read_text())
+    assert pre["kind"] == "standard" and pre["variables"] == ["x", "y"] and len(pre["scale"]) == 2
+    assert (output / "fold0_keras_model_example.config.yaml").exists()
+
+
+def test_existing_model_is_not_overwritten_without_flag(trained_models):
+    config = load_training_config(trained_models["bdt"]["training_config"])
+    with pytest.raises(OutputError, match="--overwrite"):
+        train_fold(config, 0, get_engine("bdt"))
+
+
+def test_split_is_reproducible_and_stratified(fold_dir, training_config):
+    data = load_training_data(load_training_config(training_config()), 0)
+    a, _ = split(data, 0.75, seed=5)
+    b, validation = split(data, 0.75, seed=5)
+    np.testing.assert_array_equal(a.x, b.x)
+    for cls in range(3):
+        fraction = (a.y == cls).sum() / (data.y == cls).sum()
+        assert fraction == pytest.approx(0.75, abs=1e-3)
+    assert len(a) + len(validation) == len(data)
+
+
+def test_event_weight_is_branch_times_class_weight_times_global_scale(training_config):
+    config = load_training_config(training_config(global_weight_scale=2.0))
+    data = load_training_data(config, 0)
+    raw = load_training_data(load_training_config(training_config(
+        class_weights={"signal": 1.0, "background_1": 1.0, "background_2": 1.0})), 0)
+    ratio = data.w / raw.w
+    np.testing.assert_allclose(ratio[data.y == 0], 20.0)
+    np.testing.assert_allclose(ratio[data.y == 1], 3.4)
+
+
+def bad_fold(tmp_path, rng, **replace):
+    classes = {"signal": toy_class(50, 1.0, rng), "background_1": toy_class(50, 0.0, rng),
+               "background_2": toy_class(50, -1.0, rng)}
+    for name, columns in replace.items():
+        if columns is None:
+            del classes[name]
+        else:
+            classes[name] = columns
+    for fold in (0, 1):
+        write_fold_file(tmp_path / f"fold{fold}.root", classes)
+    return [str(tmp_path / "fold0.root"), str(tmp_path / "fold1.root")]
+
+
+def test_refuses_missing_class_tree(training_config, tmp_path):
+    rng = np.random.default_rng(0)
+    datasets = bad_fold(tmp_path, rng, background_2=None)
+    config = load_training_config(training_config(datasets=datasets))
+    with pytest.raises(MissingTreeError, match="tree 'background_2' not found"):
+        train_fold(config, 0, get_engine("bdt"))
+
+
+def test_refuses_missing_variable_with_suggestion(training_config, tmp_path):
+    datasets = bad_fold(tmp_path, np.random.default_rng(0))
+    config = load_training_config(training_config(datasets=datasets, variables=["x", "yy"]))
+    with pytest.raises(MissingBranchError, match="'yy'.*did you mean 'y'"):
+        train_fold(config, 0, get_engine("bdt"))
+
+
+def test_refuses_non_finite_inputs_naming_class_variable_and_count(training_config, tmp_path):
+    rng = np.random.default_rng(0)
+    broken = toy_class(50, 0.0, rng)
+    broken["y"][:3] = np.nan
+    broken["y"][3] = np.inf
+    config = load_training_config(training_config(datasets=bad_fold(tmp_path, rng, background_1=broken)))
+    with pytest.raises(NonFiniteError, match="class 'background_1'.*'y' in 4 events"):
+        train_fold(config, 0, get_engine("bdt"))
+
+
+def test_refuses_class_without_events(training_config, tmp_path):
+    rng = np.random.default_rng(0)
+    empty = {k: v[:0] for k, v in toy_class(5, 0.0, rng).items()}
+    config = load_training_config(training_config(datasets=bad_fold(tmp_path, rng, signal=empty)))
+    with pytest.raises(EmptySelectionError, match="class 'signal' has no events"):
+        train_fold(config, 0, get_engine("bdt"))
+
+
+def test_refuses_negative_class_total_but_allows_negative_events(training_config, tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    negative = toy_class(50, 0.0, rng, weight=-1.0)
+    config = load_training_config(training_config(datasets=bad_fold(tmp_path, rng, background_2=negative)))
+    with pytest.raises(EmptySelectionError, match="class 'background_2'.*total weight of -165"):
+        train_fold(config, 0, get_engine("bdt"))
+
+    some_negative = toy_class(50, 0.0, rng)
+    some_negative["training_weight"][:5] = -0.5
+    (tmp_path / "second").mkdir()
+    config = load_training_config(training_config(
+        datasets=bad_fold(tmp_path / "second", rng, background_2=some_negative), bdt={"NTrees": 5}))
+    with caplog.at_level(logging.INFO):
+        model = train_fold(config, 0, get_engine("bdt"), overwrite=True)
+    assert "5 with negative weight" in caplog.text
+    assert model.predict(np.zeros((2, 2))).shape == (2, 3)
+
+
+def test_fold_outside_the_config_is_refused(training_config):
+    from htt_tmva.errors import ConfigError
+
+    config = load_training_config(training_config())
+    with pytest.raises(ConfigError, match="fold 2 does not exist.*folds 0 to 1"):
+        train_fold(config, 2, get_engine("bdt"))
+
+
+def test_unknown_engine_lists_known_ones():
+    with pytest.raises(EngineError, match="unknown engine 'kears'.*did you mean 'keras'"):
+        get_engine("kears")
+
+
+def test_tmva_engine_names_the_alternatives_when_tmva_is_missing():
+    from htt_tmva._root import has_tmva
+
+    if has_tmva():
+        pytest.skip("this ROOT has TMVA")
+    with pytest.raises(EngineError, match="conda-forge.*--engine keras.*--engine bdt"):
+        get_engine("tmva")
