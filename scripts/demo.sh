@@ -7,4 +7,6 @@ HTT="${VENV:-.venv}/bin/htt-tmva"
 
 "$HTT" toy "$DEMO"
 "$HTT" dataset configs/example_dataset.yaml
+"$HTT" train configs/example_training.yaml --all-folds --overwrite
+"$HTT" train configs/example_training.yaml --all-folds --overwrite --engine bdt
 echo "demo: outputs are in $DEMO/"
