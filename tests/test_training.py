@@ -228,3 +228,19 @@ def test_tmva_engine_names_the_alternatives_when_tmva_is_missing():
         pytest.skip("this ROOT has TMVA")
     with pytest.raises(EngineError, match="conda-forge.*--engine keras.*--engine bdt"):
         get_engine("tmva")
+
+
+def test_train_command_with_classic_positional_arguments(training_config):
+    import subprocess
+    import sys
+
+    path = training_config(bdt={"NTrees": 10})
+    command = [sys.executable, "-m", "htt_tmva", "-q", "train", str(path), "1", "--engine", "bdt"]
+    first = subprocess.run(command, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert (load_training_config(path).output_path / "fold1_bdt_model.json").exists()
+
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 1
+    assert "exists already; use --overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
