@@ -12,13 +12,13 @@ import re
 import sys
 import tempfile
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from htt_tmva.errors import HttTmvaError, InputFileError, MissingTreeError, did_you_mean
 
 
-@lru_cache(maxsize=None)
+@cache
 def root():
     """Import ROOT once, in batch mode, with its command-line parsing switched off."""
     with warnings.catch_warnings():
@@ -123,7 +123,9 @@ def jit_errors(text: str) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def compile_expression(node, method: str, *args, what: str, columns: list[str], tree: str, file: str):
+def compile_expression(
+    node, method: str, *args, what: str, columns: list[str], tree: str, file: str
+):
     """Call ``node.Filter``/``node.Define`` with a string expression, turning JIT failures
     into clear errors: MissingBranchError for unknown identifiers, ExpressionError otherwise."""
     from htt_tmva.errors import ExpressionError, branch_missing

@@ -42,22 +42,40 @@ def _train(args: argparse.Namespace) -> None:
 def _confusion(args: argparse.Namespace) -> None:
     from htt_tmva.evaluation.testing import run_testing
 
-    run_testing(args.training_config, args.testing_config, args.fold, engine=args.engine,
-                compare=args.compare)
+    run_testing(
+        args.training_config,
+        args.testing_config,
+        args.fold,
+        engine=args.engine,
+        compare=args.compare,
+    )
 
 
 def _apply(args: argparse.Namespace) -> None:
     from htt_tmva.application.apply import run_application
 
-    run_application(args.dataset_config, args.training_config, args.application_config,
-                    args.input, args.tree, friend=args.friend, output=args.output,
-                    overwrite=args.overwrite, engine=args.engine,
-                    nonfinite_default=args.nonfinite_default, chunk_size=args.chunk_size)
+    run_application(
+        args.dataset_config,
+        args.training_config,
+        args.application_config,
+        args.input,
+        args.tree,
+        friend=args.friend,
+        output=args.output,
+        overwrite=args.overwrite,
+        engine=args.engine,
+        nonfinite_default=args.nonfinite_default,
+        chunk_size=args.chunk_size,
+    )
 
 
 def _engine_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", choices=("keras", "bdt", "tmva"), default=None,
-                        help="engine (default: from the config, else keras)")
+    parser.add_argument(
+        "--engine",
+        choices=("keras", "bdt", "tmva"),
+        default=None,
+        help="engine (default: from the config, else keras)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,22 +89,31 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("toy", help="write the toy dataset (signal, two backgrounds, data)",
-                       description="Write example_{signal,background_1,background_2,data}.root "
-                                   "with tree 'ntuple' (x, y, weights, event).")
+    p = sub.add_parser(
+        "toy",
+        help="write the toy dataset (signal, two backgrounds, data)",
+        description="Write example_{signal,background_1,background_2,data}.root "
+        "with tree 'ntuple' (x, y, weights, event).",
+    )
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder for the toy files")
     p.add_argument("--events", type=int, default=10000, help="events per process (default 10000)")
     p.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
     p.set_defaults(func=_toy)
 
-    p = sub.add_parser("dataset", help="build k-fold training datasets from a dataset config",
-                       description="Write fold{i}_<output_filename> with one tree per class; "
-                                   "events with event %% k == i go to fold i.")
+    p = sub.add_parser(
+        "dataset",
+        help="build k-fold training datasets from a dataset config",
+        description="Write fold{i}_<output_filename> with one tree per class; "
+        "events with event %% k == i go to fold i.",
+    )
     p.add_argument("dataset_config", metavar="DATASET_CONFIG")
     p.set_defaults(func=_dataset)
 
-    p = sub.add_parser("train", help="train a model on one fold (or all folds)",
-                       description="Train the model of fold FOLD on datasets[FOLD].")
+    p = sub.add_parser(
+        "train",
+        help="train a model on one fold (or all folds)",
+        description="Train the model of fold FOLD on datasets[FOLD].",
+    )
     p.add_argument("training_config", metavar="TRAINING_CONFIG")
     p.add_argument("fold", metavar="FOLD", type=int, nargs="?", default=None)
     p.add_argument("--all-folds", action="store_true", help="train every fold in turn")
@@ -94,32 +121,56 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_option(p)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("confusion", help="confusion matrices, ROC curves and score plots",
-                       description="Evaluate the model of fold FOLD on the fold it never saw.")
+    p = sub.add_parser(
+        "confusion",
+        help="confusion matrices, ROC curves and score plots",
+        description="Evaluate the model of fold FOLD on the fold it never saw.",
+    )
     p.add_argument("training_config", metavar="TRAINING_CONFIG")
     p.add_argument("testing_config", metavar="TESTING_CONFIG")
     p.add_argument("fold", metavar="FOLD", type=int)
-    p.add_argument("--compare", nargs="+", metavar="TESTING_CONFIG", default=(),
-                   help="further testing configs (e.g. another engine) drawn in the same ROC figure")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="TESTING_CONFIG",
+        default=(),
+        help="further testing configs (e.g. another engine) drawn in the same ROC figure",
+    )
     _engine_option(p)
     p.set_defaults(func=_confusion)
 
-    p = sub.add_parser("apply", help="append fold-crossed scores to ntuples",
-                       description="Append <prefix><class>, <prefix>max_score and "
-                                   "<prefix>max_index to TREE of each INPUT.")
+    p = sub.add_parser(
+        "apply",
+        help="append fold-crossed scores to ntuples",
+        description="Append <prefix><class>, <prefix>max_score and "
+        "<prefix>max_index to TREE of each INPUT.",
+    )
     p.add_argument("dataset_config", metavar="DATASET_CONFIG")
     p.add_argument("training_config", metavar="TRAINING_CONFIG")
     p.add_argument("application_config", metavar="APPLICATION_CONFIG")
     p.add_argument("input", metavar="INPUT", nargs="+", help="ROOT file(s) or glob(s)")
     p.add_argument("tree", metavar="TREE")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--friend", metavar="OUTPUT", default=None,
-                      help="write only the scores (and event number) as a friend tree to OUTPUT")
-    mode.add_argument("--output", metavar="FILE", default=None,
-                      help="write a full copy with the new branches to FILE")
+    mode.add_argument(
+        "--friend",
+        metavar="OUTPUT",
+        default=None,
+        help="write only the scores (and event number) as a friend tree to OUTPUT",
+    )
+    mode.add_argument(
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="write a full copy with the new branches to FILE",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace branches of the same names")
-    p.add_argument("--nonfinite-default", type=float, default=None, metavar="VALUE",
-                   help="score events with non-finite inputs as VALUE instead of failing")
+    p.add_argument(
+        "--nonfinite-default",
+        type=float,
+        default=None,
+        metavar="VALUE",
+        help="score events with non-finite inputs as VALUE instead of failing",
+    )
     p.add_argument("--chunk-size", type=int, default=500_000, help="events per inference batch")
     _engine_option(p)
     p.set_defaults(func=_apply)
@@ -128,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> int:

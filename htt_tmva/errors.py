@@ -74,7 +74,9 @@ class OutputError(HttTmvaError):
     """An output exists already, or cannot be written or verified."""
 
 
-def branch_missing(branch: str, tree: str, file: str, available: Iterable[str]) -> MissingBranchError:
+def branch_missing(
+    branch: str, tree: str, file: str, available: Iterable[str]
+) -> MissingBranchError:
     """Build the error for a missing branch, listing the branches that exist, closest first."""
     available = list(available)
     close = difflib.get_close_matches(branch, available, n=len(available), cutoff=0.0)

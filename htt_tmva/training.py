@@ -31,20 +31,33 @@ def split(data: FoldData, train_fraction: float, seed: int) -> tuple[FoldData, F
 
 def load_training_data(config: TrainingConfig, fold: int) -> FoldData:
     """The arrays of ``datasets[fold]`` with event, class and global weights applied."""
-    return read_fold_file(config.datasets[fold], config.classes, config.variables, config.event_weights,
-                          config.class_weights, config.global_weight_scale)
+    return read_fold_file(
+        config.datasets[fold],
+        config.classes,
+        config.variables,
+        config.event_weights,
+        config.class_weights,
+        config.global_weight_scale,
+    )
 
 
 def train_fold(config: TrainingConfig, fold: int, engine: Engine, overwrite: bool = False) -> Model:
     """Train and save the model of ``fold``; refuse to overwrite an existing one."""
     if not 0 <= fold < config.folds:
-        raise ConfigError(f"fold {fold} does not exist: {config.source} lists {config.folds} datasets "
-                          f"(folds 0 to {config.folds - 1})")
+        raise ConfigError(
+            f"fold {fold} does not exist: {config.source} lists {config.folds} datasets "
+            f"(folds 0 to {config.folds - 1})"
+        )
     model_path = engine.model_path(config.output_path, fold, config.model.name)
     if model_path.exists() and not overwrite:
         raise OutputError(f"model '{model_path}' exists already; use --overwrite to replace it")
-    log.info("fold %d: training %s on %s; it will score fold %d", fold, engine.name,
-             config.datasets[fold], scored_fold(fold, config.folds))
+    log.info(
+        "fold %d: training %s on %s; it will score fold %d",
+        fold,
+        engine.name,
+        config.datasets[fold],
+        scored_fold(fold, config.folds),
+    )
     data = load_training_data(config, fold)
     train, validation = split(data, config.train_test_split, config.model.seed)
     log.info("fold %d: %d training and %d validation events", fold, len(train), len(validation))
@@ -55,8 +68,12 @@ def train_fold(config: TrainingConfig, fold: int, engine: Engine, overwrite: boo
     return model
 
 
-def train_folds(config: TrainingConfig, folds: Iterable[int], engine: Optional[str] = None,
-                overwrite: bool = False) -> list[Model]:
+def train_folds(
+    config: TrainingConfig,
+    folds: Iterable[int],
+    engine: Optional[str] = None,
+    overwrite: bool = False,
+) -> list[Model]:
     """Train each of ``folds`` with ``engine`` (default: the config's)."""
     chosen = get_engine(engine or config.engine)
     Path(config.output_path).mkdir(parents=True, exist_ok=True)

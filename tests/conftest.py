@@ -25,8 +25,12 @@ def dataset_document(toy_dir: Path, output_dir: Path, **overrides) -> dict:
         "event_branch": "event",
         "training_weight_branch": "training_weight",
         "processes": {
-            name: {"files": [f"example_{name}.root"], "cut_string": "(x > -3.0)",
-                   "weight_string": "(weights)", "class": name}
+            name: {
+                "files": [f"example_{name}.root"],
+                "cut_string": "(x > -3.0)",
+                "weight_string": "(weights)",
+                "class": name,
+            }
             for name in CLASSES
         },
     }
@@ -37,8 +41,10 @@ def dataset_document(toy_dir: Path, output_dir: Path, **overrides) -> dict:
 def training_document(fold_dir: Path, output_dir: Path, **overrides) -> dict:
     """A training config for the toy fold files, small and fast."""
     doc = {
-        "datasets": [str(fold_dir / "fold0_training_dataset.root"),
-                     str(fold_dir / "fold1_training_dataset.root")],
+        "datasets": [
+            str(fold_dir / "fold0_training_dataset.root"),
+            str(fold_dir / "fold1_training_dataset.root"),
+        ],
         "output_path": str(output_dir),
         "classes": list(CLASSES),
         "class_weights": {"signal": 10.0, "background_1": 1.7, "background_2": 3.3},
@@ -80,7 +86,9 @@ def dataset_config(toy_dir, tmp_path):
     """Factory: write a dataset config (overrides at top level) and return its path."""
 
     def make(**overrides) -> Path:
-        return write_yaml(tmp_path / "dataset.yaml", dataset_document(toy_dir, tmp_path / "out", **overrides))
+        return write_yaml(
+            tmp_path / "dataset.yaml", dataset_document(toy_dir, tmp_path / "out", **overrides)
+        )
 
     return make
 
@@ -90,7 +98,10 @@ def training_config(fold_dir, tmp_path):
     """Factory: write a training config (overrides at top level) and return its path."""
 
     def make(**overrides) -> Path:
-        return write_yaml(tmp_path / "training.yaml", training_document(fold_dir, tmp_path / "models", **overrides))
+        return write_yaml(
+            tmp_path / "training.yaml",
+            training_document(fold_dir, tmp_path / "models", **overrides),
+        )
 
     return make
 
@@ -116,6 +127,10 @@ def trained_models(fold_dir, tmp_path_factory) -> dict:
         preprocessing = None
         if engine == "keras":
             preprocessing = [output / m.manifest.preprocessing["file"] for m in models]
-        result[engine] = {"training_config": config_path, "output_path": output, "models": paths,
-                          "preprocessing": preprocessing}
+        result[engine] = {
+            "training_config": config_path,
+            "output_path": output,
+            "models": paths,
+            "preprocessing": preprocessing,
+        }
     return result

@@ -23,12 +23,15 @@ def test_standard_scaling_centres_and_scales_and_keeps_constant_columns():
     assert z.dtype == np.float32
 
 
-@pytest.mark.parametrize(("kind", "expected"), [
-    ("identity", X[:, 0]),
-    ("minmax", [0.0, 0.25, 0.5, 0.75, 1.0]),
-    ("robust", [-1.0, -0.5, 0.0, 0.5, 1.0]),
-    ("quantile", [0.0, 0.25, 0.5, 0.75, 1.0]),
-])
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("identity", X[:, 0]),
+        ("minmax", [0.0, 0.25, 0.5, 0.75, 1.0]),
+        ("robust", [-1.0, -0.5, 0.0, 0.5, 1.0]),
+        ("quantile", [0.0, 0.25, 0.5, 0.75, 1.0]),
+    ],
+)
 def test_each_kind_gives_the_known_transform(kind, expected):
     pre = Preprocessing.fit(kind, X, ["a", "b"])
     np.testing.assert_allclose(pre.transform(X)[:, 0], expected, atol=1e-6)

@@ -36,8 +36,11 @@ def write_fold_file(path, classes: dict[str, dict[str, np.ndarray]]) -> None:
 
 
 def toy_class(n: int, shift: float, rng, weight: float = 1.0) -> dict[str, np.ndarray]:
-    return {"x": rng.normal(shift, 1, n), "y": rng.normal(-shift, 1, n),
-            "training_weight": np.full(n, weight)}
+    return {
+        "x": rng.normal(shift, 1, n),
+        "y": rng.normal(-shift, 1, n),
+        "training_weight": np.full(n, weight),
+    }
 
 
 def weighted_accuracy(model, data) -> float:
@@ -47,8 +50,9 @@ def weighted_accuracy(model, data) -> float:
 
 @pytest.mark.parametrize("engine", ["keras", "bdt"])
 def test_engine_trains_reloads_and_separates_the_toy(engine, training_config):
-    config = load_training_config(training_config(model={"name": "example", "batch_size": 128,
-                                                         "epochs": 8, "seed": 3}))
+    config = load_training_config(
+        training_config(model={"name": "example", "batch_size": 128, "epochs": 8, "seed": 3})
+    )
     model = train_fold(config, 0, get_engine(engine))
     held_out = load_training_data(config, 1)
 
@@ -73,10 +77,16 @@ def test_numpy_forward_pass_matches_keras(training_config):
 
 
 def test_smhtt_model_trains(training_config):
-    config = load_training_config(training_config(model={"name": "smhtt", "batch_size": 512,
-                                                         "epochs": 2}))
+    config = load_training_config(
+        training_config(model={"name": "smhtt", "batch_size": 512, "epochs": 2})
+    )
     model = train_fold(config, 0, get_engine("keras"))
-    assert [w.shape for w, _, _ in model.dense.layers] == [(2, 300), (300, 300), (300, 300), (300, 3)]
+    assert [w.shape for w, _, _ in model.dense.layers] == [
+        (2, 300),
+        (300, 300),
+        (300, 300),
+        (300, 3),
+    ]
     assert model.network.loss == "mean_squared_error"
 
 
@@ -84,10 +94,13 @@ def test_user_model_from_python_file(training_config, tmp_path):
     (tmp_path / "mymodels.py").write_text(
         "import keras\n"
         "def tiny(n_inputs, n_outputs):\n"
-        "    return keras.Sequential([keras.Input((n_inputs,)), keras.layers.Dense(4, activation='tanh'),\n"
-        "                             keras.layers.Dense(n_outputs, activation='softmax')])\n")
-    config = load_training_config(training_config(model={"name": "mymodels.py:tiny", "batch_size": 256,
-                                                         "epochs": 1}))
+        "    return keras.Sequential([\n"
+        "        keras.Input((n_inputs,)), keras.layers.Dense(4, activation='tanh'),\n"
+        "        keras.layers.Dense(n_outputs, activation='softmax')])\n"
+    )
+    config = load_training_config(
+        training_config(model={"name": "mymodels.py:tiny", "batch_size": 256, "epochs": 1})
+    )
     model = train_fold(config, 0, get_engine("keras"))
     assert model.dense.layers[0][2] == "tanh"
     assert (config.output_path / "fold0_keras_model_mymodels_tiny.keras").exists()
@@ -137,16 +150,23 @@ def test_split_is_reproducible_and_stratified(fold_dir, training_config):
 def test_event_weight_is_branch_times_class_weight_times_global_scale(training_config):
     config = load_training_config(training_config(global_weight_scale=2.0))
     data = load_training_data(config, 0)
-    raw = load_training_data(load_training_config(training_config(
-        class_weights={"signal": 1.0, "background_1": 1.0, "background_2": 1.0})), 0)
+    raw = load_training_data(
+        load_training_config(
+            training_config(class_weights={"signal": 1.0, "background_1": 1.0, "background_2": 1.0})
+        ),
+        0,
+    )
     ratio = data.w / raw.w
     np.testing.assert_allclose(ratio[data.y == 0], 20.0)
     np.testing.assert_allclose(ratio[data.y == 1], 3.4)
 
 
 def bad_fold(tmp_path, rng, **replace):
-    classes = {"signal": toy_class(50, 1.0, rng), "background_1": toy_class(50, 0.0, rng),
-               "background_2": toy_class(50, -1.0, rng)}
+    classes = {
+        "signal": toy_class(50, 1.0, rng),
+        "background_1": toy_class(50, 0.0, rng),
+        "background_2": toy_class(50, -1.0, rng),
+    }
     for name, columns in replace.items():
         if columns is None:
             del classes[name]
@@ -177,7 +197,9 @@ def test_refuses_non_finite_inputs_naming_class_variable_and_count(training_conf
     broken = toy_class(50, 0.0, rng)
     broken["y"][:3] = np.nan
     broken["y"][3] = np.inf
-    config = load_training_config(training_config(datasets=bad_fold(tmp_path, rng, background_1=broken)))
+    config = load_training_config(
+        training_config(datasets=bad_fold(tmp_path, rng, background_1=broken))
+    )
     with pytest.raises(NonFiniteError, match="class 'background_1'.*'y' in 4 events"):
         train_fold(config, 0, get_engine("bdt"))
 
@@ -193,15 +215,21 @@ def test_refuses_class_without_events(training_config, tmp_path):
 def test_refuses_negative_class_total_but_allows_negative_events(training_config, tmp_path, caplog):
     rng = np.random.default_rng(0)
     negative = toy_class(50, 0.0, rng, weight=-1.0)
-    config = load_training_config(training_config(datasets=bad_fold(tmp_path, rng, background_2=negative)))
+    config = load_training_config(
+        training_config(datasets=bad_fold(tmp_path, rng, background_2=negative))
+    )
     with pytest.raises(EmptySelectionError, match="class 'background_2'.*total weight of -165"):
         train_fold(config, 0, get_engine("bdt"))
 
     some_negative = toy_class(50, 0.0, rng)
     some_negative["training_weight"][:5] = -0.5
     (tmp_path / "second").mkdir()
-    config = load_training_config(training_config(
-        datasets=bad_fold(tmp_path / "second", rng, background_2=some_negative), bdt={"NTrees": 5}))
+    config = load_training_config(
+        training_config(
+            datasets=bad_fold(tmp_path / "second", rng, background_2=some_negative),
+            bdt={"NTrees": 5},
+        )
+    )
     with caplog.at_level(logging.INFO):
         model = train_fold(config, 0, get_engine("bdt"), overwrite=True)
     assert "5 with negative weight" in caplog.text

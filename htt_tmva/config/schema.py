@@ -15,8 +15,14 @@ from htt_tmva.errors import ConfigError, choices_text, did_you_mean
 
 _REQUIRED = object()
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               list: "a list", dict: "a mapping"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,10 @@ class Field:
 def validate(document: Any, schema: dict[str, Field], source: str) -> dict[str, Any]:
     """Validate ``document`` against ``schema``; return a new dict with defaults filled."""
     if not isinstance(document, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level, "
-                          f"got {type(document).__name__}; valid keys: {choices_text(schema)}")
+        raise ConfigError(
+            f"{source}: expected a mapping of keys at the top level, "
+            f"got {type(document).__name__}; valid keys: {choices_text(schema)}"
+        )
     return _validate_mapping(document, schema, source, "")
 
 
@@ -63,14 +71,17 @@ def _validate_mapping(data: dict, schema: dict[str, Field], source: str, prefix:
             path = f"{prefix}{key}"
             raise ConfigError(
                 f"{_where(source, path)} is not a valid key{did_you_mean(key, schema)}; "
-                f"valid keys{' under ' + repr(prefix[:-1]) if prefix else ''}: {choices_text(schema)}"
+                f"valid keys{' under ' + repr(prefix[:-1]) if prefix else ''}: "
+                f"{choices_text(schema)}"
             )
     for key, field in schema.items():
         path = f"{prefix}{key}"
         if key not in data:
             if field.required:
-                raise ConfigError(f"{_where(source, path)} is required but missing"
-                                  + (f" ({field.doc})" if field.doc else ""))
+                raise ConfigError(
+                    f"{_where(source, path)} is required but missing"
+                    + (f" ({field.doc})" if field.doc else "")
+                )
             out[key] = field.default
             continue
         out[key] = _validate_value(data[key], field, source, path)
@@ -84,14 +95,21 @@ def _validate_value(value: Any, field: Field, source: str, path: str) -> Any:
         raise ConfigError(f"{_where(source, path)} is empty; expected {_TYPE_NAMES[field.kind]}")
     value = _check_type(value, field.kind, source, path)
     if field.choices is not None and value not in field.choices:
-        raise ConfigError(f"{_where(source, path)} has value {value!r}{did_you_mean(value, field.choices)}; "
-                          f"valid choices: {choices_text(field.choices)}")
+        raise ConfigError(
+            f"{_where(source, path)} has value {value!r}{did_you_mean(value, field.choices)}; "
+            f"valid choices: {choices_text(field.choices)}"
+        )
     if field.items is not None:
-        value = [_validate_value(v, field.items, source, f"{path}[{i}]") for i, v in enumerate(value)]
+        value = [
+            _validate_value(v, field.items, source, f"{path}[{i}]") for i, v in enumerate(value)
+        ]
     if field.keys is not None:
         value = _validate_mapping(value, field.keys, source, f"{path}.")
     if field.values is not None:
-        value = {str(k): _validate_value(v, field.values, source, f"{path}.{k}") for k, v in value.items()}
+        value = {
+            str(k): _validate_value(v, field.values, source, f"{path}.{k}")
+            for k, v in value.items()
+        }
     if field.check is not None:
         problem = field.check(value)
         if problem:
@@ -102,13 +120,12 @@ def _validate_value(value: Any, field: Field, source: str, path: str) -> Any:
 def _check_type(value: Any, kind: type, source: str, path: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if kind is int and isinstance(value, bool):
-        ok = False
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise ConfigError(f"{_where(source, path)} has value {value!r} of type {type(value).__name__}; "
-                          f"expected {_TYPE_NAMES.get(kind, kind.__name__)}")
+    bool_as_int = kind is int and isinstance(value, bool)
+    if bool_as_int or not isinstance(value, kind):
+        raise ConfigError(
+            f"{_where(source, path)} has value {value!r} of type {type(value).__name__}; "
+            f"expected {_TYPE_NAMES.get(kind, kind.__name__)}"
+        )
     return value
 
 

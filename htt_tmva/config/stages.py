@@ -23,7 +23,9 @@ PREPROCESSING = ("standard", "identity", "minmax", "robust", "quantile")
 _strings = Field(list, items=Field(str), check=non_empty)
 
 PROCESS_SCHEMA = {
-    "files": Field(list, items=Field(str), check=non_empty, doc="ROOT files, relative to base_path"),
+    "files": Field(
+        list, items=Field(str), check=non_empty, doc="ROOT files, relative to base_path"
+    ),
     "cut_string": Field(str, default="1", doc="selection in ROOT expression syntax"),
     "weight_string": Field(str, default="1", doc="event weight expression"),
     "class": Field(str, doc="class (output tree) of this process"),
@@ -36,7 +38,9 @@ DATASET_SCHEMA = {
     "base_path": Field(str, default=".", doc="folder the process files are relative to"),
     "event_branch": Field(str, doc="event number branch used for the folds"),
     "training_weight_branch": Field(str, doc="name of the computed weight branch"),
-    "folds": Field(int, default=2, check=lambda v: None if v >= 2 else f"must be at least 2, got {v}"),
+    "folds": Field(
+        int, default=2, check=lambda v: None if v >= 2 else f"must be at least 2, got {v}"
+    ),
     "processes": Field(dict, values=Field(dict, keys=PROCESS_SCHEMA), check=non_empty),
 }
 
@@ -56,7 +60,9 @@ BDT_SCHEMA = {
     "Shrinkage": Field(float, default=0.10, check=positive),
     "MaxDepth": Field(int, default=3, check=positive),
     "UseBaggedBoost": Field(bool, default=True),
-    "BaggedSampleFraction": Field(float, default=0.5, check=lambda v: fraction(v) if v != 1.0 else None),
+    "BaggedSampleFraction": Field(
+        float, default=0.5, check=lambda v: fraction(v) if v != 1.0 else None
+    ),
     "nCuts": Field(int, default=50, check=positive),
     "early_stopping": Field(int, default=None, nullable=True, doc="rounds without improvement"),
     "n_jobs": Field(int, default=2, check=positive),
@@ -88,8 +94,12 @@ TESTING_SCHEMA = {
 }
 
 APPLICATION_SCHEMA = {
-    "classifiers": Field(list, items=Field(str), check=non_empty,
-                         doc="model per event fold: entry i scores events with event % k == i"),
+    "classifiers": Field(
+        list,
+        items=Field(str),
+        check=non_empty,
+        doc="model per event fold: entry i scores events with event % k == i",
+    ),
     "preprocessing": Field(list, items=Field(str), default=None),
     "branch_prefix": Field(str),
     "engine": Field(str, default=None, choices=ENGINES, nullable=True),
@@ -147,7 +157,11 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     if hasattr(obj, "__dataclass_fields__"):
-        return {k: _plain(getattr(obj, k)) for k in obj.__dataclass_fields__ if k not in ("raw", "source")}
+        return {
+            k: _plain(getattr(obj, k))
+            for k in obj.__dataclass_fields__
+            if k not in ("raw", "source")
+        }
     return obj
 
 
@@ -249,16 +263,26 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
     here = source.parent
     base = _resolve(here, raw["base_path"])
     processes = {
-        name: ProcessConfig(name=name, files=[_resolve(base, f) for f in p["files"]],
-                            cut_string=p["cut_string"], weight_string=p["weight_string"],
-                            class_name=p["class"])
+        name: ProcessConfig(
+            name=name,
+            files=[_resolve(base, f) for f in p["files"]],
+            cut_string=p["cut_string"],
+            weight_string=p["weight_string"],
+            class_name=p["class"],
+        )
         for name, p in raw["processes"].items()
     }
     return DatasetConfig(
-        source=source, raw=raw, output_path=_resolve(here, raw["output_path"]),
-        output_filename=raw["output_filename"], tree_path=raw["tree_path"], base_path=base,
-        event_branch=raw["event_branch"], training_weight_branch=raw["training_weight_branch"],
-        folds=raw["folds"], processes=processes,
+        source=source,
+        raw=raw,
+        output_path=_resolve(here, raw["output_path"]),
+        output_filename=raw["output_filename"],
+        tree_path=raw["tree_path"],
+        base_path=base,
+        event_branch=raw["event_branch"],
+        training_weight_branch=raw["training_weight_branch"],
+        folds=raw["folds"],
+        processes=processes,
     )
 
 
@@ -282,12 +306,21 @@ def load_training_config(path: str | Path) -> TrainingConfig:
     if len(raw["datasets"]) < 2:
         raise ConfigError(f"{path}: key 'datasets' needs one file per fold, at least 2")
     return TrainingConfig(
-        source=source, raw=raw, datasets=[_resolve(base, d) for d in raw["datasets"]],
-        output_path=_resolve(here, raw["output_path"]), classes=classes, class_weights=weights,
-        global_weight_scale=raw["global_weight_scale"], event_weights=raw["event_weights"],
-        variables=raw["variables"], train_test_split=raw["train_test_split"], engine=raw["engine"],
-        preprocessing=raw["preprocessing"], write_pickle=raw["write_pickle"],
-        model=ModelConfig(**raw["model"]), bdt=BdtConfig(**(raw["bdt"] or {})),
+        source=source,
+        raw=raw,
+        datasets=[_resolve(base, d) for d in raw["datasets"]],
+        output_path=_resolve(here, raw["output_path"]),
+        classes=classes,
+        class_weights=weights,
+        global_weight_scale=raw["global_weight_scale"],
+        event_weights=raw["event_weights"],
+        variables=raw["variables"],
+        train_test_split=raw["train_test_split"],
+        engine=raw["engine"],
+        preprocessing=raw["preprocessing"],
+        write_pickle=raw["write_pickle"],
+        model=ModelConfig(**raw["model"]),
+        bdt=BdtConfig(**(raw["bdt"] or {})),
     )
 
 
@@ -300,10 +333,15 @@ def load_testing_config(path: str | Path, training: TrainingConfig) -> TestingCo
     source, doc = load_yaml(path)
     raw = validate(doc, TESTING_SCHEMA, str(path))
     base = training.output_path
-    return TestingConfig(source=source, raw=raw, model=_per_fold(raw["model"], base),
-                         preprocessing=_per_fold(raw["preprocessing"], base),
-                         weight_branch=raw["weight_branch"], output_prefix=raw["output_prefix"],
-                         engine=raw["engine"])
+    return TestingConfig(
+        source=source,
+        raw=raw,
+        model=_per_fold(raw["model"], base),
+        preprocessing=_per_fold(raw["preprocessing"], base),
+        weight_branch=raw["weight_branch"],
+        output_prefix=raw["output_prefix"],
+        engine=raw["engine"],
+    )
 
 
 def load_application_config(path: str | Path, training: TrainingConfig) -> ApplicationConfig:
@@ -311,6 +349,11 @@ def load_application_config(path: str | Path, training: TrainingConfig) -> Appli
     source, doc = load_yaml(path)
     raw = validate(doc, APPLICATION_SCHEMA, str(path))
     base = training.output_path
-    return ApplicationConfig(source=source, raw=raw, classifiers=_per_fold(raw["classifiers"], base),
-                             preprocessing=_per_fold(raw["preprocessing"], base),
-                             branch_prefix=raw["branch_prefix"], engine=raw["engine"])
+    return ApplicationConfig(
+        source=source,
+        raw=raw,
+        classifiers=_per_fold(raw["classifiers"], base),
+        preprocessing=_per_fold(raw["preprocessing"], base),
+        branch_prefix=raw["branch_prefix"],
+        engine=raw["engine"],
+    )

@@ -16,8 +16,14 @@ from htt_tmva.errors import EmptySelectionError, NonFiniteError, branch_missing
 log = logging.getLogger(__name__)
 
 
-def read_fold_file(path: Path, classes: Sequence[str], variables: Sequence[str], weight_branch: str,
-                   class_weights: Optional[dict[str, float]] = None, scale: float = 1.0) -> FoldData:
+def read_fold_file(
+    path: Path,
+    classes: Sequence[str],
+    variables: Sequence[str],
+    weight_branch: str,
+    class_weights: Optional[dict[str, float]] = None,
+    scale: float = 1.0,
+) -> FoldData:
     """Read ``variables`` and ``weight_branch`` of each class tree of a fold file.
 
     The class index of an event is the position of its tree in ``classes``. The event
@@ -48,8 +54,9 @@ def read_fold_file(path: Path, classes: Sequence[str], variables: Sequence[str],
             ws.append(w)
     finally:
         tfile.Close()
-    return FoldData(np.concatenate(xs), np.concatenate(ys), np.concatenate(ws),
-                    list(variables), list(classes))
+    return FoldData(
+        np.concatenate(xs), np.concatenate(ys), np.concatenate(ws), list(variables), list(classes)
+    )
 
 
 def _check_finite(x, w, variables, weight_branch, cls, path) -> None:
@@ -58,7 +65,9 @@ def _check_finite(x, w, variables, weight_branch, cls, path) -> None:
     bad = [(v, n) for v, n in bad if n]
     if bad:
         listed = ", ".join(f"'{v}' in {n} events" for v, n in bad)
-        raise NonFiniteError(f"class '{cls}' of '{path}' has non-finite values (NaN or inf): {listed}")
+        raise NonFiniteError(
+            f"class '{cls}' of '{path}' has non-finite values (NaN or inf): {listed}"
+        )
 
 
 def _check_weights(w, cls, path) -> None:
@@ -67,6 +76,12 @@ def _check_weights(w, cls, path) -> None:
     if total <= 0:
         raise EmptySelectionError(
             f"class '{cls}' of '{path}' has a total weight of {total:.6g} (not positive): "
-            "it cannot be trained on; check the weights and class_weights")
-    log.info("class %s: %d events, sum of weights %.6g%s", cls, len(w), total,
-             f", {negative} with negative weight" if negative else "")
+            "it cannot be trained on; check the weights and class_weights"
+        )
+    log.info(
+        "class %s: %d events, sum of weights %.6g%s",
+        cls,
+        len(w),
+        total,
+        f", {negative} with negative weight" if negative else "",
+    )

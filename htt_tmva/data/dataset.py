@@ -30,8 +30,12 @@ from htt_tmva.errors import (
 log = logging.getLogger(__name__)
 
 _FOLD = "__htt_tmva_fold"
-_EXACT_LIMITS = {"Float_t": FLOAT_EXACT_LIMIT, "float": FLOAT_EXACT_LIMIT,
-                 "Double_t": 2**53, "double": 2**53}
+_EXACT_LIMITS = {
+    "Float_t": FLOAT_EXACT_LIMIT,
+    "float": FLOAT_EXACT_LIMIT,
+    "Double_t": 2**53,
+    "double": 2**53,
+}
 
 
 @dataclass
@@ -65,14 +69,17 @@ def _input_columns(config: DatasetConfig, process: ProcessConfig) -> list[str]:
             if config.training_weight_branch in names:
                 raise OutputError(
                     f"training_weight_branch '{config.training_weight_branch}' exists already in "
-                    f"tree '{config.tree_path}' of '{path}'; choose another name in {config.source}")
+                    f"tree '{config.tree_path}' of '{path}'; choose another name in {config.source}"
+                )
             common = names if common is None else [n for n in common if n in names]
         finally:
             tfile.Close()
     return common or []
 
 
-def _book_process(config: DatasetConfig, process: ProcessConfig, columns: list[str]) -> _ProcessPass:
+def _book_process(
+    config: DatasetConfig, process: ProcessConfig, columns: list[str]
+) -> _ProcessPass:
     ROOT = root()
     work = _ProcessPass(process=process, columns=columns)
     work.chain = ROOT.TChain(config.tree_path)
@@ -84,18 +91,28 @@ def _book_process(config: DatasetConfig, process: ProcessConfig, columns: list[s
     # TTree::Draw semantics: any non-zero value passes, so "1" or "(a>0)*(b>0)" work too
     # (RDataFrame's Filter alone refuses expressions that are not of type bool).
     selected = compile_expression(
-        df, "Filter", f"static_cast<bool>({process.cut_string})",
-        what=f"cut_string '{process.cut_string}' of process '{process.name}'", **where)
+        df,
+        "Filter",
+        f"static_cast<bool>({process.cut_string})",
+        what=f"cut_string '{process.cut_string}' of process '{process.name}'",
+        **where,
+    )
     weight = config.training_weight_branch
     selected = compile_expression(
-        selected, "Define", weight, f"static_cast<double>({process.weight_string})",
-        what=f"weight_string '{process.weight_string}' of process '{process.name}'", **where)
+        selected,
+        "Define",
+        weight,
+        f"static_cast<double>({process.weight_string})",
+        what=f"weight_string '{process.weight_string}' of process '{process.name}'",
+        **where,
+    )
     event = config.event_branch
     event_type = str(df.GetColumnType(event))
     if event_type in _EXACT_LIMITS:
         work.exact_limit = _EXACT_LIMITS[event_type]
         work.n_bad_event = selected.Filter(
-            f"std::abs({event}) > {work.exact_limit} || {event} != std::floor({event})").Count()
+            f"std::abs({event}) > {work.exact_limit} || {event} != std::floor({event})"
+        ).Count()
     selected = selected.Define(_FOLD, fold_expression(event, config.folds))
     work.n_selected = selected.Count()
     work.n_nonfinite = selected.Filter(f"!std::isfinite({weight})").Count()
@@ -115,7 +132,8 @@ def _book_snapshots(config: DatasetConfig, work: _ProcessPass, scratch: Path) ->
         target = scratch / f"fold{fold}" / f"{work.process.name}.root"
         target.parent.mkdir(exist_ok=True)
         work.snapshots.append(
-            in_fold.Snapshot(work.process.class_name, str(target), out_columns, options))
+            in_fold.Snapshot(work.process.class_name, str(target), out_columns, options)
+        )
 
 
 def _check_results(config: DatasetConfig, work: _ProcessPass) -> None:
@@ -125,26 +143,40 @@ def _check_results(config: DatasetConfig, work: _ProcessPass) -> None:
             f"process '{name}': {work.n_bad_event.GetValue()} events have a floating-point "
             f"'{config.event_branch}' that is not an integer or exceeds {work.exact_limit:.0f}, "
             "where the float no longer holds event numbers exactly, so folds cannot be assigned "
-            "reliably; store the event number as an integer branch")
+            "reliably; store the event number as an integer branch"
+        )
     n_selected = work.n_selected.GetValue()
     if n_selected == 0:
         raise EmptySelectionError(
             f"process '{name}': cut_string '{work.process.cut_string}' selects no events "
-            f"out of {work.n_total.GetValue()} in {len(work.process.files)} file(s)")
+            f"out of {work.n_total.GetValue()} in {len(work.process.files)} file(s)"
+        )
     if work.n_nonfinite.GetValue() > 0:
         raise NonFiniteError(
             f"process '{name}': weight_string '{work.process.weight_string}' gives "
             f"{work.n_nonfinite.GetValue()} non-finite (NaN or infinite) training weights "
-            f"in '{weight}' out of {n_selected} selected events")
+            f"in '{weight}' out of {n_selected} selected events"
+        )
 
 
 def _log_results(config: DatasetConfig, work: _ProcessPass) -> None:
     p = work.process
-    log.info("process %s (class %s): %d events, %d after cut '%s'", p.name, p.class_name,
-             work.n_total.GetValue(), work.n_selected.GetValue(), p.cut_string)
+    log.info(
+        "process %s (class %s): %d events, %d after cut '%s'",
+        p.name,
+        p.class_name,
+        work.n_total.GetValue(),
+        work.n_selected.GetValue(),
+        p.cut_string,
+    )
     for fold in range(config.folds):
         count = work.fold_counts[fold].GetValue()
-        log.info("  fold %d: %d events, sum of weights %.6g", fold, count, work.fold_sums[fold].GetValue())
+        log.info(
+            "  fold %d: %d events, sum of weights %.6g",
+            fold,
+            count,
+            work.fold_sums[fold].GetValue(),
+        )
         if count == 0:
             log.warning("process %s has no events in fold %d", p.name, fold)
 
@@ -158,8 +190,12 @@ def _common_columns(config: DatasetConfig) -> dict[str, list[str]]:
         common = [c for c in per_process[members[0]] if all(c in per_process[m] for m in members)]
         dropped = sorted({c for m in members for c in per_process[m]} - set(common))
         if dropped:
-            log.warning("class %s: branches %s are not in every process of the class and are "
-                        "dropped from its tree", cls, ", ".join(dropped))
+            log.warning(
+                "class %s: branches %s are not in every process of the class and are "
+                "dropped from its tree",
+                cls,
+                ", ".join(dropped),
+            )
         keep.update({m: common for m in members})
     return keep
 
@@ -183,8 +219,10 @@ def _verify_fold_file(path: Path, expected: dict[str, int]) -> None:
         for cls, count in expected.items():
             entries = get_tree(tfile, cls).GetEntries()
             if entries != count:
-                raise OutputError(f"verification of '{path}' failed: tree '{cls}' has {entries} "
-                                  f"entries, expected {count}")
+                raise OutputError(
+                    f"verification of '{path}' failed: tree '{cls}' has {entries} "
+                    f"entries, expected {count}"
+                )
     finally:
         tfile.Close()
 

@@ -34,7 +34,9 @@ PROCESSES = (
 )
 
 
-def draw_process(process: ToyProcess, events: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def draw_process(
+    process: ToyProcess, events: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Draw ``events`` events of one process: x, y, weight norm/N, unique event numbers."""
     xy = rng.multivariate_normal(process.mean, process.covariance, size=events)
     return {
@@ -82,6 +84,10 @@ def write_toy_dataset(output_dir: str | Path, events: int = 10000, seed: int = 1
     with atomic_outputs(finals) as temps:
         for tmp, (name, columns) in zip(temps, samples.items()):
             write_tree(tmp, columns)
-            log.info("wrote %s: %d events, sum of weights %.4g", output_dir / name,
-                     len(columns["x"]), float(columns["weights"].sum()))
+            log.info(
+                "wrote %s: %d events, sum of weights %.4g",
+                output_dir / name,
+                len(columns["x"]),
+                float(columns["weights"].sum()),
+            )
     return finals

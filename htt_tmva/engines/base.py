@@ -34,8 +34,13 @@ class FoldData:
         return len(self.y)
 
     def subset(self, mask_or_index: np.ndarray) -> FoldData:
-        return FoldData(self.x[mask_or_index], self.y[mask_or_index], self.w[mask_or_index],
-                        self.variables, self.classes)
+        return FoldData(
+            self.x[mask_or_index],
+            self.y[mask_or_index],
+            self.w[mask_or_index],
+            self.variables,
+            self.classes,
+        )
 
 
 class Model(ABC):
@@ -58,6 +63,7 @@ class Engine(ABC):
     name: ClassVar[str]
     requires: ClassVar[str] = ""
 
+    @abstractmethod
     def check_available(self) -> None:
         """Raise EngineError with an install hint if the engine's library is missing."""
 
@@ -70,7 +76,9 @@ class Engine(ABC):
         """Train on ``train``, monitor ``validation``; return the model (unsaved)."""
 
     @abstractmethod
-    def load(self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None) -> Model:
+    def load(
+        self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None
+    ) -> Model:
         """Load a saved model."""
 
 
@@ -84,19 +92,23 @@ ENGINES = {
 def get_engine(name: str) -> Engine:
     """The engine registered under ``name``, checked to be usable here."""
     if name not in ENGINES:
-        raise EngineError(f"unknown engine '{name}'{did_you_mean(name, ENGINES)}; "
-                          f"known engines: {choices_text(ENGINES)}")
+        raise EngineError(
+            f"unknown engine '{name}'{did_you_mean(name, ENGINES)}; "
+            f"known engines: {choices_text(ENGINES)}"
+        )
     module, cls = ENGINES[name].split(":")
     engine = getattr(importlib.import_module(module), cls)()
     engine.check_available()
     return engine
 
 
-def load_model(model_path: Path, engine: Optional[str] = None,
-               preprocessing: Optional[Path] = None) -> Model:
+def load_model(
+    model_path: Path, engine: Optional[str] = None, preprocessing: Optional[Path] = None
+) -> Model:
     """Load any saved model through its manifest; ``engine``, if given, must match it."""
     manifest = read_manifest(model_path)
     if engine is not None and engine != manifest.engine:
-        raise ModelError(f"model '{model_path}' was trained with engine '{manifest.engine}', "
-                         f"not '{engine}'")
+        raise ModelError(
+            f"model '{model_path}' was trained with engine '{manifest.engine}', not '{engine}'"
+        )
     return get_engine(manifest.engine).load(Path(model_path), manifest, preprocessing)

@@ -25,8 +25,9 @@ def import_xgboost():
     try:
         import xgboost
     except ImportError as exc:
-        raise EngineError("the bdt engine needs XGBoost: pip install xgboost-cpu "
-                          "(or use --engine keras)") from exc
+        raise EngineError(
+            "the bdt engine needs XGBoost: pip install xgboost-cpu (or use --engine keras)"
+        ) from exc
     return xgboost
 
 
@@ -38,9 +39,13 @@ def training_weights(w: np.ndarray, what: str) -> np.ndarray:
     """
     negative = w < 0
     if negative.any():
-        log.warning("bdt: %d %s events with negative weight (sum %.4g) are given weight 0 in the "
-                    "training, as XGBoost accepts no negative weights", int(negative.sum()), what,
-                    float(w[negative].sum()))
+        log.warning(
+            "bdt: %d %s events with negative weight (sum %.4g) are given weight 0 in the "
+            "training, as XGBoost accepts no negative weights",
+            int(negative.sum()),
+            what,
+            float(w[negative].sum()),
+        )
         w = np.where(negative, 0.0, w)
     return w / w.mean()
 
@@ -73,8 +78,10 @@ class BdtEngine(Engine):
         import importlib.util
 
         if importlib.util.find_spec("xgboost") is None:
-            raise EngineError("the bdt engine needs XGBoost, which is not installed: "
-                              "pip install xgboost-cpu (or use --engine keras)")
+            raise EngineError(
+                "the bdt engine needs XGBoost, which is not installed: "
+                "pip install xgboost-cpu (or use --engine keras)"
+            )
 
     def model_path(self, output_path: Path, fold: int, model_name: str) -> Path:
         return Path(output_path) / f"fold{fold}_bdt_model.json"
@@ -94,24 +101,50 @@ class BdtEngine(Engine):
             "seed": config.model.seed,
             "eval_metric": "mlogloss",
         }
-        dtrain = xgboost.DMatrix(train.x.astype(np.float32), label=train.y,
-                                 weight=training_weights(train.w, "training"), nthread=bdt.n_jobs)
-        dval = xgboost.DMatrix(validation.x.astype(np.float32), label=validation.y,
-                               weight=training_weights(validation.w, "validation"), nthread=bdt.n_jobs)
+        dtrain = xgboost.DMatrix(
+            train.x.astype(np.float32),
+            label=train.y,
+            weight=training_weights(train.w, "training"),
+            nthread=bdt.n_jobs,
+        )
+        dval = xgboost.DMatrix(
+            validation.x.astype(np.float32),
+            label=validation.y,
+            weight=training_weights(validation.w, "validation"),
+            nthread=bdt.n_jobs,
+        )
         history: dict = {}
-        booster = xgboost.train(params, dtrain, num_boost_round=bdt.NTrees,
-                                evals=[(dtrain, "training"), (dval, "validation")],
-                                early_stopping_rounds=bdt.early_stopping, evals_result=history,
-                                verbose_eval=False)
+        booster = xgboost.train(
+            params,
+            dtrain,
+            num_boost_round=bdt.NTrees,
+            evals=[(dtrain, "training"), (dval, "validation")],
+            early_stopping_rounds=bdt.early_stopping,
+            evals_result=history,
+            verbose_eval=False,
+        )
         best = booster.best_iteration if bdt.early_stopping else None
         loss = history["validation"]["mlogloss"]
-        log.info("bdt fold %d: %d trees, validation mlogloss %.4g", fold,
-                 len(loss) if best is None else best + 1, loss[-1] if best is None else loss[best])
-        manifest = manifest_for(config, self.name, self.model_path(config.output_path, fold, ""), fold,
-                                best_iteration=best, parameters=params, tmva_options=vars(bdt))
+        log.info(
+            "bdt fold %d: %d trees, validation mlogloss %.4g",
+            fold,
+            len(loss) if best is None else best + 1,
+            loss[-1] if best is None else loss[best],
+        )
+        manifest = manifest_for(
+            config,
+            self.name,
+            self.model_path(config.output_path, fold, ""),
+            fold,
+            best_iteration=best,
+            parameters=params,
+            tmva_options=vars(bdt),
+        )
         return BdtModel(manifest, booster, bdt.n_jobs)
 
-    def load(self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None) -> BdtModel:
+    def load(
+        self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None
+    ) -> BdtModel:
         xgboost = import_xgboost()
         booster = xgboost.Booster()
         booster.load_model(str(model_path))

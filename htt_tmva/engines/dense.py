@@ -42,7 +42,10 @@ class DenseNetwork:
     """Layers ``(W, b, activation)`` applied in float32."""
 
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray, str]]):
-        self.layers = [(np.ascontiguousarray(w, np.float32), np.asarray(b, np.float32), a) for w, b, a in layers]
+        self.layers = [
+            (np.ascontiguousarray(w, np.float32), np.asarray(b, np.float32), a)
+            for w, b, a in layers
+        ]
 
     @classmethod
     def from_keras(cls, model) -> Optional[DenseNetwork]:

@@ -31,8 +31,10 @@ def import_keras():
     try:
         import keras
     except ImportError as exc:
-        raise EngineError("the keras engine needs Keras 3 and TensorFlow: "
-                          "pip install 'keras>=3.14' tensorflow-cpu (or use --engine bdt)") from exc
+        raise EngineError(
+            "the keras engine needs Keras 3 and TensorFlow: "
+            "pip install 'keras>=3.14' tensorflow-cpu (or use --engine bdt)"
+        ) from exc
     return keras
 
 
@@ -44,8 +46,14 @@ def normalised(w: np.ndarray) -> np.ndarray:
 class KerasModel(Model):
     """A trained Keras network with its preprocessing."""
 
-    def __init__(self, manifest: Manifest, preprocessing: Preprocessing, network=None,
-                 dense: Optional[DenseNetwork] = None, history: Optional[dict] = None):
+    def __init__(
+        self,
+        manifest: Manifest,
+        preprocessing: Preprocessing,
+        network=None,
+        dense: Optional[DenseNetwork] = None,
+        history: Optional[dict] = None,
+    ):
         self.manifest, self.preprocessing = manifest, preprocessing
         self.network, self.dense, self.history = network, dense, history
 
@@ -60,14 +68,19 @@ class KerasModel(Model):
     def save(self, model_path: Path) -> list[Path]:
         model_path = Path(model_path)
         stem = model_path.name.split("_keras_model_")[0]
-        files = {"model": model_path,
-                 "preprocessing": model_path.with_name(f"{stem}_keras_preprocessing.json"),
-                 "manifest": manifest_path(model_path),
-                 "history": model_path.with_name(f"{stem}_keras_history.json")}
+        files = {
+            "model": model_path,
+            "preprocessing": model_path.with_name(f"{stem}_keras_preprocessing.json"),
+            "manifest": manifest_path(model_path),
+            "history": model_path.with_name(f"{stem}_keras_history.json"),
+        }
         if self.dense is not None:
             files["dense"] = model_path.with_name(f"{model_path.stem}.dense.npz")
         self.manifest.model_file = model_path.name
-        self.manifest.preprocessing = {"kind": self.preprocessing.kind, "file": files["preprocessing"].name}
+        self.manifest.preprocessing = {
+            "kind": self.preprocessing.kind,
+            "file": files["preprocessing"].name,
+        }
         self.manifest.details["dense_weights"] = files["dense"].name if "dense" in files else None
         with atomic_outputs(list(files.values())) as temps:
             tmp = dict(zip(files, temps))
@@ -83,7 +96,9 @@ class KerasModel(Model):
         if self.manifest.details.get("write_pickle") and self.preprocessing.to_pickle(pickle_path):
             written.append(pickle_path)
         if self.history:
-            written.append(plot_history(self.history, model_path.with_name(f"{stem}_keras_history.png")))
+            written.append(
+                plot_history(self.history, model_path.with_name(f"{stem}_keras_history.png"))
+            )
         return written
 
 
@@ -95,8 +110,10 @@ class KerasEngine(Engine):
 
         for module in ("keras", "tensorflow"):
             if importlib.util.find_spec(module) is None:
-                raise EngineError(f"the keras engine needs '{module}', which is not installed: "
-                                  "pip install 'keras>=3.14' tensorflow-cpu (or use --engine bdt)")
+                raise EngineError(
+                    f"the keras engine needs '{module}', which is not installed: "
+                    "pip install 'keras>=3.14' tensorflow-cpu (or use --engine bdt)"
+                )
 
     def model_path(self, output_path: Path, fold: int, model_name: str) -> Path:
         safe = model_name.replace(":", "_").replace("/", "_").replace(".py", "")
@@ -110,37 +127,75 @@ class KerasEngine(Engine):
         keras.utils.set_random_seed(settings.seed)
         preprocessing = Preprocessing.fit(config.preprocessing, train.x, train.variables)
         n_classes = len(train.classes)
-        network = build_model(settings.name, len(train.variables), n_classes, settings.learning_rate,
-                              config.source.parent)
-        fit_data = (preprocessing.transform(train.x), keras.utils.to_categorical(train.y, n_classes),
-                    normalised(train.w))
-        val_data = (preprocessing.transform(validation.x),
-                    keras.utils.to_categorical(validation.y, n_classes), normalised(validation.w))
+        network = build_model(
+            settings.name,
+            len(train.variables),
+            n_classes,
+            settings.learning_rate,
+            config.source.parent,
+        )
+        fit_data = (
+            preprocessing.transform(train.x),
+            keras.utils.to_categorical(train.y, n_classes),
+            normalised(train.w),
+        )
+        val_data = (
+            preprocessing.transform(validation.x),
+            keras.utils.to_categorical(validation.y, n_classes),
+            normalised(validation.w),
+        )
         callbacks = [_LogEpochs(keras)]
         if settings.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(patience=settings.early_stopping,
-                                                           restore_best_weights=settings.save_best_only))
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    patience=settings.early_stopping, restore_best_weights=settings.save_best_only
+                )
+            )
         elif settings.save_best_only:
             callbacks.append(_KeepBest(keras))
         if settings.reduce_lr_on_plateau:
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(patience=settings.reduce_lr_on_plateau))
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(patience=settings.reduce_lr_on_plateau)
+            )
         x, y, w = fit_data
-        result = network.fit(x, y, sample_weight=w, validation_data=val_data, batch_size=settings.batch_size,
-                             epochs=settings.epochs, callbacks=callbacks, verbose=0, shuffle=True)
+        result = network.fit(
+            x,
+            y,
+            sample_weight=w,
+            validation_data=val_data,
+            batch_size=settings.batch_size,
+            epochs=settings.epochs,
+            callbacks=callbacks,
+            verbose=0,
+            shuffle=True,
+        )
         history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
         dense = DenseNetwork.from_keras(network)
         if dense is None:
-            log.info("model %s is not a plain Dense stack: predictions will run through Keras", settings.name)
-        manifest = manifest_for(config, self.name, self.model_path(config.output_path, fold, settings.name),
-                                fold, model_name=settings.name, epochs_run=len(history.get("loss", [])),
-                                write_pickle=config.write_pickle)
+            log.info(
+                "model %s is not a plain Dense stack: predictions will run through Keras",
+                settings.name,
+            )
+        manifest = manifest_for(
+            config,
+            self.name,
+            self.model_path(config.output_path, fold, settings.name),
+            fold,
+            model_name=settings.name,
+            epochs_run=len(history.get("loss", [])),
+            write_pickle=config.write_pickle,
+        )
         return KerasModel(manifest, preprocessing, network=network, dense=dense, history=history)
 
-    def load(self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None) -> KerasModel:
+    def load(
+        self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None
+    ) -> KerasModel:
         model_path = Path(model_path)
         if preprocessing is None:
             if not manifest.preprocessing:
-                raise ModelError(f"model '{model_path}' has no preprocessing in its manifest; give one")
+                raise ModelError(
+                    f"model '{model_path}' has no preprocessing in its manifest; give one"
+                )
             preprocessing = model_path.with_name(manifest.preprocessing["file"])
         pre = load_preprocessing(preprocessing, manifest.variables)
         dense_file = manifest.details.get("dense_weights")
@@ -174,7 +229,11 @@ def _KeepBest(keras):
         def on_train_end(self, logs=None):
             if self.weights is not None:
                 self.model.set_weights(self.weights)
-                log.info("kept the weights of epoch %d (best validation loss %.4g)", self.epoch, self.best)
+                log.info(
+                    "kept the weights of epoch %d (best validation loss %.4g)",
+                    self.epoch,
+                    self.best,
+                )
 
     return KeepBest()
 

@@ -15,8 +15,17 @@ from typing import Any, Optional
 
 from htt_tmva.errors import ModelError
 
-_VERSIONED = ("numpy", "root", "keras", "tensorflow-cpu", "tensorflow", "xgboost-cpu", "xgboost",
-              "scikit-learn", "htt_tmva")
+_VERSIONED = (
+    "numpy",
+    "root",
+    "keras",
+    "tensorflow-cpu",
+    "tensorflow",
+    "xgboost-cpu",
+    "xgboost",
+    "scikit-learn",
+    "htt_tmva",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -48,7 +57,10 @@ class Manifest:
     details: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(
-        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        )
+    )
 
     def write(self, path: Path) -> Path:
         with open(path, "w") as f:
@@ -71,29 +83,52 @@ def read_manifest(model_path: Path) -> Manifest:
     if not path.is_file():
         raise ModelError(
             f"model '{model_path}' has no manifest '{path.name}' next to it; models trained by "
-            "htt-tmva carry one (it records variables, classes and folds). Retrain with `htt-tmva train`")
+            "htt-tmva carry one (it records variables, classes and folds); "
+            "retrain with `htt-tmva train`"
+        )
     with open(path) as f:
         data = json.load(f)
     known = Manifest.__dataclass_fields__
     return Manifest(**{k: v for k, v in data.items() if k in known})
 
 
-def check_compatible(manifest: Manifest, model: Path, variables: list[str], classes: list[str]) -> None:
+def check_compatible(
+    manifest: Manifest, model: Path, variables: list[str], classes: list[str]
+) -> None:
     """Refuse a model whose variables or classes (or their order) differ from the config's."""
-    for what, theirs, ours in (("variables", manifest.variables, variables),
-                               ("classes", manifest.classes, classes)):
+    for what, theirs, ours in (
+        ("variables", manifest.variables, variables),
+        ("classes", manifest.classes, classes),
+    ):
         if list(theirs) != list(ours):
             raise ModelError(
                 f"model '{model}' was trained with {what} {theirs}, but the training config "
-                f"lists {ours}; the order matters. Use the matching training config or retrain")
+                f"lists {ours}; the order matters. Use the matching training config or retrain"
+            )
 
 
-def manifest_for(config, engine: str, model_path: Path, fold: int,
-                 preprocessing: Optional[dict[str, Any]] = None, **details: Any) -> Manifest:
+def manifest_for(
+    config,
+    engine: str,
+    model_path: Path,
+    fold: int,
+    preprocessing: Optional[dict[str, Any]] = None,
+    **details: Any,
+) -> Manifest:
     """The manifest of a model trained on ``fold`` of a training config."""
     from htt_tmva.data.folds import scored_fold
 
-    return Manifest(engine=engine, model_file=Path(model_path).name, variables=list(config.variables),
-                    classes=list(config.classes), fold=fold, n_folds=config.folds, trained_on=[fold],
-                    scores_fold=scored_fold(fold, config.folds), config_hash=config.hash,
-                    training_config=str(config.source), preprocessing=preprocessing, details=details)
+    return Manifest(
+        engine=engine,
+        model_file=Path(model_path).name,
+        variables=list(config.variables),
+        classes=list(config.classes),
+        fold=fold,
+        n_folds=config.folds,
+        trained_on=[fold],
+        scores_fold=scored_fold(fold, config.folds),
+        config_hash=config.hash,
+        training_config=str(config.source),
+        preprocessing=preprocessing,
+        details=details,
+    )

@@ -20,13 +20,21 @@ def example(n_inputs: int, n_outputs: int, learning_rate: float = 1e-3):
     """Dense(10, relu) -> Dense(n_classes, softmax); cross-entropy, Adam."""
     import keras
 
-    model = keras.Sequential([
-        keras.Input((n_inputs,)),
-        keras.layers.Dense(10, activation="relu", kernel_initializer="glorot_normal"),
-        keras.layers.Dense(n_outputs, activation="softmax", kernel_initializer="glorot_uniform"),
-    ])
-    model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adam(learning_rate),
-                  metrics=["categorical_accuracy"], weighted_metrics=[])
+    model = keras.Sequential(
+        [
+            keras.Input((n_inputs,)),
+            keras.layers.Dense(10, activation="relu", kernel_initializer="glorot_normal"),
+            keras.layers.Dense(
+                n_outputs, activation="softmax", kernel_initializer="glorot_uniform"
+            ),
+        ]
+    )
+    model.compile(
+        loss="categorical_crossentropy",
+        optimizer=keras.optimizers.Adam(learning_rate),
+        metrics=["categorical_accuracy"],
+        weighted_metrics=[],
+    )
     return model
 
 
@@ -34,15 +42,28 @@ def smhtt(n_inputs: int, n_outputs: int, learning_rate: float = 1e-3):
     """Three Dense(300, relu, L2 1e-4) -> Dense(n_classes, softmax); mean squared error, Adam."""
     import keras
 
-    hidden = [keras.layers.Dense(300, activation="relu", kernel_initializer="glorot_normal",
-                                 kernel_regularizer=keras.regularizers.L2(1e-4)) for _ in range(3)]
-    model = keras.Sequential([
-        keras.Input((n_inputs,)),
-        *hidden,
-        keras.layers.Dense(n_outputs, activation="softmax", kernel_initializer="glorot_normal"),
-    ])
-    model.compile(loss="mean_squared_error", optimizer=keras.optimizers.Adam(learning_rate),
-                  metrics=["categorical_accuracy"], weighted_metrics=[])
+    hidden = [
+        keras.layers.Dense(
+            300,
+            activation="relu",
+            kernel_initializer="glorot_normal",
+            kernel_regularizer=keras.regularizers.L2(1e-4),
+        )
+        for _ in range(3)
+    ]
+    model = keras.Sequential(
+        [
+            keras.Input((n_inputs,)),
+            *hidden,
+            keras.layers.Dense(n_outputs, activation="softmax", kernel_initializer="glorot_normal"),
+        ]
+    )
+    model.compile(
+        loss="mean_squared_error",
+        optimizer=keras.optimizers.Adam(learning_rate),
+        metrics=["categorical_accuracy"],
+        weighted_metrics=[],
+    )
     return model
 
 
@@ -54,8 +75,10 @@ def resolve_model_function(name: str, base: Optional[Path] = None) -> Callable:
     if name in BUILTIN:
         return BUILTIN[name]
     if ":" not in name:
-        raise ConfigError(f"key 'model.name' has value '{name}'{did_you_mean(name, BUILTIN)}; valid: "
-                          f"{choices_text(BUILTIN)} or 'module:function' (a .py file or a module)")
+        raise ConfigError(
+            f"key 'model.name' has value '{name}'{did_you_mean(name, BUILTIN)}; valid: "
+            f"{choices_text(BUILTIN)} or 'module:function' (a .py file or a module)"
+        )
     module_name, function = name.rsplit(":", 1)
     if module_name.endswith(".py"):
         path = Path(module_name)
@@ -70,22 +93,36 @@ def resolve_model_function(name: str, base: Optional[Path] = None) -> Callable:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ConfigError(f"key 'model.name': cannot import module '{module_name}': {exc}") from None
+            raise ConfigError(
+                f"key 'model.name': cannot import module '{module_name}': {exc}"
+            ) from None
     if not hasattr(module, function):
         functions = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
-        raise ConfigError(f"key 'model.name': '{module_name}' has no function '{function}'"
-                          f"{did_you_mean(function, functions)}; functions there: {choices_text(functions)}")
+        raise ConfigError(
+            f"key 'model.name': '{module_name}' has no function '{function}'"
+            f"{did_you_mean(function, functions)}; functions there: {choices_text(functions)}"
+        )
     return getattr(module, function)
 
 
-def build_model(name: str, n_inputs: int, n_outputs: int, learning_rate: float, base: Optional[Path]):
+def build_model(
+    name: str, n_inputs: int, n_outputs: int, learning_rate: float, base: Optional[Path]
+):
     """Build and compile the model ``name``."""
     function = resolve_model_function(name, base)
     takes_rate = len(inspect.signature(function).parameters) >= 3
-    model = function(n_inputs, n_outputs, learning_rate) if takes_rate else function(n_inputs, n_outputs)
+    model = (
+        function(n_inputs, n_outputs, learning_rate)
+        if takes_rate
+        else function(n_inputs, n_outputs)
+    )
     if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
         import keras
 
-        model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adam(learning_rate),
-                      metrics=["categorical_accuracy"], weighted_metrics=[])
+        model.compile(
+            loss="categorical_crossentropy",
+            optimizer=keras.optimizers.Adam(learning_rate),
+            metrics=["categorical_accuracy"],
+            weighted_metrics=[],
+        )
     return model

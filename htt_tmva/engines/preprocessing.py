@@ -49,7 +49,11 @@ class Preprocessing:
         else:
             levels = np.linspace(0.0, 1.0, _QUANTILES)
             quantiles = np.quantile(x, levels, axis=0)
-            return cls(kind, list(variables), {"levels": levels.tolist(), "quantiles": quantiles.T.tolist()})
+            return cls(
+                kind,
+                list(variables),
+                {"levels": levels.tolist(), "quantiles": quantiles.T.tolist()},
+            )
         scale = np.where(scale > 0, scale, 1.0)
         return cls(kind, list(variables), {"offset": offset.tolist(), "scale": scale.tolist()})
 
@@ -82,7 +86,9 @@ class Preprocessing:
     def to_pickle(self, path: Path) -> Optional[Path]:
         """Write a classic scikit-learn StandardScaler pickle (standard scaling only)."""
         if self.kind != "standard":
-            log.warning("a classic pickle is written only for standard scaling, not '%s'", self.kind)
+            log.warning(
+                "a classic pickle is written only for standard scaling, not '%s'", self.kind
+            )
             return None
         from sklearn.preprocessing import StandardScaler
 
@@ -103,17 +109,24 @@ def load_preprocessing(path: Path, variables: list[str]) -> Preprocessing:
     if not path.is_file():
         raise ModelError(f"preprocessing file '{path}' does not exist")
     if path.suffix in (".pickle", ".pkl", ".p"):
-        log.warning("loading the pickle '%s': pickles run code when loaded, load only your own; "
-                    "prefer the JSON preprocessing written next to the model", path)
+        log.warning(
+            "loading the pickle '%s': pickles run code when loaded, load only your own; "
+            "prefer the JSON preprocessing written next to the model",
+            path,
+        )
         with open(path, "rb") as f:
             transformer = pickle.load(f)  # noqa: S301 - classic configs, warned above
         n = getattr(transformer, "n_features_in_", len(variables))
         if n != len(variables):
-            raise ModelError(f"preprocessing pickle '{path}' expects {n} variables, the config lists "
-                             f"{len(variables)}: {variables}")
+            raise ModelError(
+                f"preprocessing pickle '{path}' expects {n} variables, the config lists "
+                f"{len(variables)}: {variables}"
+            )
         return Preprocessing("sklearn-pickle", list(variables), sklearn=transformer)
     pre = Preprocessing.from_json(path)
     if pre.variables != list(variables):
-        raise ModelError(f"preprocessing '{path}' was fitted on variables {pre.variables}, "
-                         f"the model uses {variables}; the order matters")
+        raise ModelError(
+            f"preprocessing '{path}' was fitted on variables {pre.variables}, "
+            f"the model uses {variables}; the order matters"
+        )
     return pre

@@ -28,8 +28,10 @@ class TmvaEngine(Engine):
 
         if not has_tmva():
             raise EngineError(ALTERNATIVES)
-        raise EngineError("TMVA is present, but the TMVA engine (Factory/DataLoader with PyKeras "
-                          "and BDTG) is not part of this version yet; use --engine keras or bdt")
+        raise EngineError(
+            "TMVA is present, but the TMVA engine (Factory/DataLoader with PyKeras "
+            "and BDTG) is not part of this version yet; use --engine keras or bdt"
+        )
 
     def model_path(self, output_path: Path, fold: int, model_name: str) -> Path:
         return Path(output_path) / f"fold{fold}_tmva_weights.xml"
@@ -37,5 +39,7 @@ class TmvaEngine(Engine):
     def train(self, train, validation, config, fold):  # pragma: no cover - see check_available
         self.check_available()
 
-    def load(self, model_path: Path, manifest, preprocessing: Optional[Path] = None):  # pragma: no cover
+    def load(
+        self, model_path: Path, manifest, preprocessing: Optional[Path] = None
+    ):  # pragma: no cover
         self.check_available()
