@@ -205,7 +205,12 @@ def _merge_fold(scratch_fold: Path, target: Path, processes: list[str]) -> None:
     merger = ROOT.TFileMerger(False, False)
     merger.SetPrintLevel(0)
     merger.SetFastMethod(True)
-    if not merger.OutputFile(str(target), "RECREATE"):
+    # Fast merging copies the compressed baskets only if the output has the compression
+    # settings of the inputs; otherwise every basket is decompressed and recompressed.
+    probe = ROOT.TFile.Open(str(scratch_fold / f"{processes[0]}.root"))
+    compression = probe.GetCompressionSettings()
+    probe.Close()
+    if not merger.OutputFile(str(target), "RECREATE", compression):
         raise OutputError(f"cannot write '{target}'")
     for name in processes:
         merger.AddFile(str(scratch_fold / f"{name}.root"), False)
