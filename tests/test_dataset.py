@@ -1,0 +1,487 @@
+"""k-fold training datasets: fold assignment, class merging, weights, event-number types,
+atomic outputs and clear errors on bad inputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+from conftest import CLASSES, dataset_document, write_yaml
+
+from htt_tmva.config import load_dataset_config
+from htt_tmva.data.dataset import create_training_dataset
+from htt_tmva.errors import (
+    EmptySelectionError,
+    ExpressionError,
+    HttTmvaError,
+    InputFileError,
+    InvalidEventNumberError,
+    MissingBranchError,
+    MissingTreeError,
+    NonFiniteError,
+    OutputError,
+)
+
+FILENAME = "training_dataset.root"
+INPUT_BRANCHES = {"x", "y", "weights", "event"}
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def read(path: Path, tree: str) -> dict[str, np.ndarray]:
+    with uproot.open(path) as f:
+        return f[tree].arrays(library="np")
+
+
+def trees(path: Path) -> list[str]:
+    with uproot.open(path) as f:
+        return sorted(f.keys(cycle=False))
+
+
+def toy_input(toy_dir: Path, process: str) -> dict[str, np.ndarray]:
+    return read(toy_dir / f"example_{process}.root", "ntuple")
+
+
+def expected_files(folds: int = 2, filename: str = FILENAME) -> set[str]:
+    stem = filename.rsplit(".", 1)[0]
+    return {f"fold{i}_{filename}" for i in range(folds)} | {
+        f"fold{i}_{stem}.config.yaml" for i in range(folds)
+    }
+
+
+def folder_listing(folder: Path) -> set[str]:
+    """Every entry of a folder, hidden ones included."""
+    return set(os.listdir(folder)) if folder.exists() else set()
+
+
+def build(tmp_path: Path, toy_dir: Path, edit=None, **overrides) -> tuple[list[Path], Path]:
+    """Write a dataset config for the toy (edited by ``edit``) and build the folds."""
+    out = tmp_path / "out"
+    doc = dataset_document(toy_dir, out, **overrides)
+    if edit is not None:
+        edit(doc)
+    config = write_yaml(tmp_path / "dataset.yaml", doc)
+    return create_training_dataset(load_dataset_config(config)), out
+
+
+def _set(process: str, **values):
+    """An edit setting keys of one process."""
+
+    def edit(doc):
+        doc["processes"][process].update(values)
+
+    return edit
+
+
+def write_ntuple(path: Path, columns: dict[str, np.ndarray], tree: str = "ntuple") -> Path:
+    """A small ROOT file of our own, written with RDataFrame from numpy columns."""
+    from htt_tmva._root import root
+
+    ROOT = root()
+    df = ROOT.RDF.FromNumpy({k: np.ascontiguousarray(v) for k, v in columns.items()})
+    df.Snapshot(tree, str(path), list(columns))
+    return path
+
+
+def custom_columns(event: np.ndarray, seed: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n = len(event)
+    return {
+        "x": rng.normal(size=n).astype(np.float32),
+        "y": rng.normal(size=n).astype(np.float32),
+        "weights": np.full(n, 0.5, dtype=np.float32),
+        "event": event,
+    }
+
+
+def custom_document(input_file: Path, out: Path, folds: int = 2) -> dict:
+    return {
+        "base_path": str(input_file.parent),
+        "output_path": str(out),
+        "output_filename": FILENAME,
+        "tree_path": "ntuple",
+        "event_branch": "event",
+        "training_weight_branch": "training_weight",
+        "folds": folds,
+        "processes": {
+            "sample": {"files": [input_file.name], "class": "sample", "weight_string": "weights"}
+        },
+    }
+
+
+# --- the shared two-fold dataset of the toy ----------------------------------------------------
+
+
+def test_fold_files_hold_one_tree_per_class(fold_dir):
+    for fold in (0, 1):
+        assert trees(fold_dir / f"fold{fold}_{FILENAME}") == sorted(CLASSES)
+
+
+def test_fold_trees_keep_all_input_branches_and_add_the_weight(fold_dir, toy_dir):
+    with uproot.open(toy_dir / "example_signal.root") as f:
+        input_types = f["ntuple"].typenames()
+    for fold in (0, 1):
+        with uproot.open(fold_dir / f"fold{fold}_{FILENAME}") as f:
+            for cls in CLASSES:
+                types = f[cls].typenames()
+                assert set(types) == INPUT_BRANCHES | {"training_weight"}
+                for branch in INPUT_BRANCHES:
+                    assert types[branch] == input_types[branch]
+
+
+@pytest.mark.parametrize("process", CLASSES)
+def test_every_selected_event_is_in_exactly_one_fold_given_by_event_mod_2(
+    fold_dir, toy_dir, process
+):
+    source = toy_input(toy_dir, process)
+    selected = np.sort(source["event"][source["x"] > -3.0])
+    assert 0 < len(selected) <= len(source["event"])
+    seen = []
+    for fold in (0, 1):
+        events = read(fold_dir / f"fold{fold}_{FILENAME}", process)["event"]
+        assert len(events) > 0
+        assert np.all(events % 2 == fold)
+        seen.append(events)
+    everything = np.sort(np.concatenate(seen))
+    np.testing.assert_array_equal(everything, selected)  # no event lost, none twice
+
+
+@pytest.mark.parametrize("process", CLASSES)
+def test_branch_values_and_sum_of_weights_are_preserved(fold_dir, toy_dir, process):
+    source = toy_input(toy_dir, process)
+    by_event = {int(e): i for i, e in enumerate(source["event"])}
+    total = 0.0
+    for fold in (0, 1):
+        a = read(fold_dir / f"fold{fold}_{FILENAME}", process)
+        rows = np.array([by_event[int(e)] for e in a["event"]])
+        for branch in ("x", "y", "weights"):
+            np.testing.assert_array_equal(a[branch], source[branch][rows])
+        np.testing.assert_allclose(a["training_weight"], source["weights"][rows], rtol=1e-7)
+        assert np.all(a["x"] > -3.0)
+        total += a["training_weight"].sum()
+    expected = source["weights"][source["x"] > -3.0].sum(dtype=np.float64)
+    assert total == pytest.approx(expected, rel=1e-9)
+
+
+def test_fold_outputs_are_readable_by_root(fold_dir):
+    from htt_tmva._root import open_root_file
+
+    for fold in (0, 1):
+        tfile = open_root_file(fold_dir / f"fold{fold}_{FILENAME}")
+        try:
+            assert tfile.Get("signal").GetEntries() > 0
+        finally:
+            tfile.Close()
+
+
+def test_fold_files_keep_the_snapshot_compression_so_merging_copies_baskets(fold_dir, toy_dir):
+    """The toy and the per-process scratch files are both plain RDataFrame Snapshots; a fold
+    file with other settings means the merge recompressed every basket (slow)."""
+    from htt_tmva._root import open_root_file
+
+    toy = open_root_file(toy_dir / "example_signal.root")
+    expected = toy.GetCompressionSettings()
+    toy.Close()
+    for fold in (0, 1):
+        tfile = open_root_file(fold_dir / f"fold{fold}_{FILENAME}")
+        try:
+            assert tfile.GetCompressionSettings() == expected
+            assert tfile.Get("signal").GetBranch("x").GetCompressionSettings() == expected
+        finally:
+            tfile.Close()
+
+
+# --- own builds --------------------------------------------------------------------------------
+
+
+def test_output_folder_holds_only_the_fold_files_and_their_configs(tmp_path, toy_dir):
+    finals, out = build(tmp_path, toy_dir)
+    assert [p.name for p in finals] == [f"fold0_{FILENAME}", f"fold1_{FILENAME}"]
+    assert all(p.is_file() for p in finals)
+    # no hidden scratch folder, no .tmp file, nothing else
+    assert folder_listing(out) == expected_files(2)
+
+
+def test_resolved_config_is_written_next_to_each_fold_file(tmp_path, toy_dir):
+    import yaml
+
+    _, out = build(tmp_path, toy_dir)
+    doc = yaml.safe_load((out / "fold0_training_dataset.config.yaml").read_text())
+    assert doc["resolved"]["folds"] == 2
+    assert doc["resolved"]["processes"]["signal"]["files"] == [str(toy_dir / "example_signal.root")]
+
+
+def test_processes_of_the_same_class_are_merged_into_one_tree(tmp_path, toy_dir):
+    def edit(doc):
+        doc["processes"]["background_2"]["class"] = "background"
+        doc["processes"]["background_1"]["class"] = "background"
+
+    finals, _ = build(tmp_path, toy_dir, edit)
+    b1, b2 = toy_input(toy_dir, "background_1"), toy_input(toy_dir, "background_2")
+    for fold, path in enumerate(finals):
+        assert trees(path) == ["background", "signal"]
+        merged = read(path, "background")
+        n1 = int(np.sum((b1["event"] % 2 == fold) & (b1["x"] > -3.0)))
+        n2 = int(np.sum((b2["event"] % 2 == fold) & (b2["x"] > -3.0)))
+        assert len(merged["event"]) == n1 + n2
+        expected_sum = b1["weights"][(b1["event"] % 2 == fold) & (b1["x"] > -3.0)].sum(
+            dtype=float
+        ) + b2["weights"][(b2["event"] % 2 == fold) & (b2["x"] > -3.0)].sum(dtype=float)
+        assert merged["training_weight"].sum() == pytest.approx(expected_sum, rel=1e-9)
+        # both processes are there: background_1 weights are 0.6/N, background_2 0.3/N
+        n = len(b1["x"])
+        assert int(np.isclose(merged["weights"], 0.6 / n, rtol=1e-5).sum()) == n1
+        assert int(np.isclose(merged["weights"], 0.3 / n, rtol=1e-5).sum()) == n2
+
+
+def test_weight_string_is_evaluated_per_event(tmp_path, toy_dir):
+    def edit(doc):
+        doc["processes"]["signal"]["weight_string"] = "2*weights"
+        doc["processes"]["background_1"]["weight_string"] = "weights*(x > 0 ? 3.0 : 1.0)"
+        doc["processes"]["background_2"]["weight_string"] = "1"
+
+    finals, _ = build(tmp_path, toy_dir, edit)
+    for path in finals:
+        s = read(path, "signal")
+        np.testing.assert_allclose(s["training_weight"], 2 * s["weights"].astype(float), rtol=1e-7)
+        b1 = read(path, "background_1")
+        factor = np.where(b1["x"] > 0, 3.0, 1.0)
+        np.testing.assert_allclose(b1["training_weight"], factor * b1["weights"], rtol=1e-7)
+        b2 = read(path, "background_2")
+        np.testing.assert_array_equal(b2["training_weight"], 1.0)
+        assert b2["training_weight"].dtype == np.float64
+
+
+def test_cut_string_selects_exactly_the_passing_events(tmp_path, toy_dir):
+    def edit(doc):
+        doc["processes"]["signal"]["cut_string"] = "x > 0 && y < 0.5"
+
+    finals, _ = build(tmp_path, toy_dir, edit)
+    source = toy_input(toy_dir, "signal")
+    passing = (source["x"] > 0) & (source["y"] < 0.5)
+    events = np.concatenate([read(p, "signal")["event"] for p in finals])
+    np.testing.assert_array_equal(np.sort(events), np.sort(source["event"][passing]))
+
+
+@pytest.mark.parametrize(
+    ("cut", "select"),
+    [
+        ("1", lambda a: np.ones(len(a["x"]), dtype=bool)),
+        ("(x > 0)*(y < 0.5)", lambda a: (a["x"] > 0) & (a["y"] < 0.5)),
+        ("x", lambda a: a["x"] != 0),
+    ],
+)
+def test_cut_string_of_any_numeric_type_passes_non_zero_values(tmp_path, toy_dir, cut, select):
+    """TTree::Draw semantics: a cut need not be of type bool; non-zero passes."""
+    finals, _ = build(tmp_path, toy_dir, _set("background_1", cut_string=cut))
+    source = toy_input(toy_dir, "background_1")
+    events = np.concatenate([read(p, "background_1")["event"] for p in finals])
+    np.testing.assert_array_equal(np.sort(events), np.sort(source["event"][select(source)]))
+
+
+def test_process_without_cut_keeps_every_event(tmp_path, toy_dir):
+    def edit(doc):
+        del doc["processes"]["signal"]["cut_string"]
+
+    finals, _ = build(tmp_path, toy_dir, edit)
+    total = sum(len(read(p, "signal")["event"]) for p in finals)
+    assert total == len(toy_input(toy_dir, "signal")["event"])
+
+
+def test_three_folds_assign_event_mod_3(tmp_path, toy_dir):
+    finals, out = build(tmp_path, toy_dir, folds=3)
+    assert [p.name for p in finals] == [f"fold{i}_{FILENAME}" for i in range(3)]
+    assert folder_listing(out) == expected_files(3)
+    for process in CLASSES:
+        source = toy_input(toy_dir, process)
+        parts = []
+        for fold, path in enumerate(finals):
+            events = read(path, process)["event"]
+            assert len(events) > 0
+            assert np.all(events % 3 == fold)
+            parts.append(events)
+        selected = source["event"][source["x"] > -3.0]
+        np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.sort(selected))
+
+
+def test_several_files_of_a_process_are_chained(tmp_path, toy_dir):
+    def edit(doc):
+        doc["processes"]["signal"]["files"] = ["example_signal.root", "example_background_1.root"]
+
+    finals, _ = build(tmp_path, toy_dir, edit)
+    s, b1 = toy_input(toy_dir, "signal"), toy_input(toy_dir, "background_1")
+    n_expected = int(np.sum(s["x"] > -3.0) + np.sum(b1["x"] > -3.0))
+    assert sum(len(read(p, "signal")["event"]) for p in finals) == n_expected
+
+
+def test_rebuilding_replaces_existing_fold_files(tmp_path, toy_dir):
+    finals, out = build(tmp_path, toy_dir)
+    first = len(read(finals[0], "signal")["event"])
+
+    def edit(doc):
+        doc["processes"]["signal"]["cut_string"] = "x > 0"
+
+    finals, out = build(tmp_path, toy_dir, edit)
+    second = read(finals[0], "signal")
+    assert np.all(second["x"] > 0) and len(second["event"]) < first
+    assert folder_listing(out) == expected_files(2)
+
+
+# --- event branch types ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64, np.uint64])
+def test_event_branch_of_any_numeric_type_is_assigned_exactly(tmp_path, dtype):
+    # Values near 2^24, the largest range where float32 still holds every integer.
+    event = (2**24 - np.arange(4000)).astype(dtype)
+    assert np.all(event.astype(np.int64) == 2**24 - np.arange(4000))
+    source = write_ntuple(tmp_path / "custom.root", custom_columns(event))
+    out = tmp_path / "out"
+    config = write_yaml(tmp_path / "dataset.yaml", custom_document(source, out, folds=3))
+    finals = create_training_dataset(load_dataset_config(config))
+    seen = []
+    for fold, path in enumerate(finals):
+        events = read(path, "sample")["event"]
+        assert events.dtype == np.dtype(dtype)
+        assert np.all(events.astype(np.int64) % 3 == fold)
+        seen.append(events.astype(np.int64))
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.sort(event.astype(np.int64)))
+    assert folder_listing(out) == expected_files(3)
+
+
+def test_float_event_numbers_above_2_to_the_24_are_refused(tmp_path):
+    # even numbers above 2^24 are still exact float32 values, but odd ones are not
+    event = (2**24 + 2 * np.arange(1000)).astype(np.float32)
+    source = write_ntuple(tmp_path / "big.root", custom_columns(event))
+    out = tmp_path / "out"
+    config = write_yaml(tmp_path / "dataset.yaml", custom_document(source, out))
+    with pytest.raises(InvalidEventNumberError) as info:
+        create_training_dataset(load_dataset_config(config))
+    message = str(info.value)
+    assert "16777216" in message and "integer" in message and "'event'" in message
+    assert folder_listing(out) == set()
+
+
+def test_non_integer_float_event_numbers_are_refused(tmp_path):
+    event = (np.arange(1000) + 0.5).astype(np.float64)
+    source = write_ntuple(tmp_path / "frac.root", custom_columns(event))
+    out = tmp_path / "out"
+    config = write_yaml(tmp_path / "dataset.yaml", custom_document(source, out))
+    with pytest.raises(InvalidEventNumberError):
+        create_training_dataset(load_dataset_config(config))
+    assert folder_listing(out) == set()
+
+
+def test_large_integer_event_numbers_are_assigned_exactly(tmp_path):
+    event = np.uint64(2**40) + np.arange(3000, dtype=np.uint64) * np.uint64(7)
+    source = write_ntuple(tmp_path / "int.root", custom_columns(event))
+    config = write_yaml(tmp_path / "dataset.yaml", custom_document(source, tmp_path / "out"))
+    finals = create_training_dataset(load_dataset_config(config))
+    for fold, path in enumerate(finals):
+        events = read(path, "sample")["event"]
+        assert len(events) > 0 and np.all(events % 2 == fold)
+
+
+def test_fold_without_events_of_a_class_gets_an_empty_tree_and_a_warning(tmp_path, caplog):
+    event = (2 * np.arange(500)).astype(np.int64)  # even numbers only: fold 1 stays empty
+    source = write_ntuple(tmp_path / "even.root", custom_columns(event))
+    config = write_yaml(tmp_path / "dataset.yaml", custom_document(source, tmp_path / "out"))
+    with caplog.at_level("WARNING", logger="htt_tmva"):
+        finals = create_training_dataset(load_dataset_config(config))
+    assert len(read(finals[0], "sample")["event"]) == 500
+    assert trees(finals[1]) == ["sample"]
+    assert len(read(finals[1], "sample")["event"]) == 0
+    assert "no events in fold 1" in caplog.text
+
+
+# --- bad inputs: clear errors, no output -------------------------------------------------------
+
+
+BAD_INPUTS = {
+    "missing file": (
+        _set("background_1", files=["example_background_1.root", "nope.root"]),
+        {},
+        InputFileError,
+        ["nope.root", "does not exist"],
+    ),
+    "missing tree": (
+        None,
+        {"tree_path": "ntupel"},
+        MissingTreeError,
+        ["'ntupel'", "did you mean 'ntuple'?"],
+    ),
+    "missing event branch": (
+        None,
+        {"event_branch": "evnt"},
+        MissingBranchError,
+        ["'evnt'", "did you mean 'event'?"],
+    ),
+    "missing branch in cut": (
+        _set("background_2", cut_string="(xx > 0)"),
+        {},
+        MissingBranchError,
+        ["'xx'", "did you mean 'x'?"],
+    ),
+    "missing branch in weight": (
+        _set("signal", weight_string="2*weight"),
+        {},
+        MissingBranchError,
+        ["'weight'", "did you mean 'weights'?"],
+    ),
+    "cut selects nothing": (
+        _set("background_2", cut_string="x > 100"),
+        {},
+        EmptySelectionError,
+        ["background_2", "x > 100", "no events"],
+    ),
+    "non-finite weights": (
+        _set("background_1", weight_string="weights/(x - x)"),
+        {},
+        NonFiniteError,
+        ["background_1", "non-finite"],
+    ),
+    "cut does not compile": (
+        _set("signal", cut_string="(x > )"),
+        {},
+        ExpressionError,
+        ["'(x > )'", "ROOT says", "expected expression"],
+    ),
+    "weight does not compile": (
+        _set("signal", weight_string="weights +* 2"),
+        {},
+        ExpressionError,
+        ["weights +* 2", "ROOT says"],
+    ),
+    "weight branch exists": (
+        None,
+        {"training_weight_branch": "weights"},
+        OutputError,
+        ["'weights'", "exists already"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_raises_its_error_and_leaves_no_output(tmp_path, toy_dir, case):
+    edit, overrides, error, fragments = BAD_INPUTS[case]
+    with pytest.raises(error) as info:
+        build(tmp_path, toy_dir, edit, **overrides)
+    assert isinstance(info.value, HttTmvaError)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message
+    assert "\n" not in message
+    assert folder_listing(tmp_path / "out") == set()
+
+
+def test_failure_keeps_previous_outputs_untouched(tmp_path, toy_dir):
+    finals, out = build(tmp_path, toy_dir)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(EmptySelectionError):
+        build(tmp_path, toy_dir, _set("signal", cut_string="y > 100"))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert folder_listing(out) == expected_files(2)
