@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -45,8 +46,12 @@ def confusion_figure(
     colorbar: str,
     paths: Sequence[Path],
     fmt: str = ".3g",
+    limits: Optional[tuple[float, float]] = None,
 ) -> None:
-    """Matrix as coloured cells with their values written in; NaN cells are grey and 'n/a'."""
+    """Matrix as coloured cells with their values written in; NaN cells are grey and 'n/a'.
+
+    ``limits`` fixes the colour scale (e.g. (0, 1) for fractions); by default it spans the
+    finite values (and 0)."""
     import matplotlib as mpl
 
     n = len(classes)
@@ -58,9 +63,10 @@ def confusion_figure(
         finite = values[np.isfinite(values)]
         vmin = min(0.0, float(finite.min())) if finite.size else 0.0
         vmax = float(finite.max()) if finite.size and finite.max() > vmin else vmin + 1.0
+        if limits is not None:
+            vmin, vmax = min(vmin, limits[0]), max(vmax, limits[1])
         image = ax.imshow(masked, cmap=cmap, vmin=vmin, vmax=vmax, origin="upper", aspect="equal")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label(colorbar)
-        fontsize = max(10, min(24, 60 // max(n, 1)))
         for (i, j), v in np.ndenumerate(values):
             text = "n/a" if not np.isfinite(v) else format(v, fmt)
             dark = np.isfinite(v) and (v - vmin) > 0.55 * (vmax - vmin)
@@ -70,7 +76,7 @@ def confusion_figure(
                 text,
                 ha="center",
                 va="center",
-                fontsize=fontsize,
+                fontsize=20,
                 color="white" if dark else "black",
             )
         ax.set_xticks(
@@ -91,7 +97,9 @@ def confusion_figure(
 
 
 def roc_figure(
-    curves: Sequence[tuple[str, Sequence[str], Sequence[Roc]]], paths: Sequence[Path]
+    curves: Sequence[tuple[str, Sequence[str], Sequence[Roc]]],
+    paths: Sequence[Path],
+    title: str = "One-vs-rest ROC",
 ) -> None:
     """One-vs-rest ROC curves: colour per class, line style per model ``(label, classes, rocs)``."""
     with _figure(10.0, 10.0) as fig:
@@ -113,9 +121,7 @@ def roc_figure(
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("false positive rate (other classes)")
         ax.set_ylabel("true positive rate (class)")
-        ax.set_title(
-            "One-vs-rest ROC" + (f": {curves[0][0]}" if len(curves) == 1 else ""), fontsize="medium"
-        )
+        ax.set_title(title, fontsize="medium")
         ax.legend(loc="lower right", fontsize=14 if len(curves) * len(curves[0][1]) > 6 else 18)
         fig.tight_layout()
         save(fig, paths)
@@ -128,13 +134,18 @@ def score_figure(
     classes: Sequence[str],
     output: str,
     paths: Sequence[Path],
-    bins: int = 25,
+    title: str = "",
+    bins: int = 30,
 ) -> list[str]:
-    """Normalised weighted distributions of one class output per true class; returns notes."""
+    """Normalised weighted distributions of one class output per true class; returns notes.
+
+    The range is the scores' range rounded out to multiples of 0.05 (within [0, 1])."""
     import mplhep
 
     notes = []
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    low = np.floor(20 * max(float(scores.min()), 0.0)) / 20 if len(scores) else 0.0
+    high = np.ceil(20 * min(float(scores.max()), 1.0)) / 20 if len(scores) else 1.0
+    edges = np.linspace(low, high if high > low else low + 0.05, bins + 1)
     with _figure(10.0, 8.0) as fig:
         ax = fig.subplots()
         for c, cls in enumerate(classes):
@@ -146,7 +157,7 @@ def score_figure(
                 )
                 continue
             counts, _ = np.histogram(
-                np.clip(scores[mask], 0.0, 1.0), bins=edges, weights=weights[mask]
+                np.clip(scores[mask], edges[0], edges[-1]), bins=edges, weights=weights[mask]
             )
             mplhep.histplot(
                 counts / (total * np.diff(edges)),
@@ -156,9 +167,12 @@ def score_figure(
                 color=f"C{c % 10}",
                 linewidth=2,
             )
-        ax.set_xlim(0, 1)
+        ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel(f"{output} score")
         ax.set_ylabel("normalised weighted events")
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.3 * (high - low))  # room for the legend
+        ax.set_title(title, fontsize="medium")
         ax.legend(fontsize=18)
         fig.tight_layout()
         save(fig, paths)

@@ -22,11 +22,12 @@ from htt_tmva._files import atomic_outputs
 from htt_tmva.config import TestingConfig, TrainingConfig, load_testing_config, load_training_config
 from htt_tmva.data.arrays import read_fold_file
 from htt_tmva.data.folds import check_never_seen, scored_fold
-from htt_tmva.engines.base import load_model
+from htt_tmva.engines.base import FoldData, load_model
 from htt_tmva.engines.manifest import Manifest, check_compatible, read_manifest
 from htt_tmva.errors import ConfigError, ModelError
 from htt_tmva.evaluation.confusion import (
     REPRESENTATIONS,
+    Representation,
     confusion_matrix,
     format_table,
     nan_to_none,
@@ -41,20 +42,21 @@ CHUNK_SIZE = 500_000  # events per predict call
 
 @dataclass
 class Scored:
-    """The scores of one testing config's model on the tested fold."""
+    """A testing config's model for the tested fold, checked, and (once scored) its scores."""
 
     label: str
     testing: TestingConfig
     model_path: Path
     manifest: Manifest
-    proba: np.ndarray
+    engine: Optional[str] = None
+    proba: Optional[np.ndarray] = None
 
 
 def checked_model(
-    testing: TestingConfig, training: TrainingConfig, fold: int
-) -> tuple[Path, Manifest]:
-    """The model of ``fold`` and its manifest, refused unless it fits the training config
-    and never saw the fold it is to score."""
+    testing: TestingConfig, training: TrainingConfig, fold: int, engine: Optional[str] = None
+) -> Scored:
+    """The model of ``fold``, refused unless its manifest fits the training config (folds,
+    variables, classes), the requested engine, and it never saw the fold it is to score."""
     k = training.folds
     for key in ("model", "preprocessing"):
         entries = getattr(testing, key)
@@ -64,6 +66,11 @@ def checked_model(
             )
     path = testing.model[fold]
     manifest = read_manifest(path)
+    engine = engine or testing.engine
+    if engine is not None and engine != manifest.engine:
+        raise ModelError(
+            f"model '{path}' was trained with engine '{manifest.engine}', not '{engine}'"
+        )
     if manifest.n_folds != k:
         raise ModelError(
             f"model '{path}' belongs to a {manifest.n_folds}-fold training, "
@@ -76,7 +83,8 @@ def checked_model(
             f"{testing.source}: entry {fold} of 'model' is '{path.name}', the model "
             f"of fold {manifest.fold}; list the models in fold order"
         )
-    return path, manifest
+    label = testing.output_prefix.strip("_-. ") or manifest.engine
+    return Scored(label, testing, path, manifest, engine)
 
 
 def predict(model, x: np.ndarray, n_classes: int, chunk_size: int = CHUNK_SIZE) -> np.ndarray:
@@ -87,26 +95,21 @@ def predict(model, x: np.ndarray, n_classes: int, chunk_size: int = CHUNK_SIZE) 
         raise ModelError(
             f"model returned scores of shape {proba.shape}, expected ({len(x)}, {n_classes})"
         )
-    if not np.isfinite(proba).all():
-        raise ModelError(
-            f"model returned non-finite scores for {int((~np.isfinite(proba)).any(1).sum())} events"
-        )
+    bad = int((~np.isfinite(proba)).any(axis=1).sum())
+    if bad:
+        raise ModelError(f"model returned non-finite scores for {bad} events")
     return proba
 
 
-def _score(
-    testing: TestingConfig,
-    training: TrainingConfig,
-    fold: int,
-    x: np.ndarray,
-    engine: Optional[str],
-) -> Scored:
-    path, manifest = checked_model(testing, training, fold)
+def _score(scored: Scored, fold: int, x: np.ndarray, n_classes: int) -> None:
+    """Load the model and fill ``scored.proba``."""
+    testing = scored.testing
     preprocessing = testing.preprocessing[fold] if testing.preprocessing else None
-    model = load_model(path, engine or testing.engine, preprocessing)
-    label = testing.output_prefix.strip("_-. ") or manifest.engine
-    log.info("scoring %d events with '%s' (%s)", len(x), path.name, manifest.engine)
-    return Scored(label, testing, path, manifest, predict(model, x, len(training.classes)))
+    model = load_model(scored.model_path, scored.engine, preprocessing)
+    log.info(
+        "scoring %d events with '%s' (%s)", len(x), scored.model_path.name, model.manifest.engine
+    )
+    scored.proba = predict(model, x, n_classes)
 
 
 def _safe(name: str) -> str:
@@ -132,6 +135,23 @@ def _aucs(classes: Sequence[str], rocs: Sequence[Roc]) -> dict[str, Optional[flo
     return {c: (r.auc if np.isfinite(r.auc) else None) for c, r in zip(classes, rocs)}
 
 
+@dataclass
+class Evaluation:
+    """Everything the step computed for one fold (the main model is ``results[0]``)."""
+
+    training: TrainingConfig
+    fold: int
+    data: FoldData
+    results: list[Scored]
+    views: dict[str, Representation]
+    sumw2: np.ndarray
+    rocs: list[list[Roc]]
+
+    @property
+    def scored_fold(self) -> int:
+        return scored_fold(self.fold, self.training.folds)
+
+
 def run_testing(
     training_config_path: str | Path,
     testing_config_path: str | Path,
@@ -144,8 +164,6 @@ def run_testing(
     Models of ``compare`` configs (same fold, e.g. another engine) are scored on the same
     events with the same weights and drawn in the ROC figure. Returns the JSON summary.
     """
-    from htt_tmva.evaluation import plots, root_output
-
     training = load_training_config(training_config_path)
     testing = load_testing_config(testing_config_path, training)
     k, classes = training.folds, training.classes
@@ -153,36 +171,48 @@ def run_testing(
         raise ConfigError(
             f"fold {fold} does not exist: the training config has {k} folds (0..{k - 1})"
         )
-    scored = scored_fold(fold, k)
-    others = [load_testing_config(p, training) for p in compare]
-    for other in [testing, *others]:
-        checked_model(other, training, fold)  # refuse before reading data or loading models
+    # every model is checked before any data is read or any model is loaded
+    results = [checked_model(testing, training, fold, engine)]
+    results += [checked_model(load_testing_config(p, training), training, fold) for p in compare]
     data = read_fold_file(
-        training.datasets[scored], classes, training.variables, testing.weight_branch
+        training.datasets[scored_fold(fold, k)], classes, training.variables, testing.weight_branch
     )
-    main = _score(testing, training, fold, data.x, engine)
-    results = [main] + [_score(o, training, fold, data.x, None) for o in others]
+    for r in results:
+        _score(r, fold, data.x, len(classes))
     labels = [r.label for r in results]
     for r in results:
         if labels.count(r.label) > 1:
             r.label = f"{r.label} ({r.testing.source.stem})"
 
-    n = len(classes)
-    matrix = confusion_matrix(data.y, main.proba.argmax(axis=1), data.w, n)
-    sumw2 = confusion_matrix(data.y, main.proba.argmax(axis=1), data.w**2, n)
-    views = representations(matrix, classes)
-    rocs = [one_vs_rest(r.proba, data.y, data.w) for r in results]
+    predicted = results[0].proba.argmax(axis=1)
+    evaluation = Evaluation(
+        training,
+        fold,
+        data,
+        results,
+        views=representations(confusion_matrix(data.y, predicted, data.w, len(classes)), classes),
+        sumw2=confusion_matrix(data.y, predicted, data.w**2, len(classes)),
+        rocs=[one_vs_rest(r.proba, data.y, data.w) for r in results],
+    )
+    _log(evaluation)
+    summary = _summary(evaluation)
+    _write(evaluation, summary)
+    return summary
 
+
+def _log(ev: Evaluation) -> None:
+    """The matrices as tables, their notes as warnings, the AUCs."""
+    main, classes = ev.results[0], ev.training.classes
     log.info(
         "model '%s' of fold %d tested on fold %d ('%s'), %d events, weights '%s'",
         main.model_path.name,
-        fold,
-        scored,
-        training.datasets[scored].name,
-        len(data),
-        testing.weight_branch,
+        ev.fold,
+        ev.scored_fold,
+        ev.training.datasets[ev.scored_fold].name,
+        len(ev.data),
+        main.testing.weight_branch,
     )
-    for name, view in views.items():
+    for name, view in ev.views.items():
         log.info(
             "%s (rows: true class, columns: predicted class):\n%s",
             REPRESENTATIONS[name][0],
@@ -190,53 +220,65 @@ def run_testing(
         )
         for note in view.notes:
             log.warning("%s: %s", name, note)
-    roc_notes = [f"ROC '{c}': {r.note}" for c, r in zip(classes, rocs[0]) if r.note]
-    for r, roc in zip(results, rocs):
+    for r, rocs in zip(ev.results, ev.rocs):
         log.info(
             "one-vs-rest AUC, %s: %s",
             r.label,
-            ", ".join(f"{c} {x.auc:.4f}" for c, x in zip(classes, roc)),
+            ", ".join(f"{c} {roc.auc:.4f}" for c, roc in zip(classes, rocs)),
         )
+    for c, roc in zip(classes, ev.rocs[0]):
+        if roc.note:
+            log.warning("ROC '%s': %s", c, roc.note)
 
-    summary = {
-        "fold": fold,
-        "scored_fold": scored,
-        "n_folds": k,
+
+def _summary(ev: Evaluation) -> dict:
+    """The JSON document: matrices (NaN as null), class order, AUCs, provenance."""
+    main, classes = ev.results[0], ev.training.classes
+    return {
+        "fold": ev.fold,
+        "scored_fold": ev.scored_fold,
+        "n_folds": ev.training.folds,
         "model": str(main.model_path),
         "engine": main.manifest.engine,
-        "dataset": str(training.datasets[scored]),
-        "weight_branch": testing.weight_branch,
-        "events": len(data),
-        "sum_of_weights": float(data.w.sum()),
+        "dataset": str(ev.training.datasets[ev.scored_fold]),
+        "weight_branch": main.testing.weight_branch,
+        "events": len(ev.data),
+        "sum_of_weights": float(ev.data.w.sum()),
         "classes": list(classes),
         "axes": {"rows": "true class", "columns": "predicted class (argmax of the scores)"},
-        "matrices": {name: nan_to_none(view.values) for name, view in views.items()},
-        "sum_of_squared_weights": nan_to_none(sumw2),
+        "matrices": {name: nan_to_none(view.values) for name, view in ev.views.items()},
+        "sum_of_squared_weights": nan_to_none(ev.sumw2),
         "notes": {
-            **{name: view.notes for name, view in views.items()},
-            "roc": roc_notes,
+            **{name: view.notes for name, view in ev.views.items()},
+            "roc": [f"ROC '{c}': {r.note}" for c, r in zip(classes, ev.rocs[0]) if r.note],
             "scores": [],
         },
-        "auc": _aucs(classes, rocs[0]),
+        "auc": _aucs(classes, ev.rocs[0]),
         "compare": [
             {
                 "label": r.label,
                 "model": str(r.model_path),
                 "engine": r.manifest.engine,
                 "testing_config": str(r.testing.source),
-                "auc": _aucs(classes, roc),
+                "auc": _aucs(classes, rocs),
             }
-            for r, roc in zip(results[1:], rocs[1:])
+            for r, rocs in zip(ev.results[1:], ev.rocs[1:])
         ],
-        "training_config": str(training.source),
-        "testing_config": str(testing.source),
-        "config_hash": testing.hash,
+        "training_config": str(ev.training.source),
+        "testing_config": str(main.testing.source),
+        "config_hash": main.testing.hash,
     }
 
-    files = output_files(training, testing, fold)
+
+def _write(ev: Evaluation, summary: dict) -> None:
+    """Figures, ROOT file, JSON and resolved config, all renamed into place together."""
+    from htt_tmva.evaluation import plots, root_output
+
+    main, classes, fold = ev.results[0], ev.training.classes, ev.fold
+    files = output_files(ev.training, main.testing, fold)
     with atomic_outputs(list(files.values())) as temps:
         tmp = dict(zip(files, temps))
-        for name, view in views.items():
+        for name, view in ev.views.items():
             title, colorbar = REPRESENTATIONS[name]
             plots.confusion_figure(
                 view.values,
@@ -245,34 +287,36 @@ def run_testing(
                 colorbar,
                 [tmp[f"confusion_{name}.png"], tmp[f"confusion_{name}.pdf"]],
                 fmt=".3g" if name == "standard" else ".3f",
+                limits=(0.0, 1.0) if name in ("efficiency", "purity") else None,
             )
         plots.roc_figure(
-            [(r.label, classes, roc) for r, roc in zip(results, rocs)],
+            [(r.label, classes, rocs) for r, rocs in zip(ev.results, ev.rocs)],
             [tmp["roc.png"], tmp["roc.pdf"]],
+            title=f"One-vs-rest ROC ({', '.join(r.label for r in ev.results)}, fold {fold})",
         )
         for c, cls in enumerate(classes):
             key = f"scores_{_safe(cls)}"
             summary["notes"]["scores"] += plots.score_figure(
                 main.proba[:, c],
-                data.y,
-                data.w,
+                ev.data.y,
+                ev.data.w,
                 classes,
                 cls,
                 [tmp[f"{key}.png"], tmp[f"{key}.pdf"]],
+                title=f"{cls} output ({main.label}, fold {fold})",
             )
         root_output.write_matrices(
             tmp["root"],
-            {name: (REPRESENTATIONS[name][0], view.values) for name, view in views.items()},
+            {name: (REPRESENTATIONS[name][0], view.values) for name, view in ev.views.items()},
             classes,
-            sumw2,
+            ev.sumw2,
         )
         with open(tmp["json"], "w") as f:
             json.dump(summary, f, indent=2, allow_nan=False)
-        testing.write_resolved(tmp["config"])
+        main.testing.write_resolved(tmp["config"])
     log.info(
         "testing outputs of fold %d written to '%s' (%s*)",
         fold,
-        training.output_path,
-        f"{testing.output_prefix}fold{fold}_",
+        ev.training.output_path,
+        f"{main.testing.output_prefix}fold{fold}_",
     )
-    return summary
