@@ -138,5 +138,8 @@ def compile_expression(
     messages = jit_errors(out[0]) or [str(failure).strip().splitlines()[-1]]
     unknown = [m.group(1) for m in map(_UNDECLARED.search, messages) if m]
     if unknown:
-        raise branch_missing(unknown[0], tree, file, columns) from None
+        error = branch_missing(unknown[0], tree, file, columns)
+        raise type(error)(
+            f"{what}: {error} (if '{unknown[0]}' is meant as a function, ROOT does not know it)"
+        ) from None
     raise ExpressionError(f"{what} does not compile; ROOT says: " + "; ".join(messages)) from None

@@ -59,6 +59,16 @@ def test_process_cut_and_weight_default_to_one(write_dataset):
     assert config.processes["signal"].weight_string == "1"
 
 
+def test_plain_numbers_are_accepted_as_cut_and_weight_expressions(write_dataset):
+    def edit(doc):
+        doc["processes"]["signal"]["cut_string"] = 1
+        doc["processes"]["signal"]["weight_string"] = 0.5
+
+    config = load_dataset_config(write_dataset(edit))
+    assert config.processes["signal"].cut_string == "1"
+    assert config.processes["signal"].weight_string == "0.5"
+
+
 def test_misspelled_top_level_key_names_file_key_choices_and_suggestion(write_dataset):
     def edit(doc):
         doc["output_pat"] = doc.pop("output_path")

@@ -432,6 +432,12 @@ BAD_INPUTS = {
         MissingBranchError,
         ["'weight'", "did you mean 'weights'?"],
     ),
+    "unknown function in cut": (
+        _set("signal", cut_string="absx(x) > 0"),
+        {},
+        MissingBranchError,
+        ["cut_string 'absx(x) > 0' of process 'signal'", "'absx'", "meant as a function"],
+    ),
     "cut selects nothing": (
         _set("background_2", cut_string="x > 100"),
         {},

@@ -15,7 +15,13 @@ from htt_tmva.errors import ConfigError, choices_text, did_you_mean
 
 _REQUIRED = object()
 
+
+class Expression(str):
+    """A ROOT expression (cut or weight); plain YAML numbers such as ``1`` are taken as text."""
+
+
 _TYPE_NAMES = {
+    Expression: "an expression (text or number)",
     str: "a string",
     int: "an integer",
     float: "a number",
@@ -120,6 +126,8 @@ def _validate_value(value: Any, field: Field, source: str, path: str) -> Any:
 def _check_type(value: Any, kind: type, source: str, path: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is Expression and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return Expression(value)
     bool_as_int = kind is int and isinstance(value, bool)
     if bool_as_int or not isinstance(value, kind):
         raise ConfigError(

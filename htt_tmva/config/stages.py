@@ -14,7 +14,15 @@ from typing import Any, Optional
 
 import yaml
 
-from htt_tmva.config.schema import Field, fraction, non_empty, positive, unique, validate
+from htt_tmva.config.schema import (
+    Expression,
+    Field,
+    fraction,
+    non_empty,
+    positive,
+    unique,
+    validate,
+)
 from htt_tmva.errors import ConfigError, choices_text
 
 ENGINES = ("keras", "bdt", "tmva")
@@ -26,8 +34,8 @@ PROCESS_SCHEMA = {
     "files": Field(
         list, items=Field(str), check=non_empty, doc="ROOT files, relative to base_path"
     ),
-    "cut_string": Field(str, default="1", doc="selection in ROOT expression syntax"),
-    "weight_string": Field(str, default="1", doc="event weight expression"),
+    "cut_string": Field(Expression, default="1", doc="selection in ROOT expression syntax"),
+    "weight_string": Field(Expression, default="1", doc="event weight expression"),
     "class": Field(str, doc="class (output tree) of this process"),
 }
 
@@ -150,7 +158,7 @@ class StageConfig:
 
 
 def _plain(obj: Any) -> Any:
-    if isinstance(obj, Path):
+    if isinstance(obj, (Path, str)):
         return str(obj)
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
