@@ -113,7 +113,7 @@ def _book_process(
         work.n_bad_event = selected.Filter(
             f"std::abs({event}) > {work.exact_limit} || {event} != std::floor({event})"
         ).Count()
-    selected = selected.Define(_FOLD, fold_expression(event, config.folds))
+    selected = selected.Define(_FOLD, fold_expression(event, config.folds, event_type))
     work.n_selected = selected.Count()
     work.n_nonfinite = selected.Filter(f"!std::isfinite({weight})").Count()
     work.frame = selected

@@ -26,10 +26,11 @@ def model_for_fold(event_fold: int, n_folds: int) -> int:
     return (event_fold - 1) % n_folds
 
 
-def fold_expression(event_branch: str, n_folds: int) -> str:
-    """C++ expression giving the fold of an event; exact for integer branches and for
-    float branches holding integers up to 2^24 (checked separately)."""
-    value = f"static_cast<Long64_t>({event_branch})"
+def fold_expression(event_branch: str, n_folds: int, column_type: str = "Long64_t") -> str:
+    """C++ expression giving the fold of an event; exact for integer branches (unsigned ones
+    too) and for float branches holding integers up to 2^24 (checked separately)."""
+    unsigned = column_type.startswith(("U", "unsigned")) or column_type in ("size_t", "uint64_t")
+    value = f"static_cast<{'ULong64_t' if unsigned else 'Long64_t'}>({event_branch})"
     return f"((({value}) % {n_folds}) + {n_folds}) % {n_folds}"
 
 
