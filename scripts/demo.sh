@@ -7,6 +7,12 @@ HTT="${VENV:-.venv}/bin/htt-tmva"
 
 "$HTT" toy "$DEMO"
 "$HTT" dataset configs/example_dataset.yaml
-"$HTT" train configs/example_training.yaml --all-folds --overwrite
-"$HTT" train configs/example_training.yaml --all-folds --overwrite --engine bdt
-echo "demo: outputs are in $DEMO/"
+for engine in keras bdt; do
+    "$HTT" train configs/example_training.yaml --all-folds --overwrite --engine "$engine"
+done
+for fold in 0 1; do
+    "$HTT" confusion configs/example_training.yaml configs/example_keras_testing.yaml "$fold" \
+        --compare configs/example_bdt_testing.yaml
+    "$HTT" confusion configs/example_training.yaml configs/example_bdt_testing.yaml "$fold"
+done
+echo "demo: outputs are in $DEMO/ (models, matrices and figures in $DEMO/models/)"

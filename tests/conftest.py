@@ -52,7 +52,7 @@ def training_document(fold_dir: Path, output_dir: Path, **overrides) -> dict:
         "event_weights": "training_weight",
         "variables": ["x", "y"],
         "train_test_split": 0.75,
-        "model": {"name": "example", "batch_size": 256, "epochs": 3, "seed": 1},
+        "model": {"name": "example", "batch_size": 256, "epochs": 8, "seed": 1},
         "bdt": {"NTrees": 60, "MaxDepth": 3},
     }
     doc.update(overrides)

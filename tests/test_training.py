@@ -123,7 +123,7 @@ def test_manifest_records_the_fold_rule_and_refuses_leaks(trained_models):
 def test_keras_outputs_history_plot_and_readable_preprocessing(trained_models):
     output = trained_models["keras"]["output_path"]
     history = json.loads((output / "fold0_keras_history.json").read_text())
-    assert len(history["loss"]) == 3 and "val_loss" in history
+    assert len(history["loss"]) == 8 and "val_loss" in history
     assert (output / "fold0_keras_history.png").stat().st_size > 1000
     pre = json.loads((output / "fold0_keras_preprocessing.json").read_text())
     assert pre["kind"] == "standard" and pre["variables"] == ["x", "y"] and len(pre["scale"]) == 2

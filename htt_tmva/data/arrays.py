@@ -76,7 +76,7 @@ def _check_weights(w, cls, path) -> None:
     if total <= 0:
         raise EmptySelectionError(
             f"class '{cls}' of '{path}' has a total weight of {total:.6g} (not positive): "
-            "it cannot be trained on; check the weights and class_weights"
+            "it can be neither trained on nor tested; check the weights and class_weights"
         )
     log.info(
         "class %s: %d events, sum of weights %.6g%s",

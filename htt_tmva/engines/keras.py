@@ -97,7 +97,11 @@ class KerasModel(Model):
             written.append(pickle_path)
         if self.history:
             written.append(
-                plot_history(self.history, model_path.with_name(f"{stem}_keras_history.png"))
+                plot_history(
+                    self.history,
+                    model_path.with_name(f"{stem}_keras_history.png"),
+                    f"{self.manifest.details.get('model_name', '')}, fold {self.manifest.fold}",
+                )
             )
         return written
 
@@ -238,7 +242,7 @@ def _KeepBest(keras):
     return KeepBest()
 
 
-def plot_history(history: dict, path: Path) -> Path:
+def plot_history(history: dict, path: Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, training and validation, as a PNG."""
     import matplotlib
 
@@ -256,6 +260,8 @@ def plot_history(history: dict, path: Path) -> Path:
         ax.set_ylabel(metric.replace("_", " "))
         ax.legend()
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(f"Keras training history ({title}; accuracy weighted)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
