@@ -51,7 +51,10 @@ def open_root_file(path: str | os.PathLike, mode: str = "READ"):
     path = Path(path)
     if mode == "READ" and not path.is_file():
         raise InputFileError(f"input file '{path}' does not exist")
-    tfile = ROOT.TFile.Open(str(path), mode)
+    try:
+        tfile = ROOT.TFile.Open(str(path), mode)
+    except OSError:  # the pythonization raises instead of returning a null pointer
+        tfile = None
     if not tfile or tfile.IsZombie():
         raise InputFileError(f"file '{path}' cannot be opened as a ROOT file (zombie)")
     if tfile.TestBit(ROOT.TFile.kRecovered):
