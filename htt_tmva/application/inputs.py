@@ -1,0 +1,158 @@
+"""Input ntuples of the application: glob expansion and the checks done before any writing."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from htt_tmva._root import get_tree, open_root_file
+from htt_tmva.data.folds import FLOAT_EXACT_LIMIT
+from htt_tmva.errors import InputFileError, OutputError, branch_missing
+
+log = logging.getLogger(__name__)
+
+_GLOB_CHARS = set("*?[")
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[Path]:
+    """Files named by ``patterns`` (paths or globs, expanded here), in order, without repeats."""
+    files: list[Path] = []
+    for pattern in patterns:
+        pattern = os.path.expanduser(str(pattern))
+        if _GLOB_CHARS & set(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise InputFileError(f"no input file matches '{pattern}'")
+            files.extend(Path(m) for m in matches)
+        else:
+            files.append(Path(pattern))
+    seen: set[str] = set()
+    unique = []
+    for f in files:
+        if os.path.realpath(f) not in seen:
+            seen.add(os.path.realpath(f))
+            unique.append(f)
+    return unique
+
+
+@dataclass
+class InputInfo:
+    """What the application needs to know about one input tree."""
+
+    path: Path
+    tree_path: str
+    entries: int
+    branches: list[str]
+    tree_title: str
+    compression: int
+    existing: list[str] = field(default_factory=list)
+    event_limit: int = 0  # > 0: the event branch is floating point, exact up to this value
+
+    @property
+    def tree_name(self) -> str:
+        return self.tree_path.rsplit("/", 1)[-1]
+
+
+_INTEGER_TYPES = {
+    "Char_t",
+    "UChar_t",
+    "Short_t",
+    "UShort_t",
+    "Int_t",
+    "UInt_t",
+    "Long_t",
+    "ULong_t",
+    "Long64_t",
+    "ULong64_t",
+    "Bool_t",
+    "char",
+    "unsigned char",
+    "short",
+    "unsigned short",
+    "int",
+    "unsigned int",
+    "long",
+    "unsigned long",
+    "long long",
+    "unsigned long long",
+    "bool",
+}
+_FLOAT_LIMITS = {
+    "Float_t": FLOAT_EXACT_LIMIT,
+    "float": FLOAT_EXACT_LIMIT,
+    "Float16_t": 2**11,
+    "Double_t": 2**53,
+    "double": 2**53,
+    "Double32_t": FLOAT_EXACT_LIMIT,
+}
+
+
+def scalar_type(tree, name: str, tree_path: str, path: Path) -> str:
+    """The type name of a scalar numeric branch; refuse arrays, objects and strings."""
+    leaf = tree.GetLeaf(name)
+    type_name = str(leaf.GetTypeName()) if leaf else ""
+    if (
+        not leaf
+        or leaf.GetLeafCount()
+        or leaf.GetLenStatic() != 1
+        or type_name not in _INTEGER_TYPES | set(_FLOAT_LIMITS)
+    ):
+        raise InputFileError(
+            f"branch '{name}' of tree '{tree_path}' in '{path}' is not a scalar "
+            f"number ({type_name or 'no leaf'}); variables and the event branch "
+            "must be numbers"
+        )
+    return type_name
+
+
+def top_level_branches(tree) -> list[str]:
+    """Names of the top-level branches, the columns a full Snapshot copies."""
+    return [str(b.GetName()) for b in tree.GetListOfBranches()]
+
+
+def inspect_input(
+    path: Path,
+    tree_path: str,
+    variables: Sequence[str],
+    event_branch: str,
+    new_branches: Sequence[str],
+    overwrite: bool,
+) -> InputInfo:
+    """Open ``path`` and check its tree, the needed branches and the new branch names.
+
+    Missing, zombie or recovered files, a missing tree or branch, and existing branches
+    of the new names (without ``overwrite``) are refused here, before anything is written.
+    """
+    path = Path(path)
+    tfile = open_root_file(path)
+    try:
+        tree = get_tree(tfile, tree_path)
+        branches = top_level_branches(tree)
+        leaves = [str(leaf.GetName()) for leaf in tree.GetListOfLeaves()]
+        for name in dict.fromkeys([*variables, event_branch]):
+            if name not in branches and name not in leaves:
+                raise branch_missing(name, tree_path, str(path), branches)
+            scalar_type(tree, name, tree_path, path)
+        event_limit = _FLOAT_LIMITS.get(scalar_type(tree, event_branch, tree_path, path), 0)
+        existing = [b for b in new_branches if b in branches]
+        if existing and not overwrite:
+            raise OutputError(
+                f"tree '{tree_path}' of '{path}' has branches {existing} already; refusing to "
+                "replace them (give --overwrite to replace them, or choose another branch_prefix)"
+            )
+        return InputInfo(
+            path=path,
+            tree_path=tree_path,
+            entries=int(tree.GetEntries()),
+            branches=branches,
+            tree_title=str(tree.GetTitle()),
+            compression=int(tfile.GetCompressionSettings()),
+            existing=existing,
+            event_limit=event_limit,
+        )
+    finally:
+        tfile.Close()

@@ -1,0 +1,107 @@
+"""The models of the application, one per event fold, checked before any event is read."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from htt_tmva.config.stages import ApplicationConfig, TrainingConfig
+from htt_tmva.data.folds import check_never_seen, model_for_fold
+from htt_tmva.engines.base import Model, load_model
+from htt_tmva.engines.manifest import Manifest, check_compatible, read_manifest
+from htt_tmva.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldModels:
+    """``models[j]`` scores the events of fold j (``event % n_folds == j``)."""
+
+    models: list[Model]
+    paths: list[Path]
+    variables: list[str]
+    classes: list[str]
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.models)
+
+
+def _check_counts(application: ApplicationConfig, training: TrainingConfig, n_folds: int) -> None:
+    source = application.source
+    if len(application.classifiers) != n_folds:
+        raise ConfigError(
+            f"{source}: 'classifiers' lists {len(application.classifiers)} model(s), but the "
+            f"dataset config has {n_folds} folds; give one model per event fold: entry i scores "
+            f"the events with event % {n_folds} == i (classic two folds: the fold1 model first, "
+            "then fold0)"
+        )
+    if training.folds != n_folds:
+        raise ConfigError(
+            f"the training config {training.source} has {training.folds} datasets "
+            f"(folds), but the dataset config has {n_folds} folds"
+        )
+    pre = application.preprocessing
+    if pre is not None and len(pre) != n_folds:
+        raise ConfigError(
+            f"{source}: 'preprocessing' lists {len(pre)} file(s); give one per entry "
+            f"of 'classifiers' ({n_folds})"
+        )
+
+
+def checked_manifest(
+    path: Path, event_fold: int, n_folds: int, training: TrainingConfig
+) -> Manifest:
+    """The manifest of the model that scores ``event_fold``, checked against config and folds."""
+    manifest = read_manifest(path)
+    check_compatible(manifest, path, training.variables, training.classes)
+    if manifest.n_folds != n_folds:
+        raise ModelError(
+            f"model '{path}' was trained for {manifest.n_folds} folds, but the dataset "
+            f"config has {n_folds}"
+        )
+    check_never_seen(path.name, manifest.trained_on, event_fold, n_folds)
+    if manifest.scores_fold != event_fold:
+        log.warning(
+            "model %s is listed for events of fold %d, but was made to score fold %d (the "
+            "model of fold %d scores fold %d)",
+            path.name,
+            event_fold,
+            manifest.scores_fold,
+            model_for_fold(event_fold, n_folds),
+            event_fold,
+        )
+    return manifest
+
+
+def load_fold_models(
+    application: ApplicationConfig,
+    training: TrainingConfig,
+    n_folds: int,
+    engine: Optional[str] = None,
+) -> FoldModels:
+    """Check every manifest first (cheap), then load the models, one per event fold."""
+    _check_counts(application, training, n_folds)
+    engine = engine or application.engine
+    paths = list(application.classifiers)
+    pre = application.preprocessing or [None] * n_folds
+    for fold, path in enumerate(paths):
+        checked_manifest(path, fold, n_folds, training)
+        if pre[fold] is not None and not Path(pre[fold]).is_file():
+            raise ModelError(
+                f"preprocessing file '{pre[fold]}' (for model '{path.name}') does not exist"
+            )
+    models = [load_model(path, engine, pre[fold]) for fold, path in enumerate(paths)]
+    for fold, path in enumerate(paths):
+        log.info(
+            "events of fold %d scored by %s (%s)", fold, path.name, models[fold].manifest.engine
+        )
+    return FoldModels(
+        models=models,
+        paths=paths,
+        variables=list(training.variables),
+        classes=list(training.classes),
+    )

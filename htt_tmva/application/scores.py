@@ -1,0 +1,218 @@
+"""Pass 1: read the input variables and event numbers in chunks, score each event with the
+model of its fold, and stream the scores (classes, max_score, max_index) in entry order.
+
+Only the needed columns are read, one chunk of entries at a time, so memory does not grow
+with the number of events; inference runs batched, one ``predict`` per fold and chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from htt_tmva.application.models import FoldModels
+from htt_tmva.application.stream import StreamWriter, declare, event_hash
+from htt_tmva.errors import InputFileError, InvalidEventNumberError, ModelError, NonFiniteError
+
+log = logging.getLogger(__name__)
+
+
+def score_names(prefix: str, classes: Sequence[str]) -> list[str]:
+    """The new branches: one score per class, then max_score and max_index."""
+    return [f"{prefix}{c}" for c in classes] + [f"{prefix}max_score", f"{prefix}max_index"]
+
+
+def reader_columns(variables: Sequence[str], event_branch: str, float_event: bool) -> list[str]:
+    """Columns pass 1 reads as doubles: the variables, and a floating-point event branch last."""
+    return [*variables, *([event_branch] if float_event else [])]
+
+
+class ChunkReader:
+    """Reads ranges of entries of numeric columns (as float64) and the event number (int64)."""
+
+    def __init__(self, path: Path, tree_path: str, columns: Sequence[str], event_branch: str):
+        self.path, self.tree_path, self.columns = Path(path), tree_path, list(columns)
+        try:
+            self.cpp = declare().LeafReader(str(path), tree_path, self.columns, event_branch)
+        except Exception as exc:  # a C++ exception through cppyy
+            raise self._error(exc) from None
+
+    def read(self, begin: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """Values (n, n_columns) and event numbers of entries [begin, end), in entry order."""
+        values = np.empty((end - begin, max(len(self.columns), 1)), dtype=np.float64)
+        events = np.empty(end - begin, dtype=np.int64)
+        try:
+            self.cpp.Read(begin, end, values, events)
+        except Exception as exc:  # a C++ exception through cppyy
+            raise self._error(exc) from None
+        return values[:, : len(self.columns)], events
+
+    def _error(self, exc: Exception) -> InputFileError:
+        why = str(exc).strip().splitlines()[-1]
+        return InputFileError(f"reading tree '{self.tree_path}' of '{self.path}' failed: {why}")
+
+
+def chunks(n_entries: int, chunk_size: int) -> Iterator[tuple[int, int]]:
+    """[begin, end) ranges covering n_entries; a small first one lets pass 2 start early."""
+    first = min(chunk_size, max(chunk_size // 8, 1))
+    begin = 0
+    while begin < n_entries:
+        end = min(n_entries, begin + (first if begin == 0 else chunk_size))
+        yield begin, end
+        begin = end
+
+
+def check_float_events(raw: np.ndarray, branch: str, limit: int, where: str) -> None:
+    """Refuse floating-point event numbers that are not exact integers (folds would be wrong)."""
+    bad = ~np.isfinite(raw) | (raw != np.trunc(raw)) | (np.abs(raw) > limit)
+    if bad.any():
+        raise InvalidEventNumberError(
+            f"event branch '{branch}' of {where} is floating point and holds {int(bad.sum())} "
+            f"values that are not integers up to {limit} (e.g. {raw[bad][0]!r}); folds cannot be "
+            "assigned exactly: use an integer event branch"
+        )
+
+
+def folds_of(events: np.ndarray, n_folds: int) -> np.ndarray:
+    """Fold of each event, ``((e % k) + k) % k`` like the dataset step."""
+    return np.mod(events, n_folds)
+
+
+@dataclass
+class Pass1Result:
+    """What pass 1 saw: entries scored, the order hash of (entry, event), per-fold counts."""
+
+    entries: int = 0
+    order_hash: int = 0
+    per_fold: list[int] = field(default_factory=list)
+    nonfinite: dict[str, int] = field(default_factory=dict)
+    nonfinite_events: int = 0
+    seconds_read: float = 0.0
+    seconds_predict: float = 0.0
+
+
+# Events per predict call: the numpy Dense pass is fastest on cache-sized batches, XGBoost
+# on large ones (its DMatrix has a fixed cost per call).
+INFERENCE_BATCH = {"keras": 32768}
+
+
+def batched_predict(model, x: np.ndarray, n_classes: int, path: Path) -> np.ndarray:
+    """``model.predict`` over batches of the engine's preferred size; shape checked."""
+    batch = INFERENCE_BATCH.get(model.manifest.engine, len(x))
+    parts = [np.asarray(model.predict(x[i : i + batch])) for i in range(0, len(x), batch)]
+    predicted = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if predicted.shape != (len(x), n_classes):
+        raise ModelError(
+            f"model '{path}' returned scores of shape {predicted.shape} for {len(x)} "
+            f"events and {n_classes} classes"
+        )
+    return predicted
+
+
+def predict_chunk(
+    models: FoldModels, x: np.ndarray, folds: np.ndarray, good: np.ndarray, default: Optional[float]
+) -> tuple[np.ndarray, list[int]]:
+    """Scores (n, n_classes + 2) float32 of a chunk: each event by the model of its fold."""
+    n_classes = len(models.classes)
+    scores = np.empty((len(x), n_classes + 2), dtype=np.float32)
+    counts = []
+    for fold, model in enumerate(models.models):
+        index = np.flatnonzero((folds == fold) & good)
+        counts.append(len(index))
+        if len(index) == 0:
+            continue
+        scores[index, :n_classes] = batched_predict(model, x[index], n_classes, models.paths[fold])
+    body = scores[:, :n_classes]
+    scores[:, n_classes] = body.max(axis=1)
+    scores[:, n_classes + 1] = body.argmax(axis=1)
+    if default is not None:
+        scores[~good] = default
+    return scores, counts
+
+
+def _count_nonfinite(x: np.ndarray, variables: Sequence[str], result: Pass1Result) -> np.ndarray:
+    finite = np.isfinite(x)
+    good = finite.all(axis=1)
+    n_bad = len(good) - int(good.sum())
+    if n_bad:
+        result.nonfinite_events += n_bad
+        for i, name in enumerate(variables):
+            bad = len(x) - int(finite[:, i].sum())
+            if bad:
+                result.nonfinite[name] = result.nonfinite.get(name, 0) + bad
+    return good
+
+
+def _nonfinite_error(result: Pass1Result, where: str) -> NonFiniteError:
+    listed = ", ".join(f"'{v}' in {n} events" for v, n in result.nonfinite.items())
+    return NonFiniteError(
+        f"{result.nonfinite_events} of {result.entries} events of {where} have non-finite inputs "
+        f"(NaN or inf): {listed}; nothing was written. Give --nonfinite-default VALUE to write "
+        "VALUE as every score of such events"
+    )
+
+
+def run_pass1(
+    reader: ChunkReader,
+    n_entries: int,
+    models: FoldModels,
+    event_branch: str,
+    writer: StreamWriter,
+    chunk_size: int,
+    nonfinite_default: Optional[float] = None,
+    on_abort: Optional[Callable[[str], None]] = None,
+    keep_going: Optional[Callable[[], bool]] = None,
+    event_limit: int = 0,
+) -> Pass1Result:
+    """Score every entry and write its record to ``writer``.
+
+    Non-finite inputs without a default stop the writing (``on_abort``), are counted over
+    the whole tree and raise NonFiniteError. ``keep_going`` returning False (pass 2 ended
+    early) stops the loop. ``event_limit`` > 0: the event branch is floating point, exact
+    up to that value (the reader then reads it as its last column).
+    """
+    variables = models.variables
+    where = f"tree '{reader.tree_path}' in '{reader.path}'"
+    result = Pass1Result(per_fold=[0] * models.n_folds)
+    aborted = False
+    for begin, end in chunks(n_entries, chunk_size):
+        if keep_going is not None and not keep_going():
+            break
+        start = time.perf_counter()
+        values, events = reader.read(begin, end)
+        x = values[:, : len(variables)]
+        if event_limit:
+            check_float_events(values[:, -1], event_branch, event_limit, where)
+        result.entries += end - begin
+        result.seconds_read += time.perf_counter() - start
+        good = _count_nonfinite(x, variables, result)
+        if result.nonfinite_events and nonfinite_default is None:
+            if not aborted and on_abort is not None:
+                on_abort(f"non-finite inputs in {where}")
+            aborted = True
+            continue
+        start = time.perf_counter()
+        scores, counts = predict_chunk(
+            models, x, folds_of(events, models.n_folds), good, nonfinite_default
+        )
+        result.seconds_predict += time.perf_counter() - start
+        result.per_fold = [a + b for a, b in zip(result.per_fold, counts)]
+        result.order_hash = (result.order_hash + event_hash(np.arange(begin, end), events)) % 2**64
+        writer.write(events, scores)
+    if aborted:
+        raise _nonfinite_error(result, where)
+    if result.nonfinite_events:
+        log.warning(
+            "%d events of %s have non-finite inputs (%s): all their scores are set to %g",
+            result.nonfinite_events,
+            where,
+            ", ".join(f"{v}: {n}" for v, n in result.nonfinite.items()),
+            nonfinite_default,
+        )
+    return result
