@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -335,10 +336,12 @@ def test_float_event_numbers_are_used_when_exact(trained_models, setup, tmp_path
 # ---------------------------------------------------------------- safety
 
 
-def test_kill_during_write_leaves_input_untouched(setup, tmp_path):
+@pytest.fixture(scope="module")
+def big_ntuple(tmp_path_factory) -> Path:
+    """1.5M events: the write takes seconds, long enough to be interrupted."""
     from htt_tmva._root import root
 
-    data_file = tmp_path / "big.root"
+    path = tmp_path_factory.mktemp("big") / "big.root"
     frame = root().RDataFrame(1_500_000)
     frame = (
         frame.Define("x", "float(gRandom->Gaus())")
@@ -346,32 +349,35 @@ def test_kill_during_write_leaves_input_untouched(setup, tmp_path):
         .Define("weights", "1.f")
         .Define("event", "ULong64_t(rdfentry_)")
     )
-    frame.Snapshot(TREE, str(data_file), ["x", "y", "weights", "event"])
-    configs = setup("keras")
-    digest_before, listing = digest(data_file), sorted(os.listdir(tmp_path))
-    command = [
-        sys.executable,
-        "-m",
-        "htt_tmva.cli",
-        "apply",
-        *map(str, configs),
-        str(data_file),
-        TREE,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    frame.Snapshot(TREE, str(path), ["x", "y", "weights", "event"])
+    return path
+
+
+def start_and_wait_for_write(configs, data_file: Path) -> subprocess.Popen:
+    """Run the apply command; return once its temporary output holds more than 1 MB."""
+    command = [sys.executable, "-m", "htt_tmva.cli", "apply", *map(str, configs)]
+    process = subprocess.Popen(
+        [*command, str(data_file), TREE], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 120
-    temp = None
     while time.monotonic() < deadline and process.poll() is None:
         temps = [
             p
-            for p in tmp_path.glob(".big*")
+            for p in data_file.parent.glob(f".{data_file.stem}*")
             if "scores" not in p.name and p.stat().st_size > 1_000_000
         ]
         if temps:
-            temp = temps[0]
-            break
+            return process
         time.sleep(0.02)
-    assert temp is not None, process.stderr.read().decode()[-2000:]
+    raise AssertionError(process.stderr.read().decode()[-2000:])
+
+
+def test_kill_during_write_leaves_input_untouched(setup, big_ntuple, tmp_path):
+    data_file = tmp_path / "big.root"
+    shutil.copyfile(big_ntuple, data_file)
+    configs = setup("keras")
+    digest_before, listing = digest(data_file), sorted(os.listdir(tmp_path))
+    process = start_and_wait_for_write(configs, data_file)
     process.send_signal(signal.SIGKILL)
     process.wait()
     process.stderr.close()
@@ -379,6 +385,25 @@ def test_kill_during_write_leaves_input_untouched(setup, tmp_path):
     assert digest(data_file) == digest_before
     visible = sorted(p for p in os.listdir(tmp_path) if not p.startswith("."))
     assert visible == [p for p in listing if not p.startswith(".")]
+    # the next run removes what the killed one left behind, and completes
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".big")]
+    run_application(*configs, [str(data_file)], TREE)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+    assert "keras_max_index" in arrays(data_file)
+
+
+def test_interrupt_cleans_up_and_leaves_input_untouched(setup, big_ntuple, tmp_path):
+    data_file = tmp_path / "big.root"
+    shutil.copyfile(big_ntuple, data_file)
+    configs = setup("keras")
+    digest_before = digest(data_file)
+    process = start_and_wait_for_write(configs, data_file)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr.decode()[-2000:]
+    assert b"interrupted" in stderr
+    assert digest(data_file) == digest_before
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
 
 
 def test_command_line(setup, tmp_path):

@@ -42,6 +42,7 @@ from htt_tmva.application.writer import (
     complete_copy,
     output_columns,
     plan_output,
+    remove_stale,
     scratch,
     verify,
 )
@@ -127,6 +128,7 @@ def _run_passes(
     read_columns = reader_columns(models.variables, event_branch, info.event_limit > 0)
     writer = StreamWriter(plan.stream, len(names))
     try:
+        chunk_reader = ChunkReader(info.path, info.tree_path, read_columns, event_branch)
         reader = StreamReader(plan.stream, len(names), info.entries)
         result, nodes = book_pass2(info, plan, names, event_branch)
         loop = LoopRunner()
@@ -134,7 +136,6 @@ def _run_passes(
         loop.start(result)
         try:
             reader.wait_started(loop)
-            chunk_reader = ChunkReader(info.path, info.tree_path, read_columns, event_branch)
             passed = run_pass1(
                 chunk_reader,
                 info.entries,
@@ -152,7 +153,7 @@ def _run_passes(
             reader.cpp.Abort(f"pass 1 failed: {exc}")
             raise
         finally:
-            error = loop.join()
+            error = loop.join(on_interrupt=reader.cpp.Abort)
             reader.deactivate()
     finally:
         writer.close()
@@ -175,6 +176,7 @@ def apply_one(
 ) -> Path:
     """Score one input and write its output safely; return the output path."""
     start = time.perf_counter()
+    remove_stale(plan)
     check_space(plan, info.entries, record_dtype(len(names)).itemsize)
     log.info(
         "%s: scoring %d entries of tree '%s' -> %s (%s)",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -67,6 +68,8 @@ public:
    const float *Next(ULong64_t entry, Long64_t event)
    {
       fStarted = true;
+      if (fAbort.load(std::memory_order_relaxed))
+         Aborted();
       if (Long64_t(entry) != fNext)
          Fail("entries arrive out of order: expected entry " + std::to_string(fNext) + ", got " +
               std::to_string(entry));
@@ -101,6 +104,11 @@ private:
    {
       throw std::runtime_error("score stream: " + why);
    }
+   [[noreturn]] void Aborted()
+   {
+      std::lock_guard<std::mutex> lock(fMutex);
+      Fail("aborted: " + fAbortMessage);
+   }
 
    /// Refill the buffer with whole records, waiting while the writer is behind.
    void Fill()
@@ -121,10 +129,8 @@ private:
             fEnd += std::size_t(got);
             continue;
          }
-         if (fAbort) {
-            std::lock_guard<std::mutex> lock(fMutex);
-            Fail("aborted: " + fAbortMessage);
-         }
+         if (fAbort)
+            Aborted();
          if (fWriterDone) {
             // the writer may have appended between our read and the flag: read once more
             got = ::read(fFd, fBuffer.data() + fEnd, fBuffer.size() - fEnd);
@@ -362,6 +368,16 @@ class LoopRunner:
     def finished(self) -> bool:
         return bool(self.cpp.Finished())
 
-    def join(self) -> str:
-        """Wait for the loop; the error message of a failed loop, '' on success."""
-        return str(self.cpp.Join()) if self._started else ""
+    def join(self, on_interrupt: Callable[[str], None]) -> str:
+        """Wait for the loop; the error message of a failed loop, '' on success. Waits in
+        Python, so that Ctrl-C interrupts: ``on_interrupt`` then stops the loop."""
+        if not self._started:
+            return ""
+        try:
+            while not self.finished():
+                time.sleep(0.01)
+        except BaseException:
+            on_interrupt("interrupted")
+            self.cpp.Join()
+            raise
+        return str(self.cpp.Join())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterator, Sequence
@@ -118,6 +119,35 @@ def check_space(plan: OutputPlan, n_entries: int, record_bytes: int) -> None:
         )
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process
+        return True
+    return True
+
+
+def remove_stale(plan: OutputPlan) -> list[Path]:
+    """Remove the scratch files of earlier runs for the same output that were killed (their
+    process is gone); a kill leaves the input intact, but these hidden files behind."""
+    pid, removed = str(os.getpid()), []
+    for own in (plan.temp, plan.stream):
+        at = own.name.rfind(pid)
+        pattern = re.compile(
+            f"^{re.escape(own.name[:at])}([0-9]+){re.escape(own.name[at + len(pid) :])}$"
+        )
+        for candidate in plan.final.parent.iterdir():
+            match = pattern.match(candidate.name)
+            if match and match.group(1) != pid and not _alive(int(match.group(1))):
+                with suppress(FileNotFoundError):
+                    candidate.unlink()
+                    removed.append(candidate)
+                    log.info("removed %s, left behind by a killed run", candidate)
+    return removed
+
+
 @contextmanager
 def scratch(plan: OutputPlan) -> Iterator[OutputPlan]:
     """Remove the temporary output and the score stream when the block ends, however it ends."""
@@ -143,10 +173,9 @@ def snapshot_options(compression: int):
 def book_pass2(
     info: InputInfo, plan: OutputPlan, names: Sequence[str], event_branch: str
 ) -> tuple[object, list[object]]:
-    """Book the lazy Snapshot that copies the tree and adds ``names`` from the score stream.
-    Returns the
-       result handle and the RDataFrame nodes to keep alive while it runs.
-    """
+    """Book the lazy, single-threaded Snapshot that copies the tree (or only the event
+    number, for a friend) and adds ``names`` from the score stream. Returns the result
+    handle and the RDataFrame nodes to keep alive while it runs."""
     ROOT = root()
     if ROOT.IsImplicitMTEnabled():
         raise OutputError(
