@@ -128,14 +128,18 @@ def _run_passes(
     read_columns = reader_columns(models.variables, event_branch, info.event_limit > 0)
     writer = StreamWriter(plan.stream, len(names))
     try:
+        # pass 1's C++ calls compile before pass 2 starts, so that while pass 2 compiles its
+        # graph in its thread, pass 1 already scores without needing the interpreter
         chunk_reader = ChunkReader(info.path, info.tree_path, read_columns, event_branch)
+        if info.entries:
+            chunk_reader.read(0, 1)
         reader = StreamReader(plan.stream, len(names), info.entries)
         result, nodes = book_pass2(info, plan, names, event_branch)
         loop = LoopRunner()
+        loop.finished()
         reader.activate()
         loop.start(result)
         try:
-            reader.wait_started(loop)
             passed = run_pass1(
                 chunk_reader,
                 info.entries,

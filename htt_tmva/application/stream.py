@@ -67,7 +67,6 @@ public:
    /// The scores of the entry ``entry``, whose event number is ``event``.
    const float *Next(ULong64_t entry, Long64_t event)
    {
-      fStarted = true;
       if (fAbort.load(std::memory_order_relaxed))
          Aborted();
       if (Long64_t(entry) != fNext)
@@ -96,7 +95,6 @@ public:
       }
       fAbort = true;
    }
-   bool Started() const { return fStarted; }
    double WaitedSeconds() const { return fWaited; }
 
 private:
@@ -158,7 +156,7 @@ private:
    Long64_t fNext = 0;
    int fFd = -1;
    double fWaited = 0.;
-   std::atomic<bool> fStarted{false}, fWriterDone{false}, fAbort{false};
+   std::atomic<bool> fWriterDone{false}, fAbort{false};
    std::mutex fMutex;
    std::string fAbortMessage;
 };
@@ -346,12 +344,6 @@ class StreamReader:
     def deactivate(self) -> None:
         """No stream is active: a stray read fails instead of using a dead reader."""
         declare().SetCurrentStream(root().nullptr)
-
-    def wait_started(self, loop: LoopRunner, timeout: float = 600.0) -> None:
-        """Block until pass 2 asks for its first record (its JIT is done) or ends."""
-        deadline = time.monotonic() + timeout
-        while not self.cpp.Started() and not loop.finished() and time.monotonic() < deadline:
-            time.sleep(0.002)
 
 
 class LoopRunner:
