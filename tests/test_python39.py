@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "htt_tmva"
-CHECK = "import pathlib,sys\nfor p in pathlib.Path(sys.argv[1]).rglob('*.py'): compile(p.read_text(), str(p), 'exec')"
+CHECK = (
+    "import pathlib, sys\n"
+    "for p in pathlib.Path(sys.argv[1]).rglob('*.py'): compile(p.read_text(), str(p), 'exec')"
+)
 
 
 def find_python39() -> str | None:
