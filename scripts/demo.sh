@@ -15,4 +15,11 @@ for fold in 0 1; do
         --compare configs/example_bdt_testing.yaml
     "$HTT" confusion configs/example_training.yaml configs/example_bdt_testing.yaml "$fold"
 done
-echo "demo: outputs are in $DEMO/ (models, matrices and figures in $DEMO/models/)"
+# scores of both engines appended to the data file, in place (each event by the model
+# that never saw its fold)
+for engine in keras bdt; do
+    "$HTT" apply configs/example_dataset.yaml configs/example_training.yaml \
+        "configs/example_${engine}_application.yaml" "$DEMO/example_data.root" ntuple
+done
+echo "demo: outputs are in $DEMO/ (models, matrices and figures in $DEMO/models/;"
+echo "      $DEMO/example_data.root now holds keras_* and bdt_* score branches)"

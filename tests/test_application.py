@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import CLASSES, dataset_document, training_document, write_yaml
 
 from htt_tmva.application.apply import run_application
@@ -427,6 +428,9 @@ def test_command_line(setup, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "keras_max_index" in arrays(data_file)
+    record = yaml.safe_load((tmp_path / "data.keras_application.yaml").read_text())
+    assert [c["source"] for c in record["configs"]] == [str(p) for p in setup("keras")]
+    assert record["mode"] == "inplace" and record["tree"] == TREE
     missing = subprocess.run(
         [*command[:-4], str(tmp_path / "nope.root"), TREE],
         capture_output=True,

@@ -50,6 +50,7 @@ from htt_tmva.config.stages import (
     load_application_config,
     load_dataset_config,
     load_training_config,
+    write_resolved_configs,
 )
 from htt_tmva.errors import ConfigError, OutputError
 
@@ -107,11 +108,14 @@ def run_application(
     models = load_fold_models(application, training, dataset.folds, engine)
     written = []
     for info, plan in zip(infos, plans):
-        written.append(
-            apply_one(
-                info, plan, models, names, dataset.event_branch, chunk_size, nonfinite_default
-            )
+        final = apply_one(
+            info, plan, models, names, dataset.event_branch, chunk_size, nonfinite_default
         )
+        record = final.with_name(f"{final.stem}.{application.branch_prefix}application.yaml")
+        write_resolved_configs(
+            record, dataset, training, application, input=info.path, tree=tree, mode=plan.mode
+        )
+        written.append(final)
     return written
 
 

@@ -148,13 +148,23 @@ class StageConfig:
     def hash(self) -> str:
         return config_hash(self.raw)
 
+    def resolved(self) -> dict:
+        """The validated config, paths resolved, with its source and hash."""
+        return {"source": str(self.source), "config_hash": self.hash, "resolved": _plain(self)}
+
     def write_resolved(self, path: str | Path) -> Path:
-        """Write the validated config, paths resolved, next to an output."""
-        path = Path(path)
-        doc = {"source": str(self.source), "config_hash": self.hash, "resolved": _plain(self)}
-        with open(path, "w") as f:
-            yaml.safe_dump(doc, f, sort_keys=False)
-        return path
+        """Write the resolved config next to an output."""
+        return write_resolved_configs(path, self)
+
+
+def write_resolved_configs(path: str | Path, *configs: StageConfig, **extra: Any) -> Path:
+    """Write one or several resolved configs (and extra facts) as one YAML file."""
+    path = Path(path)
+    docs = [c.resolved() for c in configs]
+    doc = docs[0] if len(docs) == 1 and not extra else {**_plain(extra), "configs": docs}
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    return path
 
 
 def _plain(obj: Any) -> Any:

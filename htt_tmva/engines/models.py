@@ -1,8 +1,9 @@
 """The Keras model zoo (``example``, ``smhtt``) and user models named ``module:function``.
 
 A model function takes ``(n_inputs, n_outputs, learning_rate)`` and returns a compiled
-Keras model (accuracy is a weighted metric, as the loss is weighted); user functions may take only ``(n_inputs, n_outputs)`` and may return an
-uncompiled model, which is then compiled with categorical cross-entropy and Adam.
+Keras model (accuracy is a weighted metric, as the loss is weighted); user functions may
+take only ``(n_inputs, n_outputs)`` and may return an uncompiled model, which is then
+compiled with categorical cross-entropy and Adam.
 """
 
 from __future__ import annotations
