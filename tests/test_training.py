@@ -272,3 +272,25 @@ def test_train_command_with_classic_positional_arguments(training_config):
     assert again.returncode == 1
     assert "exists already; use --overwrite" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_early_stopping_and_learning_rate_schedule_are_applied(training_config):
+    config = load_training_config(
+        training_config(
+            model={
+                "name": "example",
+                "batch_size": 4096,
+                "epochs": 200,
+                "seed": 2,
+                "learning_rate": 0.05,
+                "early_stopping": 2,
+                "reduce_lr_on_plateau": 1,
+            }
+        )
+    )
+    model = train_fold(config, 0, get_engine("keras"))
+    epochs_run = len(model.history["loss"])
+    assert epochs_run < 200
+    assert model.manifest.details["epochs_run"] == epochs_run
+    rates = model.history["learning_rate"]
+    assert rates[0] == pytest.approx(0.05) and min(rates) < 0.05
