@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 from htt_tmva.config.stages import ApplicationConfig, TrainingConfig
-from htt_tmva.data.folds import check_never_seen, model_for_fold
+from htt_tmva.data.folds import model_for_fold
 from htt_tmva.engines.base import Model, load_model
-from htt_tmva.engines.manifest import Manifest, check_compatible, read_manifest
+from htt_tmva.engines.manifest import Manifest, checked_manifest
 from htt_tmva.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -52,18 +52,13 @@ def _check_counts(application: ApplicationConfig, training: TrainingConfig, n_fo
         )
 
 
-def checked_manifest(
-    path: Path, event_fold: int, n_folds: int, training: TrainingConfig
+def checked_model_manifest(
+    path: Path, event_fold: int, n_folds: int, training: TrainingConfig, engine: Optional[str]
 ) -> Manifest:
     """The manifest of the model that scores ``event_fold``, checked against config and folds."""
-    manifest = read_manifest(path)
-    check_compatible(manifest, path, training.variables, training.classes)
-    if manifest.n_folds != n_folds:
-        raise ModelError(
-            f"model '{path}' was trained for {manifest.n_folds} folds, but the dataset "
-            f"config has {n_folds}"
-        )
-    check_never_seen(path.name, manifest.trained_on, event_fold, n_folds)
+    manifest = checked_manifest(
+        path, event_fold, n_folds, training.variables, training.classes, engine
+    )
     if manifest.scores_fold != event_fold:
         log.warning(
             "model %s is listed for events of fold %d, but was made to score fold %d (the "
@@ -89,7 +84,7 @@ def load_fold_models(
     paths = list(application.classifiers)
     pre = application.preprocessing or [None] * n_folds
     for fold, path in enumerate(paths):
-        checked_manifest(path, fold, n_folds, training)
+        checked_model_manifest(path, fold, n_folds, training, engine)
         if pre[fold] is not None and not Path(pre[fold]).is_file():
             raise ModelError(
                 f"preprocessing file '{pre[fold]}' (for model '{path.name}') does not exist"

@@ -92,6 +92,34 @@ def read_manifest(model_path: Path) -> Manifest:
     return Manifest(**{k: v for k, v in data.items() if k in known})
 
 
+def checked_manifest(
+    model: Path,
+    scored_fold: int,
+    n_folds: int,
+    variables: list[str],
+    classes: list[str],
+    engine: Optional[str] = None,
+) -> Manifest:
+    """The manifest of ``model``, which is to score the events of ``scored_fold``; refuses a
+    model of another engine, another number of folds, other variables or classes (or order),
+    or one that was trained on that fold."""
+    from htt_tmva.data.folds import check_never_seen
+
+    manifest = read_manifest(model)
+    if engine is not None and engine != manifest.engine:
+        raise ModelError(
+            f"model '{model}' was trained with engine '{manifest.engine}', not '{engine}'"
+        )
+    if manifest.n_folds != n_folds:
+        raise ModelError(
+            f"model '{model}' belongs to a {manifest.n_folds}-fold training, but the configs "
+            f"have {n_folds} folds"
+        )
+    check_compatible(manifest, model, variables, classes)
+    check_never_seen(Path(model).name, manifest.trained_on, scored_fold, n_folds)
+    return manifest
+
+
 def check_compatible(
     manifest: Manifest, model: Path, variables: list[str], classes: list[str]
 ) -> None:

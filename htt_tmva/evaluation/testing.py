@@ -21,9 +21,9 @@ import numpy as np
 from htt_tmva._files import atomic_outputs
 from htt_tmva.config import TestingConfig, TrainingConfig, load_testing_config, load_training_config
 from htt_tmva.data.arrays import read_fold_file
-from htt_tmva.data.folds import check_never_seen, scored_fold
+from htt_tmva.data.folds import scored_fold
 from htt_tmva.engines.base import FoldData, load_model
-from htt_tmva.engines.manifest import Manifest, check_compatible, read_manifest
+from htt_tmva.engines.manifest import Manifest, checked_manifest
 from htt_tmva.errors import ConfigError, ModelError
 from htt_tmva.evaluation.confusion import (
     REPRESENTATIONS,
@@ -65,19 +65,10 @@ def checked_model(
                 f"{testing.source}: key '{key}' needs one entry per fold ({k}), got {len(entries)}"
             )
     path = testing.model[fold]
-    manifest = read_manifest(path)
     engine = engine or testing.engine
-    if engine is not None and engine != manifest.engine:
-        raise ModelError(
-            f"model '{path}' was trained with engine '{manifest.engine}', not '{engine}'"
-        )
-    if manifest.n_folds != k:
-        raise ModelError(
-            f"model '{path}' belongs to a {manifest.n_folds}-fold training, "
-            f"but the training config has {k} folds"
-        )
-    check_compatible(manifest, path, training.variables, training.classes)
-    check_never_seen(path.name, manifest.trained_on, scored_fold(fold, k), k)
+    manifest = checked_manifest(
+        path, scored_fold(fold, k), k, training.variables, training.classes, engine
+    )
     if manifest.fold != fold:
         raise ModelError(
             f"{testing.source}: entry {fold} of 'model' is '{path.name}', the model "
