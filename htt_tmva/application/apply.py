@@ -20,6 +20,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -106,11 +107,10 @@ def run_application(
     plans = [plan_output(info, len(infos), friend, output, overwrite) for info in infos]
     check_distinct(plans)
     models = load_fold_models(application, training, dataset.folds, engine)
+    scoring = Scoring(models, names, dataset.event_branch, chunk_size, nonfinite_default)
     written = []
     for info, plan in zip(infos, plans):
-        final = apply_one(
-            info, plan, models, names, dataset.event_branch, chunk_size, nonfinite_default
-        )
+        final = apply_one(info, plan, scoring)
         record = final.with_name(f"{final.stem}.{application.branch_prefix}application.yaml")
         write_resolved_configs(
             record, dataset, training, application, input=info.path, tree=tree, mode=plan.mode
@@ -119,16 +119,23 @@ def run_application(
     return written
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """What every input is scored with: the model of each fold, the new branch names, the
+    event branch, the events per chunk and the score given to non-finite inputs."""
+
+    models: FoldModels
+    names: Sequence[str]
+    event_branch: str
+    chunk_size: int
+    nonfinite_default: Optional[float]
+
+
 def _run_passes(
-    info: InputInfo,
-    plan: OutputPlan,
-    models: FoldModels,
-    names: Sequence[str],
-    event_branch: str,
-    chunk_size: int,
-    nonfinite_default: Optional[float],
+    info: InputInfo, plan: OutputPlan, scoring: Scoring
 ) -> tuple[Pass1Result, StreamReader]:
     """Run pass 2 in a C++ thread and pass 1 here; raise if either fails."""
+    models, names, event_branch = scoring.models, scoring.names, scoring.event_branch
     read_columns = reader_columns(models.variables, event_branch, info.event_limit > 0)
     writer = StreamWriter(plan.stream, len(names))
     try:
@@ -150,8 +157,8 @@ def _run_passes(
                 models,
                 event_branch,
                 writer,
-                chunk_size,
-                nonfinite_default,
+                scoring.chunk_size,
+                scoring.nonfinite_default,
                 on_abort=reader.cpp.Abort,
                 keep_going=lambda: not loop.finished(),
                 event_limit=info.event_limit,
@@ -173,16 +180,9 @@ def _run_passes(
     return passed, reader
 
 
-def apply_one(
-    info: InputInfo,
-    plan: OutputPlan,
-    models: FoldModels,
-    names: Sequence[str],
-    event_branch: str,
-    chunk_size: int,
-    nonfinite_default: Optional[float],
-) -> Path:
+def apply_one(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> Path:
     """Score one input and write its output safely; return the output path."""
+    names, event_branch = scoring.names, scoring.event_branch
     start = time.perf_counter()
     remove_stale(plan)
     check_space(plan, info.entries, record_dtype(len(names)).itemsize)
@@ -195,9 +195,7 @@ def apply_one(
         plan.mode,
     )
     with scratch(plan):
-        passed, reader = _run_passes(
-            info, plan, models, names, event_branch, chunk_size, nonfinite_default
-        )
+        passed, reader = _run_passes(info, plan, scoring)
         times = {"passes": time.perf_counter() - start}
         if plan.full_copy:
             complete_copy(info, plan)
@@ -208,7 +206,7 @@ def apply_one(
             output_columns(info, names, event_branch, plan.full_copy),
             passed.order_hash,
             event_branch,
-            chunk_size,
+            scoring.chunk_size,
         )
         times["verify"] = time.perf_counter() - start - sum(times.values())
         final = commit(plan)
