@@ -7,6 +7,7 @@ importing htt_tmva stays cheap and ROOT never reads our command-line arguments.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import re
 import sys
@@ -33,7 +34,41 @@ def root():
     ROOT.PyConfig.IgnoreCommandLineOptions = True
     ROOT.gROOT.SetBatch(True)
     ROOT.gErrorIgnoreLevel = max(ROOT.gErrorIgnoreLevel, ROOT.kWarning)
+    # A root:// URL names a file in the server's namespace: never let ROOT swap it for a
+    # local file of the same path when the host is this machine (it does so for TChain
+    # and RDataFrame, whose open option is not plain "READ").
+    ROOT.gEnv.SetValue("TFile.ForceRemote", 1)
     return ROOT
+
+
+REMOTE_SCHEMES = ("root://", "roots://", "xroot://", "xroots://")
+
+
+class RemoteUrl(str):
+    """An XRootD URL (``root://host//path``), kept as text: pathlib would fold its ``//``."""
+
+    @property
+    def name(self) -> str:
+        """The last component of the URL's path (without ``?options``)."""
+        return self.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0] if "." in self.name[1:] else self.name
+
+    def joinpath(self, relative: str) -> RemoteUrl:
+        """``relative`` appended to this URL (a folder) with one '/'."""
+        return RemoteUrl(self.rstrip("/") + "/" + str(relative).lstrip("/"))
+
+
+def is_remote(path) -> bool:
+    """Whether ``path`` is an XRootD URL (root://, roots://, xroot://, xroots://)."""
+    return str(path).lower().startswith(REMOTE_SCHEMES)
+
+
+def input_path(path: str | os.PathLike) -> Path | RemoteUrl:
+    """An input as the rest of the code keeps it: a Path, or a RemoteUrl left as written."""
+    return RemoteUrl(str(path)) if is_remote(path) else Path(path)
 
 
 def has_tmva() -> bool:
@@ -45,16 +80,69 @@ def has_tmva() -> bool:
         return False
 
 
+REMOTE_WILDCARDS = set("*[")  # in a URL, '?' starts the options (root://host//f.root?opt)
+
+
+def remote_glob(pattern: str) -> list[RemoteUrl]:
+    """The files matching a root:// URL with wildcards (``*``, ``[...]``) in its file name,
+    sorted, as XRootD lists its folder; wildcards in folder components are refused."""
+    location, mark, options = pattern.partition("?")
+    folder, _, name = location.rpartition("/")
+    if REMOTE_WILDCARDS & set(folder.split("://", 1)[-1]):
+        raise InputFileError(
+            f"'{pattern}': wildcards are supported in the file name of a root:// URL only, "
+            "not in its folders; list the folders one by one"
+        )
+    ROOT = root()
+    handle = ROOT.gSystem.OpenDirectory(folder + "/")
+    if not handle:
+        raise InputFileError(
+            f"cannot list remote folder '{folder}/' for '{pattern}' (it does not exist, the "
+            "server cannot be reached, or refuses listing); name the files one by one"
+        )
+    entries = []
+    try:
+        while True:
+            entry = ROOT.gSystem.GetDirEntry(handle)
+            if not entry:
+                break
+            entries.append(str(entry))
+    finally:
+        ROOT.gSystem.FreeDirectory(handle)
+    matches = sorted(fnmatch.filter(entries, name))
+    return [RemoteUrl(f"{folder}/{m}{mark}{options}") for m in matches]
+
+
+def file_size(path) -> int:
+    """Size in bytes of a local file or of a root:// URL (asked from the server)."""
+    if not is_remote(path):
+        return os.stat(path).st_size
+    ROOT = root()
+    info = ROOT.FileStat_t()
+    if ROOT.gSystem.GetPathInfo(str(path), info) != 0:
+        raise InputFileError(f"remote file '{path}' cannot be found on its server")
+    return int(info.fSize)
+
+
 def open_root_file(path: str | os.PathLike, mode: str = "READ"):
     """Open a ROOT file for reading and refuse missing, zombie and recovered files."""
     ROOT = root()
-    path = Path(path)
-    if mode == "READ" and not path.is_file():
+    path = input_path(path)
+    remote = isinstance(path, RemoteUrl)
+    if remote and mode != "READ":
+        raise InputFileError(f"'{path}' is remote: htt_tmva only reads root:// URLs")
+    if mode == "READ" and not remote and not path.is_file():
         raise InputFileError(f"input file '{path}' does not exist")
     try:
         tfile = ROOT.TFile.Open(str(path), mode)
     except OSError:  # the pythonization raises instead of returning a null pointer
         tfile = None
+    if remote and (not tfile or tfile.IsZombie()):
+        raise InputFileError(
+            f"remote file '{path}' cannot be opened: it does not exist on the server, the "
+            "server cannot be reached or refuses access (check with `xrdfs <host> stat <path>`"
+            " and your token or grid proxy), or it is not a ROOT file"
+        )
     if not tfile or tfile.IsZombie():
         raise InputFileError(f"file '{path}' cannot be opened as a ROOT file (zombie)")
     if tfile.TestBit(ROOT.TFile.kRecovered):

@@ -8,8 +8,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
-from htt_tmva._root import get_tree, open_root_file
+from htt_tmva._root import (
+    REMOTE_WILDCARDS,
+    RemoteUrl,
+    get_tree,
+    input_path,
+    is_remote,
+    open_root_file,
+    remote_glob,
+)
 from htt_tmva.data.folds import FLOAT_EXACT_LIMIT
 from htt_tmva.errors import InputFileError, OutputError, branch_missing
 
@@ -18,10 +27,22 @@ log = logging.getLogger(__name__)
 _GLOB_CHARS = set("*?[")
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[Path]:
-    """Files named by ``patterns`` (paths or globs, expanded here), in order, without repeats."""
-    files: list[Path] = []
+def expand_inputs(patterns: Sequence[str]) -> list[Path | RemoteUrl]:
+    """Files named by ``patterns`` (paths or globs, expanded here), in order, without repeats.
+
+    root:// URLs stay URLs; a wildcard in their file name is expanded by listing the folder
+    on the server."""
+    files: list[Path | RemoteUrl] = []
     for pattern in patterns:
+        if is_remote(pattern):
+            if REMOTE_WILDCARDS & set(str(pattern).partition("?")[0]):
+                matches = remote_glob(str(pattern))
+                if not matches:
+                    raise InputFileError(f"no input file matches '{pattern}'")
+                files.extend(matches)
+            else:
+                files.append(RemoteUrl(str(pattern)))
+            continue
         pattern = os.path.expanduser(str(pattern))
         if _GLOB_CHARS & set(pattern):
             matches = sorted(glob.glob(pattern))
@@ -33,10 +54,32 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
     seen: set[str] = set()
     unique = []
     for f in files:
-        if os.path.realpath(f) not in seen:
-            seen.add(os.path.realpath(f))
+        key = str(f) if isinstance(f, RemoteUrl) else os.path.realpath(f)
+        if key not in seen:
+            seen.add(key)
             unique.append(f)
     return unique
+
+
+def check_remote_outputs(
+    files: Sequence[Path | RemoteUrl], friend: Optional[str], output: Optional[str]
+) -> None:
+    """Remote inputs are read, never rewritten: they need --output or --friend (a local
+    file); outputs are local only. Refused before anything is read or written."""
+    for given in (friend, output):
+        if given is not None and is_remote(given):
+            raise OutputError(
+                f"'{given}' is a root:// URL: outputs are written locally only (the safe "
+                "write renames a verified temporary file); write a local file and copy it "
+                "with xrdcp"
+            )
+    remote = [str(f) for f in files if isinstance(f, RemoteUrl)]
+    if remote and friend is None and output is None:
+        raise OutputError(
+            f"input '{remote[0]}' is remote (root://): it cannot be rewritten in place "
+            "safely (no atomic replace over XRootD); give --output FILE or --friend OUTPUT "
+            "to write the scores to a local file"
+        )
 
 
 @dataclass
@@ -127,7 +170,7 @@ def inspect_input(
     Missing, zombie or recovered files, a missing tree or branch, and existing branches
     of the new names (without ``overwrite``) are refused here, before anything is written.
     """
-    path = Path(path)
+    path = input_path(path)
     tfile = open_root_file(path)
     try:
         tree = get_tree(tfile, tree_path)

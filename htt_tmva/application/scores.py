@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from htt_tmva._root import input_path
 from htt_tmva.application.models import FoldModels
 from htt_tmva.application.stream import StreamWriter, declare, event_hash
 from htt_tmva.errors import InputFileError, InvalidEventNumberError, ModelError, NonFiniteError
@@ -37,7 +38,7 @@ class ChunkReader:
     """Reads ranges of entries of numeric columns (as float64) and the event number (int64)."""
 
     def __init__(self, path: Path, tree_path: str, columns: Sequence[str], event_branch: str):
-        self.path, self.tree_path, self.columns = Path(path), tree_path, list(columns)
+        self.path, self.tree_path, self.columns = input_path(path), tree_path, list(columns)
         try:
             self.cpp = declare().LeafReader(str(path), tree_path, self.columns, event_branch)
         except Exception as exc:  # a C++ exception through cppyy

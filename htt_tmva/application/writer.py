@@ -23,8 +23,8 @@ from typing import Optional
 import numpy as np
 
 from htt_tmva._files import ensure_writable_folder, temporary_name
-from htt_tmva._root import get_tree, open_root_file, root
-from htt_tmva.application.inputs import InputInfo, top_level_branches
+from htt_tmva._root import file_size, get_tree, input_path, is_remote, open_root_file, root
+from htt_tmva.application.inputs import InputInfo, check_remote_outputs, top_level_branches
 from htt_tmva.application.scores import ChunkReader, chunks
 from htt_tmva.application.stream import SCORES_COLUMN, event_hash, scores_expression
 from htt_tmva.errors import OutputError
@@ -64,7 +64,8 @@ def plan_output(
     overwrite: bool = False,
 ) -> OutputPlan:
     """Decide and check the output of one input; refuse unwritable or occupied places."""
-    source = Path(info.path)
+    source = input_path(info.path)
+    check_remote_outputs([source], friend, output)
     if friend is None and output is None:
         mode, final = "inplace", Path(os.path.realpath(source))
         if not os.access(final, os.W_OK):
@@ -75,7 +76,7 @@ def plan_output(
     else:
         mode = "friend" if friend is not None else "output"
         final = _target(friend if friend is not None else output, source, n_inputs)
-        same = final.exists() and os.path.samefile(final, source)
+        same = not is_remote(source) and final.exists() and os.path.samefile(final, source)
         if same and mode == "friend":
             raise OutputError(
                 f"--friend output '{final}' is the input file itself; give another path"
@@ -110,7 +111,7 @@ def check_space(plan: OutputPlan, n_entries: int, record_bytes: int) -> None:
     """Refuse early when the output folder cannot hold the copy and the score stream."""
     needed = n_entries * record_bytes
     if plan.full_copy:
-        needed += plan.source.stat().st_size
+        needed += file_size(plan.source)
     free = shutil.disk_usage(plan.final.parent).free
     if free < needed:
         raise OutputError(

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import yaml
 
+from htt_tmva._root import RemoteUrl, is_remote
 from htt_tmva.config.schema import (
     Expression,
     Field,
@@ -126,9 +127,24 @@ def load_yaml(path: str | Path) -> tuple[Path, Any]:
         raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
 
 
-def _resolve(base: Path, value: str) -> Path:
+def _resolve(base: Path | RemoteUrl, value: str) -> Path | RemoteUrl:
+    """``value`` against ``base``; root:// URLs (either one) stay URLs, never local paths."""
+    if is_remote(value):
+        return RemoteUrl(value)
     p = Path(value).expanduser()
-    return p if p.is_absolute() else (base / p).resolve()
+    if p.is_absolute():
+        return p
+    return base.joinpath(value) if is_remote(base) else (base / p).resolve()
+
+
+def _local_output(here: Path, value: str, source: str | Path) -> Path:
+    """``output_path`` resolved; outputs are written locally (atomic renames need it)."""
+    if is_remote(value):
+        raise ConfigError(
+            f"{source}: key 'output_path' is a remote URL ('{value}'); outputs are written to "
+            "a local folder only (copy them to the storage afterwards, e.g. with xrdcp)"
+        )
+    return _resolve(here, value)
 
 
 def config_hash(raw: dict) -> str:
@@ -293,7 +309,7 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
     return DatasetConfig(
         source=source,
         raw=raw,
-        output_path=_resolve(here, raw["output_path"]),
+        output_path=_local_output(here, raw["output_path"], path),
         output_filename=raw["output_filename"],
         tree_path=raw["tree_path"],
         base_path=base,
@@ -327,7 +343,7 @@ def load_training_config(path: str | Path) -> TrainingConfig:
         source=source,
         raw=raw,
         datasets=[_resolve(base, d) for d in raw["datasets"]],
-        output_path=_resolve(here, raw["output_path"]),
+        output_path=_local_output(here, raw["output_path"], path),
         classes=classes,
         class_weights=weights,
         global_weight_scale=raw["global_weight_scale"],

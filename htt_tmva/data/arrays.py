@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from htt_tmva._root import branch_names, get_tree, open_root_file, root
+from htt_tmva._root import branch_names, get_tree, input_path, open_root_file, root
 from htt_tmva.engines.base import FoldData
 from htt_tmva.errors import EmptySelectionError, NonFiniteError, branch_missing
 
@@ -31,7 +31,7 @@ def read_fold_file(
     branches, empty classes, non-finite values and a negative class total are refused.
     """
     ROOT = root()
-    path = Path(path)
+    path = input_path(path)
     xs, ys, ws = [], [], []
     tfile = open_root_file(path)
     try:
