@@ -166,6 +166,30 @@ def test_confusion_on_a_root_dataset_equals_the_local_one(xrootd, trained_models
     assert saved["matrices"] == local["matrices"]
 
 
+def test_training_reads_root_datasets_like_local_ones(xrootd, trained_models, fold_dir, tmp_path):
+    from htt_tmva.config import load_training_config
+    from htt_tmva.training import load_training_data
+
+    for fold in (0, 1):
+        xrootd.publish(fold_dir / f"fold{fold}_training_dataset.root", f"train/fold{fold}.root")
+    remote, local = (
+        load_training_config(
+            write_yaml(
+                tmp_path / f"{where}.yaml",
+                training_document(fold_dir, tmp_path / "models", datasets=datasets),
+            )
+        )
+        for where, datasets in (
+            ("remote", [xrootd.url(f"train/fold{i}.root") for i in (0, 1)]),
+            ("local", [str(fold_dir / f"fold{i}_training_dataset.root") for i in (0, 1)]),
+        )
+    )
+    got, expected = load_training_data(remote, 0), load_training_data(local, 0)
+    assert xrootd.opened("train/fold0.root")
+    for name in ("x", "y", "w"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+
+
 # ---------------------------------------------------------------- application
 
 
