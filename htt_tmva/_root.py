@@ -52,10 +52,6 @@ class RemoteUrl(str):
         """The last component of the URL's path (without ``?options``)."""
         return self.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
-    @property
-    def stem(self) -> str:
-        return self.name.rsplit(".", 1)[0] if "." in self.name[1:] else self.name
-
     def joinpath(self, relative: str) -> RemoteUrl:
         """``relative`` appended to this URL (a folder) with one '/'."""
         return RemoteUrl(self.rstrip("/") + "/" + str(relative).lstrip("/"))

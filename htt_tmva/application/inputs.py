@@ -65,7 +65,7 @@ def check_remote_outputs(
     files: Sequence[Path | RemoteUrl], friend: Optional[str], output: Optional[str]
 ) -> None:
     """Remote inputs are read, never rewritten: they need --output or --friend (a local
-    file); outputs are local only. Refused before anything is read or written."""
+    file); outputs are local only. Refused before anything is written."""
     for given in (friend, output):
         if given is not None and is_remote(given):
             raise OutputError(
