@@ -70,6 +70,10 @@ class FoldLeakError(ModelError):
     """A model would be evaluated or applied on events it was trained on."""
 
 
+class FoldMismatchError(HttTmvaError):
+    """A fold file holds another fold than its place in 'datasets' says."""
+
+
 class OutputError(HttTmvaError):
     """An output exists already, or cannot be written or verified."""
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from htt_tmva.config.stages import TrainingConfig
 from htt_tmva.data.arrays import read_fold_file
+from htt_tmva.data.fold_identity import ExpectedFold
 from htt_tmva.data.folds import scored_fold
 from htt_tmva.engines.base import Engine, FoldData, Model, get_engine
 from htt_tmva.errors import ConfigError, OutputError
@@ -30,7 +31,14 @@ def split(data: FoldData, train_fraction: float, seed: int) -> tuple[FoldData, F
 
 
 def load_training_data(config: TrainingConfig, fold: int) -> FoldData:
-    """The arrays of ``datasets[fold]`` with event, class and global weights applied."""
+    """The arrays of ``datasets[fold]`` with event, class and global weights applied; refused
+    unless the file holds fold ``fold`` (its metadata, else its event numbers)."""
+    expected = ExpectedFold(
+        fold,
+        config.folds,
+        config.event_branch,
+        role=f"entry {fold} of 'datasets' in {config.source}",
+    )
     return read_fold_file(
         config.datasets[fold],
         config.classes,
@@ -38,6 +46,7 @@ def load_training_data(config: TrainingConfig, fold: int) -> FoldData:
         config.event_weights,
         config.class_weights,
         config.global_weight_scale,
+        expected,
     )
 
 
@@ -62,6 +71,7 @@ def train_fold(config: TrainingConfig, fold: int, engine: Engine, overwrite: boo
     train, validation = split(data, config.train_test_split, config.model.seed)
     log.info("fold %d: %d training and %d validation events", fold, len(train), len(validation))
     model = engine.train(train, validation, config, fold)
+    model.manifest.fold_file = data.origin
     for path in model.save(model_path):
         log.info("wrote %s", path)
     config.write_resolved(model_path.with_name(f"{model_path.stem}.config.yaml"))

@@ -85,6 +85,9 @@ TRAINING_SCHEMA = {
     "class_weights": Field(dict, values=Field(float), default=None),
     "global_weight_scale": Field(float, default=1.0),
     "event_weights": Field(str, doc="weight branch in the fold trees"),
+    "event_branch": Field(
+        str, default="event", doc="event number, checks the fold of files without metadata"
+    ),
     "variables": Field(list, items=Field(str), check=lambda v: non_empty(v) or unique(v)),
     "train_test_split": Field(float, default=0.75, check=fraction),
     "engine": Field(str, default="keras", choices=ENGINES),
@@ -260,6 +263,7 @@ class TrainingConfig(StageConfig):
     class_weights: dict[str, float] = field(default_factory=dict)
     global_weight_scale: float = 1.0
     event_weights: str = ""
+    event_branch: str = "event"
     variables: list[str] = field(default_factory=list)
     train_test_split: float = 0.75
     engine: str = "keras"
@@ -348,6 +352,7 @@ def load_training_config(path: str | Path) -> TrainingConfig:
         class_weights=weights,
         global_weight_scale=raw["global_weight_scale"],
         event_weights=raw["event_weights"],
+        event_branch=raw["event_branch"],
         variables=raw["variables"],
         train_test_split=raw["train_test_split"],
         engine=raw["engine"],

@@ -10,6 +10,16 @@ from typing import Optional
 import numpy as np
 
 from htt_tmva._root import branch_names, get_tree, input_path, open_root_file, root
+from htt_tmva.data.fold_identity import (
+    EVENT_FOLD_COLUMN,
+    ExpectedFold,
+    check_event_folds,
+    check_metadata,
+    fold_metadata,
+    origin,
+    warn_unverified,
+)
+from htt_tmva.data.folds import fold_expression
 from htt_tmva.engines.base import FoldData
 from htt_tmva.errors import EmptySelectionError, NonFiniteError, branch_missing
 
@@ -23,18 +33,28 @@ def read_fold_file(
     weight_branch: str,
     class_weights: Optional[dict[str, float]] = None,
     scale: float = 1.0,
+    expected: Optional[ExpectedFold] = None,
 ) -> FoldData:
     """Read ``variables`` and ``weight_branch`` of each class tree of a fold file.
 
     The class index of an event is the position of its tree in ``classes``. The event
     weight is ``weight_branch * class_weights[class] * scale``. Missing trees or
     branches, empty classes, non-finite values and a negative class total are refused.
+    With ``expected``, a file that holds another fold is refused (by its ``htt_tmva_fold``
+    record, else by its event numbers, read in the same pass); ``FoldData.origin`` then
+    says how the fold was verified.
     """
     ROOT = root()
     path = input_path(path)
     xs, ys, ws = [], [], []
     tfile = open_root_file(path)
+    record, by_events, unverified = None, False, []
     try:
+        if expected is not None:
+            meta = fold_metadata(tfile, path)
+            if meta is not None:
+                record = check_metadata(meta, expected, path)
+            by_events = meta is None
         for index, cls in enumerate(classes):
             tree = get_tree(tfile, cls)
             names = branch_names(tree)
@@ -43,7 +63,20 @@ def read_fold_file(
                     raise branch_missing(column, cls, str(path), names)
             if tree.GetEntries() == 0:
                 raise EmptySelectionError(f"class '{cls}' has no events in '{path}'")
-            data = ROOT.RDataFrame(tree).AsNumpy([*variables, weight_branch])
+            frame, columns = ROOT.RDataFrame(tree), [*variables, weight_branch]
+            check_events = by_events and expected.event_branch in names
+            if check_events:
+                event_type = str(frame.GetColumnType(expected.event_branch))
+                frame = frame.Define(
+                    EVENT_FOLD_COLUMN,
+                    fold_expression(expected.event_branch, expected.folds, event_type),
+                )
+                columns.append(EVENT_FOLD_COLUMN)
+            elif by_events:
+                unverified.append(cls)
+            data = frame.AsNumpy(columns)
+            if check_events:
+                check_event_folds(data[EVENT_FOLD_COLUMN], expected, cls, path)
             x = np.column_stack([np.asarray(data[v], dtype=np.float64) for v in variables])
             w = np.asarray(data[weight_branch], dtype=np.float64)
             _check_finite(x, w, variables, weight_branch, cls, path)
@@ -54,8 +87,24 @@ def read_fold_file(
             ws.append(w)
     finally:
         tfile.Close()
+    if by_events:
+        if unverified:
+            warn_unverified(path, expected, unverified)
+        checked = len(unverified) < len(classes)
+        record = origin(
+            path,
+            expected,
+            "event numbers" if checked else "not verified",
+            expected.event_branch if checked else None,
+            unverified,
+        )
     return FoldData(
-        np.concatenate(xs), np.concatenate(ys), np.concatenate(ws), list(variables), list(classes)
+        np.concatenate(xs),
+        np.concatenate(ys),
+        np.concatenate(ws),
+        list(variables),
+        list(classes),
+        origin=record,
     )
 
 

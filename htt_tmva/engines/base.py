@@ -12,7 +12,7 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
@@ -22,13 +22,15 @@ from htt_tmva.errors import EngineError, ModelError, choices_text, did_you_mean
 
 @dataclass
 class FoldData:
-    """Arrays of one fold: inputs, class index per event, event weight per event."""
+    """Arrays of one fold: inputs, class index per event, event weight per event; ``origin``
+    names the fold file and how its fold was verified (recorded in the manifest)."""
 
     x: np.ndarray
     y: np.ndarray
     w: np.ndarray
     variables: list[str]
     classes: list[str]
+    origin: Optional[dict[str, Any]] = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -40,6 +42,7 @@ class FoldData:
             self.w[mask_or_index],
             self.variables,
             self.classes,
+            self.origin,
         )
 
 

@@ -55,6 +55,7 @@ class Manifest:
     training_config: str
     preprocessing: Optional[dict[str, Any]] = None
     details: dict[str, Any] = field(default_factory=dict)
+    fold_file: Optional[dict[str, Any]] = None  # the training fold file and how it was verified
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(

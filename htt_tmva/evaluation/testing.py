@@ -21,6 +21,7 @@ import numpy as np
 from htt_tmva._files import atomic_outputs
 from htt_tmva.config import TestingConfig, TrainingConfig, load_testing_config, load_training_config
 from htt_tmva.data.arrays import read_fold_file
+from htt_tmva.data.fold_identity import ExpectedFold
 from htt_tmva.data.folds import scored_fold
 from htt_tmva.engines.base import FoldData, load_model
 from htt_tmva.engines.manifest import Manifest, checked_manifest
@@ -165,8 +166,20 @@ def run_testing(
     # every model is checked before any data is read or any model is loaded
     results = [checked_model(testing, training, fold, engine)]
     results += [checked_model(load_testing_config(p, training), training, fold) for p in compare]
+    tested = scored_fold(fold, k)
+    expected = ExpectedFold(
+        tested,
+        k,
+        training.event_branch,
+        role=f"the fold that the model of fold {fold} is tested on: entry {tested} of "
+        f"'datasets' in {training.source}",
+    )
     data = read_fold_file(
-        training.datasets[scored_fold(fold, k)], classes, training.variables, testing.weight_branch
+        training.datasets[tested],
+        classes,
+        training.variables,
+        testing.weight_branch,
+        expected=expected,
     )
     for r in results:
         _score(r, fold, data.x, len(classes))
