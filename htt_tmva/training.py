@@ -14,7 +14,7 @@ from htt_tmva.data.arrays import read_fold_file
 from htt_tmva.data.fold_identity import ExpectedFold
 from htt_tmva.data.folds import scored_fold
 from htt_tmva.engines.base import Engine, FoldData, Model, get_engine
-from htt_tmva.errors import ConfigError, OutputError
+from htt_tmva.errors import ConfigError, HttTmvaError, ModelError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,31 @@ def train_fold(config: TrainingConfig, fold: int, engine: Engine, overwrite: boo
     log.info("fold %d: %d training and %d validation events", fold, len(train), len(validation))
     model = engine.train(train, validation, config, fold)
     model.manifest.fold_file = data.origin
-    for path in model.save(model_path):
+    for path in _save_or_rescue(model, model_path, fold):
         log.info("wrote %s", path)
     config.write_resolved(model_path.with_name(f"{model_path.stem}.config.yaml"))
     return model
+
+
+def _save_or_rescue(model: Model, model_path: Path, fold: int) -> list[Path]:
+    """Save the model; if that fails, keep its trained weights and say where."""
+    try:
+        return model.save(model_path)
+    except Exception as exc:
+        kept = model.rescue(model_path)
+        if not kept:
+            raise
+        where = ", ".join(f"'{p}'" for p in kept)
+        note = f"the trained weights and preprocessing are kept in {where}"
+        if isinstance(exc, HttTmvaError):
+            log.error("saving the model of fold %d failed: %s", fold, note)
+            raise
+        log.debug("saving the model of fold %d failed", fold, exc_info=True)
+        raise ModelError(
+            f"saving the model of fold {fold} to '{model_path}' failed "
+            f"({type(exc).__name__}: {exc}); {note} (load them into the model built by the "
+            "model function with load_weights)"
+        ) from exc
 
 
 def train_folds(

@@ -294,3 +294,183 @@ def test_early_stopping_and_learning_rate_schedule_are_applied(training_config):
     assert model.manifest.details["epochs_run"] == epochs_run
     rates = model.history["learning_rate"]
     assert rates[0] == pytest.approx(0.05) and min(rates) < 0.05
+
+
+USER_MODELS = '''
+import keras
+
+
+class Opaque:
+    """Not serialisable: a layer holding one cannot be saved as .keras."""
+
+
+class Scale(keras.layers.Layer):
+    """Not registered: found among this module's classes when the model is loaded."""
+
+    def __init__(self, factor=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="user_models")
+class Shift(keras.layers.Layer):
+    def __init__(self, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.offset = offset
+
+    def call(self, x):
+        return x + self.offset
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}
+
+
+class Holding(keras.layers.Layer):
+    def __init__(self, thing, **kwargs):
+        super().__init__(**kwargs)
+        self.thing = thing
+
+    def call(self, x):
+        return x
+
+
+def head(n_outputs):
+    return keras.layers.Dense(n_outputs, activation="softmax")
+
+
+def no_bias(n_inputs, n_outputs):
+    hidden = keras.layers.Dense(8, activation="tanh", use_bias=False)
+    out = keras.layers.Dense(n_outputs, activation="softmax", use_bias=False)
+    return keras.Sequential([keras.Input((n_inputs,)), hidden, out])
+
+
+def custom(n_inputs, n_outputs):
+    layers = [Scale(0.5), Shift(0.25), keras.layers.Dense(8, activation="relu"), head(n_outputs)]
+    return keras.Sequential([keras.Input((n_inputs,)), *layers])
+
+
+def normalised(n_inputs, n_outputs):
+    layers = [keras.layers.Dense(8, activation="relu"), keras.layers.LayerNormalization()]
+    return keras.Sequential([keras.Input((n_inputs,)), *layers, head(n_outputs)])
+
+
+def unsaveable(n_inputs, n_outputs):
+    return keras.Sequential([keras.Input((n_inputs,)), Holding(Opaque()), head(n_outputs)])
+'''
+
+PREDICT_IN_FRESH_PROCESS = """
+import sys
+import numpy as np
+if sys.argv[4] == "blocked":  # as if TensorFlow and Keras were not installed
+    sys.modules["tensorflow"] = sys.modules["keras"] = None
+from htt_tmva.engines import load_model
+model = load_model(sys.argv[1])
+np.save(sys.argv[3], model.predict(np.load(sys.argv[2])))
+print("numpy path" if model.dense is not None else "keras path")
+print("imported:", sorted(m for m in ("tensorflow", "keras") if sys.modules.get(m) is not None))
+"""
+
+
+def user_model(training_config, tmp_path, function: str, epochs: int = 2):
+    (tmp_path / "user_models.py").write_text(USER_MODELS)
+    settings = {"name": f"user_models.py:{function}", "batch_size": 512, "epochs": epochs}
+    return load_training_config(training_config(model=settings))
+
+
+def predict_in_fresh_process(model_path, x, tmp_path, blocked=False):
+    """Load the model in a new interpreter, predict ``x``; return scores and what it said."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "x.npy", x)
+    result = subprocess.run(
+        [sys.executable, "-c", PREDICT_IN_FRESH_PROCESS, str(model_path), str(tmp_path / "x.npy")]
+        + [str(tmp_path / "scores.npy"), "blocked" if blocked else "open"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return np.load(tmp_path / "scores.npy"), result.stdout
+
+
+def test_dense_layers_without_bias_run_on_the_numpy_path(training_config, tmp_path):
+    config = user_model(training_config, tmp_path, "no_bias")
+    model = train_fold(config, 0, get_engine("keras"))
+    assert model.dense is not None
+    x = load_training_data(config, 1).x[:500]
+    expected = np.asarray(model.network.predict(model.preprocessing.transform(x), verbose=0))
+    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-5, atol=1e-6)
+    reloaded = load_model(config.output_path / model.manifest.model_file)
+    np.testing.assert_allclose(reloaded.predict(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_model_with_custom_layers_loads_in_a_fresh_process(training_config, tmp_path):
+    config = user_model(training_config, tmp_path, "custom")
+    model = train_fold(config, 0, get_engine("keras"))
+    assert model.dense is None  # Scale and Shift have no numpy forward pass
+    x = load_training_data(config, 1).x[:500]
+    scores, said = predict_in_fresh_process(
+        config.output_path / model.manifest.model_file, x, tmp_path
+    )
+    assert "keras path" in said
+    np.testing.assert_allclose(scores, model.predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_saved_keras_file_is_loaded_through_keras_when_numpy_cannot_run_it(
+    training_config, tmp_path
+):
+    config = user_model(training_config, tmp_path, "normalised")
+    model = train_fold(config, 0, get_engine("keras"))
+    x = load_training_data(config, 1).x[:500]
+    reloaded = load_model(config.output_path / model.manifest.model_file)
+    assert reloaded.dense is None and reloaded.network is None
+    scores = reloaded.predict(x)
+    assert type(reloaded.network).__name__ == "Sequential"  # read from the .keras file
+    assert [type(layer).__name__ for layer in reloaded.network.layers] == [
+        "Dense",
+        "LayerNormalization",
+        "Dense",
+    ]
+    np.testing.assert_allclose(scores, model.predict(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_failed_save_keeps_the_trained_weights(training_config, tmp_path):
+    from htt_tmva.engines.models import build_model
+    from htt_tmva.errors import ModelError
+
+    config = user_model(training_config, tmp_path, "unsaveable")
+    with pytest.raises(ModelError) as info:
+        train_fold(config, 0, get_engine("keras"))
+    message = str(info.value)
+    assert "saving the model of fold 0" in message and "NotImplementedError" in message
+    stem = "fold0_keras_model_user_models_unsaveable"
+    weights = config.output_path / f"{stem}.rescued.weights.h5"
+    assert f"kept in '{weights}'" in message
+    assert not (config.output_path / f"{stem}.keras").exists()
+    assert not (config.output_path / f"{stem}.manifest.json").exists()
+
+    network = build_model(config.model.name, 2, 3, 1e-3, config.source.parent)
+    network.load_weights(weights)
+    trained = np.concatenate([np.ravel(w) for w in network.get_weights()])
+    fresh = build_model(config.model.name, 2, 3, 1e-3, config.source.parent)
+    assert not np.allclose(trained, np.concatenate([np.ravel(w) for w in fresh.get_weights()]))
+    assert (config.output_path / f"{stem}.rescued.json").is_file()
+
+
+@pytest.mark.parametrize("blocked", [False, True], ids=["installed", "not-installed"])
+def test_dense_network_predicts_without_tensorflow(trained_models, fold_dir, tmp_path, blocked):
+    info = trained_models["keras"]
+    config = load_training_config(info["training_config"])
+    x = load_training_data(config, 1).x[:1000]
+    expected = load_model(info["models"][0]).predict(x)
+    scores, said = predict_in_fresh_process(info["models"][0], x, tmp_path, blocked)
+    assert "numpy path" in said
+    assert "imported: []" in said
+    np.testing.assert_array_equal(scores, expected)

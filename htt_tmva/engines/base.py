@@ -59,6 +59,11 @@ class Model(ABC):
     def save(self, model_path: Path) -> list[Path]:
         """Write the model, its preprocessing and its manifest; return the files written."""
 
+    def rescue(self, model_path: Path) -> list[Path]:
+        """After a failed :meth:`save`, keep what can be kept of the trained model (weights,
+        preprocessing) beside ``model_path`` or in a temporary folder; return those files."""
+        return []
+
 
 class Engine(ABC):
     """A way to train and load models (keras, bdt, tmva)."""
@@ -69,6 +74,10 @@ class Engine(ABC):
     @abstractmethod
     def check_available(self) -> None:
         """Raise EngineError with an install hint if the engine's library is missing."""
+
+    def check_loadable(self, manifest: Manifest) -> None:
+        """Raise EngineError if the saved model of ``manifest`` cannot be run here."""
+        self.check_available()
 
     @abstractmethod
     def model_path(self, output_path: Path, fold: int, model_name: str) -> Path:
@@ -92,8 +101,9 @@ ENGINES = {
 }
 
 
-def get_engine(name: str) -> Engine:
-    """The engine registered under ``name``, checked to be usable here."""
+def get_engine(name: str, check: bool = True) -> Engine:
+    """The engine registered under ``name``, checked (unless ``check`` is false) to be usable
+    here."""
     if name not in ENGINES:
         raise EngineError(
             f"unknown engine '{name}'{did_you_mean(name, ENGINES)}; "
@@ -101,17 +111,22 @@ def get_engine(name: str) -> Engine:
         )
     module, cls = ENGINES[name].split(":")
     engine = getattr(importlib.import_module(module), cls)()
-    engine.check_available()
+    if check:
+        engine.check_available()
     return engine
 
 
 def load_model(
     model_path: Path, engine: Optional[str] = None, preprocessing: Optional[Path] = None
 ) -> Model:
-    """Load any saved model through its manifest; ``engine``, if given, must match it."""
+    """Load any saved model through its manifest; ``engine``, if given, must match it. Only
+    the libraries that this model needs to run must be installed (a Dense network saved as
+    ``.dense.npz`` needs neither Keras nor TensorFlow)."""
     manifest = read_manifest(model_path)
     if engine is not None and engine != manifest.engine:
         raise ModelError(
             f"model '{model_path}' was trained with engine '{manifest.engine}', not '{engine}'"
         )
-    return get_engine(manifest.engine).load(Path(model_path), manifest, preprocessing)
+    loader = get_engine(manifest.engine, check=False)
+    loader.check_loadable(manifest)
+    return loader.load(Path(model_path), manifest, preprocessing)

@@ -60,7 +60,11 @@ class DenseNetwork:
             activation = layer.activation.__name__
             if activation not in ACTIVATIONS:
                 return None
-            kernel, bias = (np.asarray(v) for v in layer.get_weights())
+            weights = [np.asarray(v) for v in layer.get_weights()]
+            if len(weights) != (2 if layer.use_bias else 1):
+                return None
+            kernel = weights[0]
+            bias = weights[1] if layer.use_bias else np.zeros(kernel.shape[1], kernel.dtype)
             layers.append((kernel, bias, activation))
         return cls(layers) if layers else None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -62,8 +63,20 @@ class KerasModel(Model):
         if self.dense is not None:
             return self.dense(z)
         if self.network is None:
-            self.network = import_keras().saving.load_model(self._model_path, compile=False)
+            self.network = load_network(self._model_path, self.manifest)
         return np.asarray(self.network.predict(z, batch_size=65536, verbose=0))
+
+    def rescue(self, model_path: Path) -> list[Path]:
+        stem = Path(model_path).stem
+        for folder in (Path(model_path).parent, Path(tempfile.mkdtemp(prefix="htt_tmva_"))):
+            try:
+                kept = [folder / f"{stem}.rescued.weights.h5", folder / f"{stem}.rescued.json"]
+                self.network.save_weights(kept[0])
+                self.preprocessing.to_json(kept[1])
+                return kept
+            except Exception as exc:  # noqa: BLE001 - try the next folder, then give up
+                log.debug("cannot keep the trained weights in %s: %s", folder, exc)
+        return []
 
     def save(self, model_path: Path) -> list[Path]:
         model_path = Path(model_path)
@@ -119,13 +132,17 @@ class KerasEngine(Engine):
                     "pip install 'keras>=3.14' tensorflow-cpu (or use --engine bdt)"
                 )
 
+    def check_loadable(self, manifest: Manifest) -> None:
+        if not manifest.details.get("dense_weights"):  # the numpy path needs neither
+            self.check_available()
+
     def model_path(self, output_path: Path, fold: int, model_name: str) -> Path:
         safe = model_name.replace(":", "_").replace("/", "_").replace(".py", "")
         return Path(output_path) / f"fold{fold}_keras_model_{safe}.keras"
 
     def train(self, train: FoldData, validation: FoldData, config, fold: int) -> KerasModel:
         keras = import_keras()
-        from htt_tmva.engines.models import build_model
+        from htt_tmva.engines.models import build_model, user_module
 
         settings = config.model
         keras.utils.set_random_seed(settings.seed)
@@ -174,7 +191,11 @@ class KerasEngine(Engine):
             shuffle=True,
         )
         history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
-        dense = DenseNetwork.from_keras(network)
+        try:
+            dense = DenseNetwork.from_keras(network)
+        except Exception as exc:  # noqa: BLE001 - the Keras path still predicts
+            log.warning("model %s: no numpy forward pass (%s)", settings.name, exc)
+            dense = None
         if dense is None:
             log.info(
                 "model %s is not a plain Dense stack: predictions will run through Keras",
@@ -186,6 +207,7 @@ class KerasEngine(Engine):
             self.model_path(config.output_path, fold, settings.name),
             fold,
             model_name=settings.name,
+            model_module=user_module(settings.name, config.source.parent),
             epochs_run=len(history.get("loss", [])),
             write_pickle=config.write_pickle,
         )
@@ -207,6 +229,22 @@ class KerasEngine(Engine):
         model = KerasModel(manifest, pre, dense=dense)
         model._model_path = model_path
         return model
+
+
+def load_network(model_path: Path, manifest: Manifest):
+    """The saved Keras network, with the custom objects of the user module that built it."""
+    from htt_tmva.engines.models import custom_objects
+
+    keras = import_keras()
+    objects = custom_objects(manifest.details.get("model_module"), model_path)
+    try:
+        return keras.saving.load_model(model_path, compile=False, custom_objects=objects)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"Keras cannot load model '{model_path}': {exc}; custom layers of a user model "
+            "must be defined in its module (or returned by its get_custom_objects()) and "
+            "implement get_config()"
+        ) from exc
 
 
 def _LogEpochs(keras):

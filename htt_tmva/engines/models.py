@@ -12,9 +12,9 @@ import importlib
 import importlib.util
 import inspect
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from htt_tmva.errors import ConfigError, choices_text, did_you_mean
+from htt_tmva.errors import ConfigError, ModelError, choices_text, did_you_mean
 
 
 def example(n_inputs: int, n_outputs: int, learning_rate: float = 1e-3):
@@ -79,22 +79,7 @@ def resolve_model_function(name: str, base: Optional[Path] = None) -> Callable:
             f"{choices_text(BUILTIN)} or 'module:function' (a .py file or a module)"
         )
     module_name, function = name.rsplit(":", 1)
-    if module_name.endswith(".py"):
-        path = Path(module_name)
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        if not path.is_file():
-            raise ConfigError(f"key 'model.name': model file '{path}' does not exist")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigError(
-                f"key 'model.name': cannot import module '{module_name}': {exc}"
-            ) from None
+    module = _import_user_module(user_module(name, base), "key 'model.name'")
     if not hasattr(module, function):
         functions = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         raise ConfigError(
@@ -102,6 +87,57 @@ def resolve_model_function(name: str, base: Optional[Path] = None) -> Callable:
             f"{did_you_mean(function, functions)}; functions there: {choices_text(functions)}"
         )
     return getattr(module, function)
+
+
+def user_module(name: str, base: Optional[Path] = None) -> Optional[str]:
+    """Where the user model function ``name`` lives: the absolute path of its ``.py`` file or
+    its module name; None for a built-in model. Recorded in the manifest for loading."""
+    if name in BUILTIN or ":" not in name:
+        return None
+    module_name = name.rsplit(":", 1)[0]
+    if not module_name.endswith(".py"):
+        return module_name
+    path = Path(module_name)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return str(path.resolve())
+
+
+def _import_user_module(where: str, what: str):
+    """Import a user module given by ``.py`` path or module name; ``what`` names its origin."""
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise ConfigError(f"{what}: model file '{path}' does not exist")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(where)
+    except ImportError as exc:
+        raise ConfigError(f"{what}: cannot import module '{where}': {exc}") from None
+
+
+def custom_objects(where: Optional[str], model_path: Path) -> dict[str, Any]:
+    """The objects that Keras needs to load a user model saved at ``model_path``: importing
+    the user module registers its ``register_keras_serializable`` classes; then its
+    ``get_custom_objects()`` if it has one, else the classes and functions defined in it."""
+    if where is None:
+        return {}
+    try:
+        module = _import_user_module(where, f"model '{model_path}'")
+    except ConfigError as exc:
+        raise ModelError(
+            f"{exc}; the model was built by it and may need its custom objects to load"
+        ) from None
+    if hasattr(module, "get_custom_objects"):
+        return dict(module.get_custom_objects())
+    return {
+        name: obj
+        for name, obj in vars(module).items()
+        if callable(obj) and getattr(obj, "__module__", None) == module.__name__
+    }
 
 
 def build_model(
