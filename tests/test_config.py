@@ -30,8 +30,23 @@ def load_error(path: Path) -> str:
     return str(info.value)
 
 
-def test_config_error_is_an_htt_tmva_error():
-    assert issubclass(ConfigError, HttTmvaError)
+def test_config_error_is_an_htt_tmva_error_that_the_cli_prints_without_traceback(write_dataset):
+    import subprocess
+    import sys
+
+    def edit(doc):
+        doc["folds"] = 1
+
+    path = write_dataset(edit)
+    with pytest.raises(HttTmvaError) as info:
+        load_dataset_config(path)
+    assert type(info.value) is ConfigError
+    assert str(info.value) == f"{path}: key 'folds' must be at least 2, got 1"
+
+    command = [sys.executable, "-m", "htt_tmva", "dataset", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"ERROR htt_tmva: {info.value}"
 
 
 def test_valid_dataset_config_loads_with_defaults(write_dataset, tmp_path):

@@ -159,6 +159,8 @@ def test_event_weight_is_branch_times_class_weight_times_global_scale(training_c
     ratio = data.w / raw.w
     np.testing.assert_allclose(ratio[data.y == 0], 20.0)
     np.testing.assert_allclose(ratio[data.y == 1], 3.4)
+    np.testing.assert_allclose(ratio[data.y == 2], 6.6)
+    assert set(np.unique(data.y)) == {0, 1, 2}
 
 
 def bad_fold(tmp_path, rng, **replace):
