@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"htt-tmva {__version__}")
     verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    verbosity.add_argument(
+        "-v", "--verbose", action="count", default=0, help="debug output (-vv: of libraries too)"
+    )
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -178,16 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
+    """-q: warnings and errors; default: progress (INFO); -v: also htt_tmva's DEBUG
+    messages; -vv: also the DEBUG messages of every library."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if verbose:
+        log.setLevel(logging.DEBUG)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
+    log.debug("htt-tmva %s, Python %s: %s", __version__, sys.version.split()[0], args)
     if args.command == "train" and args.fold is None and not args.all_folds:
         parser.error("train: give FOLD or --all-folds")
     func: Callable[[argparse.Namespace], None] = args.func

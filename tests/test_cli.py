@@ -167,3 +167,23 @@ def test_dataset_error_from_root_gives_status_1_and_one_line(tmp_path, toy_dir):
     assert "does not compile" in lines[0] and "ROOT says" in lines[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(
+    "flags, shown, hidden",
+    [
+        ([], ["INFO htt_tmva"], ["DEBUG"]),
+        (["-v"], ["INFO htt_tmva", "DEBUG htt_tmva: htt-tmva "], []),
+        (["-q"], [], ["INFO", "DEBUG"]),
+    ],
+    ids=["default", "verbose", "quiet"],
+)
+def test_verbosity_flags_set_the_log_level(tmp_path, flags, shown, hidden):
+    command = [sys.executable, "-m", "htt_tmva", *flags, "toy", str(tmp_path), "--events", "50"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for text in shown:
+        assert text in result.stderr
+    for text in hidden:
+        assert text not in result.stderr
+    assert (tmp_path / "example_signal.root").is_file()

@@ -476,3 +476,50 @@ def test_dense_network_predicts_without_tensorflow(trained_models, fold_dir, tmp
     assert "numpy path" in said
     assert "imported: []" in said
     np.testing.assert_array_equal(scores, expected)
+
+
+@pytest.mark.parametrize(
+    "corrupt, reason",
+    [
+        (lambda text: text[: len(text) // 2], "JSONDecodeError"),
+        (lambda text: "[1, 2]", "AttributeError"),
+        (lambda text: json.dumps({"engine": "bdt"}), "missing"),
+    ],
+    ids=["truncated", "not-an-object", "missing-keys"],
+)
+def test_corrupt_manifest_is_a_clear_error_naming_the_file(
+    trained_models, tmp_path, corrupt, reason
+):
+    import shutil
+
+    from htt_tmva.engines.manifest import manifest_path
+    from htt_tmva.errors import ModelError
+
+    model = tmp_path / trained_models["bdt"]["models"][0].name
+    shutil.copy(trained_models["bdt"]["models"][0], model)
+    manifest = manifest_path(model)
+    original = manifest_path(trained_models["bdt"]["models"][0]).read_text()
+    manifest.write_text(corrupt(original))
+    with pytest.raises(ModelError) as info:
+        load_model(model)
+    message = str(info.value)
+    assert (
+        f"manifest '{manifest}' of model '{model.name}' is not a valid htt-tmva manifest" in message
+    )
+    assert reason in message
+
+
+def test_manifest_records_the_root_version_when_root_is_loaded(trained_models):
+    import subprocess
+    import sys
+
+    from htt_tmva._root import root
+
+    manifest = read_manifest(trained_models["bdt"]["models"][0])
+    assert manifest.versions["ROOT"] == root().gROOT.GetVersion()
+    check = (
+        "import sys; from htt_tmva.engines.manifest import library_versions; "
+        "v = library_versions(); assert 'ROOT' not in sys.modules and 'ROOT' not in v, v"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

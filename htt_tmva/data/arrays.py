@@ -98,6 +98,8 @@ def read_fold_file(
             expected.event_branch if checked else None,
             unverified,
         )
+    if record is not None:
+        log.debug("'%s' is %s (verified by %s)", path, expected.describe(), record["verified_by"])
     return FoldData(
         np.concatenate(xs),
         np.concatenate(ys),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -38,6 +39,9 @@ def library_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    ROOT = sys.modules.get("ROOT")  # any ROOT build (LCG, conda); never imported just for this
+    if ROOT is not None and hasattr(ROOT, "gROOT"):
+        versions["ROOT"] = str(ROOT.gROOT.GetVersion())
     return versions
 
 
@@ -87,10 +91,16 @@ def read_manifest(model_path: Path) -> Manifest:
             "htt-tmva carry one (it records variables, classes and folds); "
             "retrain with `htt-tmva train`"
         )
-    with open(path) as f:
-        data = json.load(f)
-    known = Manifest.__dataclass_fields__
-    return Manifest(**{k: v for k, v in data.items() if k in known})
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        known = Manifest.__dataclass_fields__
+        return Manifest(**{k: v for k, v in data.items() if k in known})
+    except (ValueError, TypeError, AttributeError) as exc:  # JSON, missing keys, not a dict
+        raise ModelError(
+            f"manifest '{path}' of model '{model_path.name}' is not a valid htt-tmva manifest "
+            f"({type(exc).__name__}: {exc}); retrain with `htt-tmva train`"
+        ) from None
 
 
 def checked_manifest(
