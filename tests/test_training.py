@@ -523,3 +523,19 @@ def test_manifest_records_the_root_version_when_root_is_loaded(trained_models):
     )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_global_weight_scale_changes_no_bdt_model(training_config, tmp_path):
+    """As the README says: the engines rescale weights to mean 1, so the factor cancels."""
+    models = []
+    for scale in (1.0, 7.0):
+        config = load_training_config(
+            training_config(
+                global_weight_scale=scale,
+                output_path=str(tmp_path / f"scale{scale}"),
+                bdt={"NTrees": 20},
+            )
+        )
+        models.append(train_fold(config, 0, get_engine("bdt")))
+    x = load_training_data(config, 1).x
+    np.testing.assert_allclose(models[0].predict(x), models[1].predict(x), rtol=1e-5, atol=1e-6)

@@ -83,7 +83,9 @@ TRAINING_SCHEMA = {
     "output_path": Field(str),
     "classes": Field(list, items=Field(str), check=lambda v: non_empty(v) or unique(v)),
     "class_weights": Field(dict, values=Field(float), default=None),
-    "global_weight_scale": Field(float, default=1.0),
+    "global_weight_scale": Field(
+        float, default=1.0, doc="factor on event weights; no effect on keras or bdt models"
+    ),
     "event_weights": Field(str, doc="weight branch in the fold trees"),
     "event_branch": Field(
         str, default="event", doc="event number, checks the fold of files without metadata"
