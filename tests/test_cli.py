@@ -130,6 +130,7 @@ def test_invalid_toy_events_give_status_1_and_one_line(tmp_path):
     assert not (tmp_path / "toy").exists()
 
 
+@pytest.mark.slow
 def test_toy_and_dataset_commands_build_the_folds_end_to_end(tmp_path):
     toy = tmp_path / "toy"
     result = run("-q", "toy", str(toy), "--events", "400", "--seed", "5")

@@ -260,6 +260,7 @@ def test_tmva_engine_names_the_alternatives_when_tmva_is_missing():
         get_engine("tmva")
 
 
+@pytest.mark.slow
 def test_train_command_with_classic_positional_arguments(training_config):
     import subprocess
     import sys
@@ -276,6 +277,7 @@ def test_train_command_with_classic_positional_arguments(training_config):
     assert "Traceback" not in again.stderr
 
 
+@pytest.mark.slow
 def test_early_stopping_and_learning_rate_schedule_are_applied(training_config):
     config = load_training_config(
         training_config(
@@ -412,6 +414,7 @@ def test_dense_layers_without_bias_run_on_the_numpy_path(training_config, tmp_pa
     np.testing.assert_allclose(reloaded.predict(x), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_model_with_custom_layers_loads_in_a_fresh_process(training_config, tmp_path):
     config = user_model(training_config, tmp_path, "custom")
     model = train_fold(config, 0, get_engine("keras"))
