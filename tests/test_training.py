@@ -426,6 +426,13 @@ def test_model_with_custom_layers_loads_in_a_fresh_process(training_config, tmp_
     assert "keras path" in said
     np.testing.assert_allclose(scores, model.predict(x), rtol=1e-5, atol=1e-6)
 
+    from htt_tmva.errors import ModelError
+
+    (tmp_path / "user_models.py").rename(tmp_path / "moved.py")
+    reloaded = load_model(config.output_path / model.manifest.model_file)
+    with pytest.raises(ModelError, match="model file '.*user_models.py' does not exist"):
+        reloaded.predict(x)
+
 
 def test_saved_keras_file_is_loaded_through_keras_when_numpy_cannot_run_it(
     training_config, tmp_path
