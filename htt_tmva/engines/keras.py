@@ -68,8 +68,9 @@ class KerasModel(Model):
 
     def rescue(self, model_path: Path) -> list[Path]:
         stem = Path(model_path).stem
-        for folder in (Path(model_path).parent, Path(tempfile.mkdtemp(prefix="htt_tmva_"))):
+        for folder in (Path(model_path).parent, None):
             try:
+                folder = folder or Path(tempfile.mkdtemp(prefix="htt_tmva_rescued_"))
                 kept = [folder / f"{stem}.rescued.weights.h5", folder / f"{stem}.rescued.json"]
                 self.network.save_weights(kept[0])
                 self.preprocessing.to_json(kept[1])
