@@ -89,3 +89,11 @@ def branch_missing(
         f"{did_you_mean(branch, available)}; branches there: {choices_text(close[:20])}"
         + (" ..." if len(close) > 20 else "")
     )
+
+
+class TmvaWeightsError(ModelError):
+    """A TMVA weight file is missing, malformed, or uses a method or transformation we cannot read."""
+
+
+class TmvaModelFileError(TmvaWeightsError):
+    """The model file that a TMVA weight file names (e.g. PyKeras' .h5) is missing or unreadable."""
