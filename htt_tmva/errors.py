@@ -92,7 +92,7 @@ def branch_missing(
 
 
 class TmvaWeightsError(ModelError):
-    """A TMVA weight file is missing, malformed, or uses a method or transformation we cannot read."""
+    """A TMVA weight file is missing or malformed, or uses an unsupported method or transform."""
 
 
 class TmvaModelFileError(TmvaWeightsError):

@@ -113,7 +113,7 @@ class _NumpyStack:
             config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
             if config.get("class_name") not in ("Sequential", "Model", "Functional"):
                 raise ValueError(f"model class {config.get('class_name')}")
-            weights = h5["model_weights"] if "model_weights" in h5 else h5
+            weights = h5.get("model_weights", h5)
             layers = _layers_of(config)
             if config.get("class_name") != "Sequential":
                 self._check_chain(layers)
