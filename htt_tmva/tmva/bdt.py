@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from htt_tmva.tmva import _forest_kernel
 from htt_tmva.tmva._xml import Header, attr
 
-_CHUNK = 4096  # events per block: keeps the (events x trees) index arrays in cache
+_CHUNK = 2048  # events per numpy block: keeps the (events x trees) arrays in cache
+_MAX_PADDED_LEAVES = 1 << 25  # beyond this, deep trees are walked unpadded  # events per block: keeps the (events x trees) index arrays in cache
 
 
 class Forest:
@@ -33,6 +35,7 @@ class Forest:
         features, cuts, inverted, left, right, values = [], [], [], [], [], []
         roots, boost_weights = [], []
         self.max_depth = 0
+        self._padded = None
         for tree in trees:
             boost_weights.append(float(tree.get("boostWeight", "1")))
             root = tree.find("Node")
@@ -100,22 +103,102 @@ class Forest:
             stack.append((children["l"], level + 1, index, "l"))
         return first
 
-    def leaf_values(self, x: np.ndarray) -> np.ndarray:
-        """The leaf value of every tree for every event: shape (n_events, n_trees)."""
-        n = len(x)
-        out = np.empty((n, len(self.roots)), dtype=np.float64)
+    def padded(self, outputs: int) -> tuple:
+        """Complete trees of depth ``max_depth`` in heap order (children of node k at 2k+1
+        and 2k+2): a leaf above the bottom becomes a node that sends every event left (cut
+        NaN) and its value fills the leaves below it. Leaf values are pre-multiplied by the
+        boost weight for AdaBoost (as TMVA multiplies each tree's value)."""
+        depth = max(self.max_depth, 1)
+        n_inner, n_leaf = (1 << depth) - 1, 1 << depth
+        n_trees = len(self.roots)
+        feat = np.zeros((n_trees, n_inner), dtype=np.int32)
+        cut = np.full((n_trees, n_inner), np.nan, dtype=np.float32)
+        inv = np.zeros((n_trees, n_inner), dtype=np.uint8)
+        leaf = np.zeros((n_trees, n_leaf), dtype=np.float64)
+        scale = np.ones(n_trees)
+        if not self.grad and self.weighted_trees:
+            scale = self.boost_weights
+        for t, root in enumerate(self.roots):
+            stack = [(int(root), 0)]
+            while stack:
+                node, slot = stack.pop()
+                if self.left[node] == node:  # a leaf: fill every bottom slot below it
+                    level = int(np.floor(np.log2(slot + 1)))
+                    first = slot
+                    for _ in range(depth - level):
+                        first = 2 * first + 1
+                    width = 1 << (depth - level)
+                    with np.errstate(invalid="ignore"):
+                        value = scale[t] * self.values[node]
+                    leaf[t, first - n_inner : first - n_inner + width] = value
+                    continue
+                feat[t, slot] = self.features[node]
+                cut[t, slot] = self.cuts[node]
+                inv[t, slot] = self.inverted[node]
+                stack.append((int(self.left[node]), 2 * slot + 1))
+                stack.append((int(self.right[node]), 2 * slot + 2))
+        tree_out = (np.arange(n_trees) % outputs).astype(np.int32)
+        return depth, feat, cut, inv, leaf, tree_out
+
+    def sums(self, x: np.ndarray, outputs: int, compiled: bool | None = None) -> np.ndarray:
+        """Per-event sums of (weighted) leaf values, trees assigned to the outputs in turn:
+        shape (n_events, outputs)."""
+        if len(self.roots) << max(self.max_depth, 1) > _MAX_PADDED_LEAVES:
+            return self._general_sums(x, outputs)
+        if self._padded is None or self._padded[0] != outputs:
+            self._padded = (outputs, self.padded(outputs))
+        depth, feat, cut, inv, leaf, tree_out = self._padded[1]
+        if compiled is None:
+            compiled = len(x) >= _forest_kernel.MIN_EVENTS
+        if compiled:
+            out = _forest_kernel.compiled_sums(x, depth, feat, cut, inv, leaf, tree_out, outputs)
+            if out is not None:
+                return out
+        return _numpy_sums(x, depth, feat, cut, inv, leaf, outputs)
+
+    def _general_sums(self, x: np.ndarray, outputs: int) -> np.ndarray:
+        """Deep trees that would not fit padded: walk the node arrays (leaves point to
+        themselves), all trees and a block of events per numpy step."""
+        n_trees = len(self.roots)
+        scale = self.boost_weights if not self.grad and self.weighted_trees else np.ones(n_trees)
+        out = np.empty((len(x), outputs), dtype=np.float64)
         n_var = x.shape[1]
-        for start in range(0, n, _CHUNK):
+        for start in range(0, len(x), _CHUNK):
             block = np.ascontiguousarray(x[start : start + _CHUNK], dtype=np.float32)
             rows = (np.arange(len(block), dtype=np.intp) * n_var)[:, None]
             flat = block.ravel()
-            node = np.broadcast_to(self.roots, (len(block), len(self.roots))).copy()
+            node = np.broadcast_to(self.roots, (len(block), n_trees)).copy()
             for _ in range(self.max_depth):
                 value = flat[rows + self.features[node]]
                 goes_right = (value >= self.cuts[node]) != self.inverted[node]
                 node = np.where(goes_right, self.right[node], self.left[node])
-            out[start : start + len(block)] = self.values[node]
+            with np.errstate(invalid="ignore"):
+                values = self.values[node] * scale
+            for o in range(outputs):
+                out[start : start + len(block), o] = values[:, o::outputs].sum(axis=1)
         return out
+
+
+def _numpy_sums(x, depth, feat, cut, inv, leaf, outputs) -> np.ndarray:
+    """All trees for a block of events at once, one numpy step per tree level."""
+    n_trees, n_inner = feat.shape
+    n_leaf = leaf.shape[1]
+    inner_base = (np.arange(n_trees) * n_inner)[None, :]
+    leaf_base = (np.arange(n_trees) * n_leaf - n_inner)[None, :]
+    feat, cut, inv, leaf = feat.ravel(), cut.ravel(), inv.ravel().astype(bool), leaf.ravel()
+    out = np.empty((len(x), outputs), dtype=np.float64)
+    for start in range(0, len(x), _CHUNK):
+        block = np.ascontiguousarray(x[start : start + _CHUNK], dtype=np.float32)
+        index = np.zeros((len(block), n_trees), dtype=np.intp)
+        for _ in range(depth):
+            node = index + inner_base
+            value = np.take_along_axis(block, feat[node], axis=1)
+            index = 2 * index + 1 + ((value >= cut[node]) != inv[node])
+        with np.errstate(invalid="ignore"):
+            values = leaf[index + leaf_base]
+            for o in range(outputs):
+                out[start : start + len(block), o] = values[:, o::outputs].sum(axis=1)
+    return out
 
 
 class BdtMethod:
@@ -131,22 +214,16 @@ class BdtMethod:
                 "supports multiclass BDTs only with BoostType=Grad"
             )
 
-    def evaluate(self, x: np.ndarray) -> np.ndarray:
+    def evaluate(self, x: np.ndarray, compiled: bool | None = None) -> np.ndarray:
         forest = self.forest
-        leaves = forest.leaf_values(x)
         if self.multiclass:
-            k = self.n_classes
-            n_trees = leaves.shape[1]
-            sums = np.stack([leaves[:, c:n_trees:k].sum(axis=1) for c in range(k)], axis=1)
-            return multiclass_softmax(sums)
+            return multiclass_softmax(forest.sums(x, self.n_classes, compiled))
+        total = forest.sums(x, 1, compiled)[:, 0]
         if forest.grad:
-            total = leaves.sum(axis=1)
             return 2.0 / (1.0 + np.exp(-2.0 * total)) - 1.0
-        weights = forest.boost_weights if forest.weighted_trees else np.ones(leaves.shape[1])
-        norm = weights.sum()
-        with np.errstate(invalid="ignore"):
-            total = leaves @ weights if np.all(np.isfinite(weights)) else (leaves * weights).sum(1)
-            if norm > np.finfo(np.float64).eps or not np.isfinite(norm):
+        norm = forest.boost_weights.sum() if forest.weighted_trees else len(forest.roots)
+        if norm > np.finfo(np.float64).eps or np.isnan(norm):
+            with np.errstate(invalid="ignore"):
                 return total / norm
         return np.zeros(len(x))
 
