@@ -223,10 +223,11 @@ def test_adaboost_purity_leaves_and_inverted_cut_direction(tmp_path):
     model = read_weights(
         _write(tmp_path, _bdt(trees, "AdaBoost", options={"UseYesNoLeaf": "False"}))
     )
-    x = np.array([[-1, -1], [1, 1], [0, 0]], dtype=np.float32)
-    # cType=0: x >= cut goes LEFT; x = cut exactly goes left too
-    first = np.array([0.2, 0.9, 0.9])
-    second = np.array([0.7, 0.3, 0.3])
+    x = np.array([[-1, -1], [1, 1], [0, 0], [np.nan, np.nan]], dtype=np.float32)
+    # cType=0: x >= cut goes LEFT (x = cut too); NaN: `x >= cut` is false, so NaN goes left
+    # at a cType=1 node and right at a cType=0 node, as in TMVA
+    first = np.array([0.2, 0.9, 0.9, 0.2])
+    second = np.array([0.7, 0.3, 0.3, 0.7])
     np.testing.assert_allclose(model.response(x), (0.5 * first + 1.5 * second) / 2.0)
 
 
@@ -417,3 +418,51 @@ def test_expressions_are_evaluated_on_a_root_tree_with_integer_branches(tmp_path
     wrong = _xml("Fisher::Fisher", _fisher([0, 1]), variables=("nn",), expressions=("nn",))
     with pytest.raises(MissingBranchError, match="did you mean 'n'"):
         read_inputs(data, "events", read_weights(_write(tmp_path, wrong, "w2.weights.xml")))
+
+
+def _unbalanced_tree(depth: int, itree: int, rng) -> str:
+    """A tree whose left spine is ``depth`` deep, random cuts and cut directions."""
+
+    def node(pos, level):
+        if level == depth:
+            return _node(pos, level, ntype=1, res=float(rng.normal()))
+        right = _node("r", level + 1, ntype=-1, res=float(rng.normal()))
+        return _node(
+            pos,
+            level,
+            int(rng.integers(2)),
+            float(rng.normal()),
+            int(rng.integers(2)),
+            children=node("l", level + 1) + right,
+        )
+
+    tree = f'<BinaryTree type="DecisionTree" boostWeight="1" itree="{itree}">'
+    return tree + node("s", 0) + "</BinaryTree>"
+
+
+def test_bdt_traversals_agree_compiled_numpy_padded_and_unpadded(tmp_path):
+    from htt_tmva.tmva import _forest_kernel
+
+    rng = np.random.default_rng(7)
+    trees = [_unbalanced_tree(int(d), i, rng) for i, d in enumerate(rng.integers(1, 6, 12))]
+    path = _write(tmp_path, _bdt(trees, "Grad", analysis="Multiclass", classes=("a", "b", "c")))
+    forest = read_weights(path)._method.forest
+    x = rng.normal(size=(3000, 2)).astype(np.float32)
+    x[::97, 1] = np.nan  # NaN goes left at cType=1 nodes and right at cType=0 nodes, as in TMVA
+    numpy_sums = forest.sums(x, 3, compiled=False)
+    np.testing.assert_allclose(forest._general_sums(x, 3), numpy_sums, rtol=1e-12)
+    if _forest_kernel.kernel() is None:
+        pytest.skip("compiled kernel unavailable (no ROOT)")
+    np.testing.assert_allclose(forest.sums(x, 3, compiled=True), numpy_sums, rtol=1e-12)
+
+
+@needs_data
+def test_real_bdt_compiled_kernel_matches_tmva_test_tree():
+    from htt_tmva.tmva import _forest_kernel
+
+    if _forest_kernel.kernel() is None:
+        pytest.skip("compiled kernel unavailable (no ROOT)")
+    pair = next(p for p in PAIRS if p["id"] == 4)
+    model = read_weights(TMVA_DATA / pair["xml"])
+    x, expected = _tree_inputs_and_response(pair, model)
+    np.testing.assert_allclose(model._method.evaluate(x, compiled=True), expected, atol=1e-7)

@@ -17,8 +17,8 @@ _SOURCE = r"""
 #pragma cling optimize(3)
 namespace htt_tmva_forest {
 void sums(const float* x, long n, int nvar, int ntrees, int depth,
-          const int* feat, const float* cut, const unsigned char* inv,
-          const double* leaf, const int* tree_out, int nout, double* out)
+          const int* feat, const float* cut, const double* leaf,
+          const int* tree_out, int nout, double* out)
 {
    const int ninner = (1 << depth) - 1;
    const int nleaf = 1 << depth;
@@ -31,15 +31,14 @@ void sums(const float* x, long n, int nvar, int ntrees, int depth,
       for (int t = 0; t < ntrees; ++t) {
          const int* f = feat + (long)t * ninner;
          const float* c = cut + (long)t * ninner;
-         const unsigned char* v = inv + (long)t * ninner;
          const double* l = leaf + (long)t * nleaf;
          const int o = tree_out[t];
          for (long i = 0; i < m; ++i) idx[i] = 0;
          for (int d = 0; d < depth; ++d) {
             for (long i = 0; i < m; ++i) {
                const int k = idx[i];
-               // TMVA: right when x >= cut (cType 1), inverted for cType 0; NaN goes left
-               idx[i] = 2 * k + 1 + ((xb[i * nvar + f[k]] >= c[k]) != (v[k] != 0));
+               // right when x >= cut (cType=0 daughters are swapped beforehand); NaN: left
+               idx[i] = 2 * k + 1 + (xb[i * nvar + f[k]] >= c[k]);
             }
          }
          for (long i = 0; i < m; ++i) ob[i * nout + o] += l[idx[i] - ninner];
@@ -74,13 +73,12 @@ def kernel():
         return None
 
 
-def compiled_sums(x, depth, feat, cut, inv, leaf, tree_out, n_out) -> np.ndarray | None:
+def compiled_sums(x, depth, feat, cut, leaf, tree_out, n_out) -> np.ndarray | None:
     """Per-event sums of leaf values (n, n_out), or None when the kernel is unavailable."""
     function = kernel()
     if function is None:
         return None
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.zeros((len(x), n_out), dtype=np.float64)
-    function(x, len(x), x.shape[1], len(tree_out), depth, feat, cut, inv, leaf, tree_out,
-             n_out, out)
+    function(x, len(x), x.shape[1], len(tree_out), depth, feat, cut, leaf, tree_out, n_out, out)
     return out

@@ -16,7 +16,7 @@ from htt_tmva.tmva import _forest_kernel
 from htt_tmva.tmva._xml import Header, attr
 
 _CHUNK = 2048  # events per numpy block: keeps the (events x trees) arrays in cache
-_MAX_PADDED_LEAVES = 1 << 25  # beyond this, deep trees are walked unpadded  # events per block: keeps the (events x trees) index arrays in cache
+_MAX_PADDED_LEAVES = 1 << 25  # beyond this many padded leaves, trees are walked unpadded
 
 
 class Forest:
@@ -106,14 +106,14 @@ class Forest:
     def padded(self, outputs: int) -> tuple:
         """Complete trees of depth ``max_depth`` in heap order (children of node k at 2k+1
         and 2k+2): a leaf above the bottom becomes a node that sends every event left (cut
-        NaN) and its value fills the leaves below it. Leaf values are pre-multiplied by the
-        boost weight for AdaBoost (as TMVA multiplies each tree's value)."""
+        NaN) and its value fills the leaves below it; the daughters of cType=0 nodes are
+        swapped. Leaf values are pre-multiplied by the boost weight for AdaBoost (as TMVA
+        multiplies each tree's value)."""
         depth = max(self.max_depth, 1)
         n_inner, n_leaf = (1 << depth) - 1, 1 << depth
         n_trees = len(self.roots)
         feat = np.zeros((n_trees, n_inner), dtype=np.int32)
         cut = np.full((n_trees, n_inner), np.nan, dtype=np.float32)
-        inv = np.zeros((n_trees, n_inner), dtype=np.uint8)
         leaf = np.zeros((n_trees, n_leaf), dtype=np.float64)
         scale = np.ones(n_trees)
         if not self.grad and self.weighted_trees:
@@ -134,11 +134,16 @@ class Forest:
                     continue
                 feat[t, slot] = self.features[node]
                 cut[t, slot] = self.cuts[node]
-                inv[t, slot] = self.inverted[node]
-                stack.append((int(self.left[node]), 2 * slot + 1))
-                stack.append((int(self.right[node]), 2 * slot + 2))
+                left, right = int(self.left[node]), int(self.right[node])
+                if self.inverted[node]:
+                    # cType=0 (right when NOT x >= cut): swap the daughters so that every
+                    # node sends x >= cut right; NaN (x >= cut false) then still reaches
+                    # TMVA's right daughter, as !false does in TMVA.
+                    left, right = right, left
+                stack.append((left, 2 * slot + 1))
+                stack.append((right, 2 * slot + 2))
         tree_out = (np.arange(n_trees) % outputs).astype(np.int32)
-        return depth, feat, cut, inv, leaf, tree_out
+        return depth, feat, cut, leaf, tree_out
 
     def sums(self, x: np.ndarray, outputs: int, compiled: bool | None = None) -> np.ndarray:
         """Per-event sums of (weighted) leaf values, trees assigned to the outputs in turn:
@@ -147,14 +152,14 @@ class Forest:
             return self._general_sums(x, outputs)
         if self._padded is None or self._padded[0] != outputs:
             self._padded = (outputs, self.padded(outputs))
-        depth, feat, cut, inv, leaf, tree_out = self._padded[1]
+        depth, feat, cut, leaf, tree_out = self._padded[1]
         if compiled is None:
             compiled = len(x) >= _forest_kernel.MIN_EVENTS
         if compiled:
-            out = _forest_kernel.compiled_sums(x, depth, feat, cut, inv, leaf, tree_out, outputs)
+            out = _forest_kernel.compiled_sums(x, depth, feat, cut, leaf, tree_out, outputs)
             if out is not None:
                 return out
-        return _numpy_sums(x, depth, feat, cut, inv, leaf, outputs)
+        return _numpy_sums(x, depth, feat, cut, leaf, outputs)
 
     def _general_sums(self, x: np.ndarray, outputs: int) -> np.ndarray:
         """Deep trees that would not fit padded: walk the node arrays (leaves point to
@@ -179,13 +184,13 @@ class Forest:
         return out
 
 
-def _numpy_sums(x, depth, feat, cut, inv, leaf, outputs) -> np.ndarray:
+def _numpy_sums(x, depth, feat, cut, leaf, outputs) -> np.ndarray:
     """All trees for a block of events at once, one numpy step per tree level."""
     n_trees, n_inner = feat.shape
     n_leaf = leaf.shape[1]
     inner_base = (np.arange(n_trees) * n_inner)[None, :]
     leaf_base = (np.arange(n_trees) * n_leaf - n_inner)[None, :]
-    feat, cut, inv, leaf = feat.ravel(), cut.ravel(), inv.ravel().astype(bool), leaf.ravel()
+    feat, cut, leaf = feat.ravel(), cut.ravel(), leaf.ravel()
     out = np.empty((len(x), outputs), dtype=np.float64)
     for start in range(0, len(x), _CHUNK):
         block = np.ascontiguousarray(x[start : start + _CHUNK], dtype=np.float32)
@@ -193,7 +198,7 @@ def _numpy_sums(x, depth, feat, cut, inv, leaf, outputs) -> np.ndarray:
         for _ in range(depth):
             node = index + inner_base
             value = np.take_along_axis(block, feat[node], axis=1)
-            index = 2 * index + 1 + ((value >= cut[node]) != inv[node])
+            index = 2 * index + 1 + (value >= cut[node])
         with np.errstate(invalid="ignore"):
             values = leaf[index + leaf_base]
             for o in range(outputs):
