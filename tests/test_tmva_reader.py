@@ -466,3 +466,18 @@ def test_real_bdt_compiled_kernel_matches_tmva_test_tree():
     model = read_weights(TMVA_DATA / pair["xml"])
     x, expected = _tree_inputs_and_response(pair, model)
     np.testing.assert_allclose(model._method.evaluate(x, compiled=True), expected, atol=1e-7)
+
+
+def test_numbers_that_do_not_parse_are_a_weights_error_naming_the_file(tmp_path):
+    body = '<Coefficient Index="0" Value="0"/><Coefficient Index="1" Value="one"/>'
+    path = _write(tmp_path, _xml("Fisher::Fisher", f"<Weights>{body}</Weights>", variables=("x",)))
+    with pytest.raises(TmvaWeightsError, match="Value='one'") as info:
+        read_weights(path)
+    assert str(path) in str(info.value)
+    neurons = "".join(f'<Neuron NSynapses="1">{w}</Neuron>' for w in ("0.5", "x", "1"))
+    layout = (
+        f'<Weights><Layout NLayers="2"><Layer Index="0" NNeurons="3">{neurons}</Layer>'
+        '<Layer Index="1" NNeurons="1"><Neuron NSynapses="0"/></Layer></Layout></Weights>'
+    )
+    with pytest.raises(TmvaWeightsError, match="malformed MLP"):
+        read_weights(_write(tmp_path, _xml("MLP::MLP", layout), "mlp.weights.xml"))

@@ -1,4 +1,4 @@
-"""MethodDL (TMVA's deep networks, ``DL::*``) and the older MethodDNN: dense layers only.
+"""MethodDL (TMVA's deep networks, ``DL::*``): dense layers only.
 
 ``<DenseLayer Width ActivationFunction>`` holds ``<Weights Rows=out Columns=in>`` (row-major)
 and ``<Biases>``; the activation codes are TMVA::DNN::EActivationFunction and the network's

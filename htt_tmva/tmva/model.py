@@ -10,7 +10,7 @@ from htt_tmva.errors import TmvaWeightsError
 from htt_tmva.tmva._xml import read_header
 from htt_tmva.tmva.transforms import apply_chain, read_transformations
 
-SUPPORTED_METHODS = ("BDT", "MLP", "DL", "DNN", "PyKeras", "Fisher", "LD")
+SUPPORTED_METHODS = ("BDT", "MLP", "DL", "PyKeras", "Fisher", "LD")
 
 
 def _method(header, **options):
@@ -23,7 +23,7 @@ def _method(header, **options):
         from htt_tmva.tmva.mlp import MlpMethod
 
         return MlpMethod(header, exact_tanh=options.get("exact_tanh"))
-    if kind in ("DL", "DNN"):
+    if kind == "DL":
         from htt_tmva.tmva.dl import DlMethod
 
         return DlMethod(header)
@@ -68,8 +68,11 @@ class TmvaModel:
             raise header.fail(
                 "regression weight files are not supported (classification and multiclass are)"
             )
-        self._method = _method(header, exact_tanh=exact_tanh)
-        self._transformations = read_transformations(header)
+        try:
+            self._method = _method(header, exact_tanh=exact_tanh)
+            self._transformations = read_transformations(header)
+        except (ValueError, KeyError, IndexError) as exc:  # numbers or indices that do not parse
+            raise header.fail(f"malformed {self.method} weights: {exc}") from exc
 
     @property
     def transformations(self) -> list:
