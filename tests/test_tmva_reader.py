@@ -481,3 +481,24 @@ def test_numbers_that_do_not_parse_are_a_weights_error_naming_the_file(tmp_path)
     )
     with pytest.raises(TmvaWeightsError, match="malformed MLP"):
         read_weights(_write(tmp_path, _xml("MLP::MLP", layout), "mlp.weights.xml"))
+
+
+def test_erfinv_without_scipy_matches_scipy(monkeypatch):
+    import builtins
+    import sys
+
+    from htt_tmva.tmva.transforms import erfinv
+
+    y = np.concatenate([np.linspace(-0.99999999, 0.99999999, 2001), [0.0, 1e-12, -0.5]])
+    scipy_special = pytest.importorskip("scipy.special")
+    expected = scipy_special.erfinv(y)
+    real_import = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name.startswith("scipy"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    monkeypatch.delitem(sys.modules, "scipy.special", raising=False)
+    np.testing.assert_allclose(erfinv(y), expected, rtol=1e-9, atol=1e-15)
