@@ -7,8 +7,8 @@ Both on one core, on the same events, measured in the same run:
 * (b) ``read_weights(...).response`` of a TMVA AdaBoost BDT weight file with 850 complete
   depth-3 trees (random cuts on the same variables), with the compiled kernel (ROOT's JIT);
 * (c) the same with the numpy traversal only (HTT_TMVA_NO_JIT behaviour);
-* (d) when ../shared/data/tmva is present, the real 850-tree depth-3 TMVA file of pair #4
-  (compiled kernel).
+* (d) when ../shared/data/tmva (or $HTT_TMVA_TMVA_DATA) is present, the real 850-tree
+  depth-3 TMVA file of pair #4 (compiled kernel).
 
 Prints events/s of each, the ratio to (a) and the issue's target (1 M events/s on one core).
 Usage::
@@ -32,9 +32,13 @@ import numpy as np  # noqa: E402
 
 TARGET = 1_000_000
 N_TREES, DEPTH = 850, 3
+TMVA_DATA = Path(
+    os.environ.get("HTT_TMVA_TMVA_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tmva"
+)
 REAL_BDT = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared/data/tmva/mjongerh__SharedFol/b7884a956f98/dataset/weights"
+    TMVA_DATA
+    / "mjongerh__SharedFol/b7884a956f98/dataset/weights"
     / "TMVAClassification_BDT.weights.xml"
 )
 

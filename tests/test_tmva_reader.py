@@ -444,7 +444,7 @@ def test_bdt_traversals_agree_compiled_numpy_padded_and_unpadded(tmp_path):
     from htt_tmva.tmva import _forest_kernel
 
     rng = np.random.default_rng(7)
-    trees = [_unbalanced_tree(int(d), i, rng) for i, d in enumerate(rng.integers(1, 6, 12))]
+    trees = [_unbalanced_tree(int(d), i, rng) for i, d in enumerate(rng.integers(1, 9, 12))]
     path = _write(tmp_path, _bdt(trees, "Grad", analysis="Multiclass", classes=("a", "b", "c")))
     forest = read_weights(path)._method.forest
     x = rng.normal(size=(3000, 2)).astype(np.float32)

@@ -1,8 +1,9 @@
 """A compiled kernel for BDT forests, JIT-compiled once per process by ROOT's interpreter.
 
-It walks complete (padded) trees without branches: for a block of events and one tree at a
-time, every event descends one level per step (``idx = 2 idx + 1 + goes_right``), and the
-leaf value is added to the event's output in tree order, the order in which TMVA sums.
+It walks complete (padded) trees without branches: for a block of events (transposed, one row
+per variable) and one tree at a time, every event descends one level per step
+(``idx = 2 idx + 1 + goes_right``), and the leaf value is added to the event's output in tree
+order, the order in which TMVA sums.
 Used for large batches when ROOT is importable; the numpy traversal gives the same sums.
 """
 
@@ -15,34 +16,56 @@ import numpy as np
 
 _SOURCE = r"""
 #pragma cling optimize(3)
+#include <vector>
 namespace htt_tmva_forest {
-void sums(const float* x, long n, int nvar, int ntrees, int depth,
-          const int* feat, const float* cut, const double* leaf,
-          const int* tree_out, int nout, double* out)
+// Trees of depth D; a block of B events is transposed (one row per variable) so that all
+// events of the block descend one tree level per inner loop without branches.
+template <int D>
+void walk(const float* x, long n, int nvar, int ntrees, int depth, const int* feat,
+          const float* cut, const double* leaf, const int* tree_out, int nout, double* out)
 {
-   const int ninner = (1 << depth) - 1;
-   const int nleaf = 1 << depth;
-   const long block = 128;
-   int idx[128];
-   for (long start = 0; start < n; start += block) {
-      const long m = start + block < n ? block : n - start;
+   const int d_ = D > 0 ? D : depth;
+   const int ninner = (1 << d_) - 1;
+   const int nleaf = 1 << d_;
+   const long B = 256;
+   std::vector<float> xt(nvar * B);
+   int idx[256];
+   for (long start = 0; start < n; start += B) {
+      const long m = start + B < n ? B : n - start;
       const float* xb = x + start * nvar;
       double* ob = out + start * nout;
+      for (long i = 0; i < m; ++i)
+         for (int v = 0; v < nvar; ++v) xt[v * B + i] = xb[i * nvar + v];
       for (int t = 0; t < ntrees; ++t) {
          const int* f = feat + (long)t * ninner;
          const float* c = cut + (long)t * ninner;
          const double* l = leaf + (long)t * nleaf;
          const int o = tree_out[t];
-         for (long i = 0; i < m; ++i) idx[i] = 0;
-         for (int d = 0; d < depth; ++d) {
+         // right when x >= cut (cType=0 daughters are swapped beforehand); NaN goes left
+         const float* root = &xt[f[0] * B];
+         const float c0 = c[0];
+         for (long i = 0; i < m; ++i) idx[i] = 1 + (root[i] >= c0);
+         for (int d = 1; d < d_; ++d)
             for (long i = 0; i < m; ++i) {
                const int k = idx[i];
-               // right when x >= cut (cType=0 daughters are swapped beforehand); NaN: left
-               idx[i] = 2 * k + 1 + (xb[i * nvar + f[k]] >= c[k]);
+               idx[i] = 2 * k + 1 + (xt[f[k] * B + i] >= c[k]);
             }
-         }
          for (long i = 0; i < m; ++i) ob[i * nout + o] += l[idx[i] - ninner];
       }
+   }
+}
+void sums(const float* x, long n, int nvar, int ntrees, int depth,
+          const int* feat, const float* cut, const double* leaf,
+          const int* tree_out, int nout, double* out)
+{
+   switch (depth) {
+   case 1: walk<1>(x, n, nvar, ntrees, depth, feat, cut, leaf, tree_out, nout, out); break;
+   case 2: walk<2>(x, n, nvar, ntrees, depth, feat, cut, leaf, tree_out, nout, out); break;
+   case 3: walk<3>(x, n, nvar, ntrees, depth, feat, cut, leaf, tree_out, nout, out); break;
+   case 4: walk<4>(x, n, nvar, ntrees, depth, feat, cut, leaf, tree_out, nout, out); break;
+   case 5: walk<5>(x, n, nvar, ntrees, depth, feat, cut, leaf, tree_out, nout, out); break;
+   case 6: walk<6>(x, n, nvar, ntrees, depth, feat, cut, leaf, tree_out, nout, out); break;
+   default: walk<0>(x, n, nvar, ntrees, depth, feat, cut, leaf, tree_out, nout, out);
    }
 }
 }
