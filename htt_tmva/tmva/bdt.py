@@ -1,11 +1,14 @@
 """MethodBDT: AdaBoost (YesNo or purity leaves) and gradient boosting (binary and multiclass).
 
 TMVA sends an event right at a node when ``x >= Cut`` (``cType="1"``) and left otherwise; a node
-with ``cType="0"`` inverts that. Event values are floats (Float_t), so the comparison is made on
+with ``cType="0"`` inverts that (so NaN, for which ``x >= Cut`` is false, goes left at cType=1
+and right at cType=0 nodes). Event values are floats (Float_t), so the comparison is made on
 float32 inputs against the float cut. A node whose ``nType`` is not 0 is a leaf.
 
-All trees are flattened into one set of node arrays (leaves point to themselves), and all events
-walk all trees together, one level per numpy step: no Python loop over trees or events.
+The trees are flattened into complete (padded) trees in heap order; all events walk all trees
+one level at a time -- with numpy (a block of events, all trees per step) or, for large batches,
+with a small compiled kernel (:mod:`htt_tmva.tmva._forest_kernel`). No Python loop runs over
+trees or events. Trees too deep to pad are walked on their node arrays with numpy.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class Forest:
         self.roots = np.asarray(roots, dtype=np.intp)
         self.boost_weights = np.asarray(boost_weights, dtype=np.float64)
         n_var = len(header.variables)
+        if self.features.size and self.features.min() < 0:
+            raise header.fail("a BDT node that is not a leaf has a negative IVar")
         if self.features.size and self.features.max() >= n_var:
             raise header.fail(
                 f"a node cuts on variable {self.features.max()}, the file has {n_var}"
