@@ -502,3 +502,12 @@ def test_erfinv_without_scipy_matches_scipy(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_scipy)
     monkeypatch.delitem(sys.modules, "scipy.special", raising=False)
     np.testing.assert_allclose(erfinv(y), expected, rtol=1e-9, atol=1e-15)
+
+
+def test_empty_and_integer_inputs(tmp_path):
+    trees = [_stump(0, 0.5, -0.3, 0.4), _stump(1, 1.0, 0.1, -0.2, itree=1)]
+    model = read_weights(_write(tmp_path, _bdt(trees, "Grad")))
+    assert model.response(np.zeros((0, 2))).shape == (0,)
+    np.testing.assert_allclose(
+        model.response(np.array([[1, 2]], dtype=np.int64)), 2 / (1 + np.exp(-2 * 0.2)) - 1
+    )

@@ -11,7 +11,11 @@ the fast rational approximation ``fast_tanh`` of TActivationTanh.cxx -- except t
 releases no longer initialise TActivationTanh's fFAST flag (its constructor became ``{}``), so
 the flag is whatever the freshly allocated memory holds, in practice 0: the exact tanh. The
 weight files checked here follow that: TMVA 4.2.1 from ROOT 6.24 -> fast, ROOT 6.33 -> exact.
-:data:`EXACT_TANH_FROM_ROOT` is the first ROOT release assumed to give the exact form.
+:data:`EXACT_TANH_FROM_ROOT` is the first ROOT release assumed to give the exact form (the
+change lies between 6.24/04 and 6.33/01; 6.26 is the earliest release consistent with the
+files). ``fast_tanh`` returns +-1 beyond |x| > 4.97, as TMVA does at least since ROOT 6.24
+(checked: pair #10 has hidden inputs up to 16); early ROOT 6 releases had the approximation
+without that clip, which is not reproduced. ``read_weights(..., exact_tanh=...)`` overrides.
 """
 
 from __future__ import annotations
