@@ -406,18 +406,23 @@ def test_expressions_are_evaluated_on_a_root_tree_with_integer_branches(tmp_path
     frame.Snapshot("events", str(data), ["a", "n", "b"])
     text = _xml(
         "Fisher::Fisher",
-        _fisher([0, 1, 1, 1]),
-        variables=("s", "c", "n"),
-        expressions=("a+b", "(n&gt;2)?2:n", "n"),
+        _fisher([0, 1, 1, 1, 1, 1]),
+        variables=("s", "c", "n", "half", "f"),
+        expressions=("a+b", "(n&gt;2)?2:n", "n", "n/2", "TMath::Sqrt(b+3)*a"),
     )
     model = read_weights(_write(tmp_path, text))
     x = read_inputs(data, "events", model)
     entry = np.arange(20)
     a, n, b = entry * 0.5, entry % 5, entry - 3.0
-    np.testing.assert_array_equal(x, np.stack([a + b, np.minimum(n, 2), n], 1).astype(np.float32))
+    # as TTreeFormula: branches read as double (n/2 of an int n is 2.5), the result as float
+    expected = np.stack([a + b, np.minimum(n, 2), n, n / 2, np.sqrt(b + 3) * a], 1)
+    np.testing.assert_array_equal(x, expected.astype(np.float32))
     wrong = _xml("Fisher::Fisher", _fisher([0, 1]), variables=("nn",), expressions=("nn",))
     with pytest.raises(MissingBranchError, match="did you mean 'n'"):
         read_inputs(data, "events", read_weights(_write(tmp_path, wrong, "w2.weights.xml")))
+    unknown = _xml("Fisher::Fisher", _fisher([0, 1]), variables=("q",), expressions=("a*bb",))
+    with pytest.raises(MissingBranchError, match="'bb' not found.*did you mean 'b'"):
+        read_inputs(data, "events", read_weights(_write(tmp_path, unknown, "w3.weights.xml")))
 
 
 def _unbalanced_tree(depth: int, itree: int, rng) -> str:
