@@ -516,3 +516,14 @@ def test_empty_and_integer_inputs(tmp_path):
     np.testing.assert_allclose(
         model.response(np.array([[1, 2]], dtype=np.int64)), 2 / (1 + np.exp(-2 * 0.2)) - 1
     )
+
+
+@needs_data
+def test_keras2_h5_also_loads_with_keras3_and_agrees_with_numpy():
+    pytest.importorskip("keras")
+    from htt_tmva.tmva.keras import _KerasModel, _NumpyStack
+
+    pair = next(p for p in PAIRS if p["id"] == 11)  # Keras 2.13 file, Dense(64 relu) -> softmax
+    path = TMVA_DATA / pair["model"]
+    x = np.random.default_rng(3).normal(size=(200, 4)).astype(np.float32)
+    np.testing.assert_allclose(_KerasModel(path)(x), _NumpyStack(path)(x), atol=1e-6)
