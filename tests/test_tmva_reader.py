@@ -527,3 +527,18 @@ def test_keras2_h5_also_loads_with_keras3_and_agrees_with_numpy():
     path = TMVA_DATA / pair["model"]
     x = np.random.default_rng(3).normal(size=(200, 4)).astype(np.float32)
     np.testing.assert_allclose(_KerasModel(path)(x), _NumpyStack(path)(x), atol=1e-6)
+
+
+def test_purity_of_early_tmva4_nodes_comes_from_ns_and_nb(tmp_path):
+    leaves = (
+        '<Node pos="l" depth="1" IVar="-1" Cut="0" cType="1" nS="3" nB="1" nType="1"/>'
+        '<Node pos="r" depth="1" IVar="-1" Cut="0" cType="1" nS="1" nB="4" nType="-1"/>'
+    )
+    tree = (
+        '<BinaryTree type="DecisionTree" boostWeight="1" itree="0">'
+        f'<Node pos="s" depth="0" IVar="0" Cut="0.5" cType="1" nS="4" nB="5" nType="0">{leaves}'
+        "</Node></BinaryTree>"
+    )
+    text = _bdt([tree], "AdaBoost", options={"UseYesNoLeaf": "False"}, tmva="4.1.0 [262400]")
+    model = read_weights(_write(tmp_path, text))
+    np.testing.assert_allclose(model.response(np.array([[0.0, 0], [1.0, 0]])), [0.75, 0.2])

@@ -68,6 +68,10 @@ class Forest:
             return attr(node, "res", header, float)
         if self.yes_no_leaf:
             return float(attr(node, "nType", header, int))
+        if node.get("purity") is None and node.get("nS") is not None:  # early TMVA 4 files
+            signal = np.float32(attr(node, "nS", header, float))
+            background = np.float32(attr(node, "nB", header, float))
+            return float(signal / (signal + background))
         return attr(node, "purity", header, float)
 
     def _add_node(self, node, depth, features, cuts, inverted, left, right, values) -> int:
