@@ -61,12 +61,8 @@ def _activation_name(value):
 def model_file_candidates(header: Header) -> list:
     """Where TMVA's model file may be: as written, next to the XML, and below each parent
     folder of the XML (TMVA writes the name relative to the job's working directory)."""
-    name = header.option("FilenameTrainedModel") or ""
-    if not name:
-        base = header.option("FilenameModel") or ""
-        name = str(Path(base).with_name("Trained" + Path(base).name)) if base else ""
-    if not name:
-        raise header.fail("PyKeras weight file names no model file (FilenameTrainedModel)")
+    # TMVA's default: TrainedModel_<method name>.h5 in the weight-file folder
+    name = header.option("FilenameTrainedModel") or f"TrainedModel_{header.method_name}.h5"
     written = Path(name)
     xml_dir = header.path.resolve().parent
     candidates = [written] if written.is_absolute() else []
@@ -88,7 +84,8 @@ def find_model_file(header: Header) -> Path:
     tried = "\n  ".join(str(p) for p in candidates)
     raise TmvaModelFileError(
         f"TMVA weight file '{header.path}' names the Keras model "
-        f"'{header.option('FilenameTrainedModel')}', which was not found; tried:\n  {tried}"
+        f"'{header.option('FilenameTrainedModel') or candidates[-1].name}', which was not "
+        f"found; tried:\n  {tried}"
     )
 
 
