@@ -542,3 +542,15 @@ def test_purity_of_early_tmva4_nodes_comes_from_ns_and_nb(tmp_path):
     text = _bdt([tree], "AdaBoost", options={"UseYesNoLeaf": "False"}, tmva="4.1.0 [262400]")
     model = read_weights(_write(tmp_path, text))
     np.testing.assert_allclose(model.response(np.array([[0.0, 0], [1.0, 0]])), [0.75, 0.2])
+
+
+def test_importing_the_reader_loads_neither_root_nor_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, htt_tmva.tmva, htt_tmva.tmva.bdt, htt_tmva.tmva.keras, htt_tmva.tmva.mlp; "
+        "print(sorted({'ROOT', 'tensorflow', 'keras', 'cppyy'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

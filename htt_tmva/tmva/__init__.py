@@ -1,19 +1,11 @@
 """TMVA weight files without TMVA: ``read_weights(path)`` gives a model whose ``response``
 is what ``TMVA::Reader`` returns (BDT, MLP, DL, PyKeras, Fisher, LD; Normalize, Decorrelation,
-PCA and Gauss input transformations)."""
+PCA and Gauss input transformations); ``read_inputs`` evaluates its variables' expressions on a
+ROOT tree. Importing this package loads neither ROOT nor TensorFlow."""
 
 from __future__ import annotations
 
+from htt_tmva.tmva.inputs import read_inputs
 from htt_tmva.tmva.model import SUPPORTED_METHODS, TmvaModel, read_weights
 
-__all__ = ["SUPPORTED_METHODS", "TmvaModel", "read_weights"]
-
-
-def read_inputs(path, tree_path, model):
-    """Evaluate a model's variable expressions on a ROOT tree (see :mod:`htt_tmva.tmva.inputs`)."""
-    from htt_tmva.tmva.inputs import read_inputs as _read_inputs
-
-    return _read_inputs(path, tree_path, model)
-
-
-__all__.append("read_inputs")
+__all__ = ["SUPPORTED_METHODS", "TmvaModel", "read_inputs", "read_weights"]
