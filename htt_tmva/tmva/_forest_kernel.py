@@ -71,7 +71,8 @@ void sums(const float* x, long n, int nvar, int ntrees, int depth,
 }
 """
 
-#: below this many events the numpy traversal is used (compiling costs a few seconds once)
+#: below this many events the numpy traversal is used until the kernel is compiled (compiling
+#: costs a few seconds once per process)
 MIN_EVENTS = 20000
 
 
@@ -94,6 +95,11 @@ def kernel():
         return ROOT.htt_tmva_forest.sums
     except Exception:  # noqa: BLE001 - no ROOT (or no working JIT): numpy does the work
         return None
+
+
+def ready() -> bool:
+    """Whether the kernel is compiled already in this process (then small batches use it too)."""
+    return kernel.cache_info().currsize > 0 and kernel() is not None
 
 
 def compiled_sums(x, depth, feat, cut, leaf, tree_out, n_out) -> np.ndarray | None:

@@ -163,7 +163,7 @@ class Forest:
             self._padded = (outputs, self.padded(outputs))
         depth, feat, cut, leaf, tree_out = self._padded[1]
         if compiled is None:
-            compiled = len(x) >= _forest_kernel.MIN_EVENTS
+            compiled = len(x) >= _forest_kernel.MIN_EVENTS or _forest_kernel.ready()
         if compiled:
             out = _forest_kernel.compiled_sums(x, depth, feat, cut, leaf, tree_out, outputs)
             if out is not None:
