@@ -510,9 +510,13 @@ def test_erfinv_without_scipy_matches_scipy(monkeypatch):
 
 
 def test_empty_and_integer_inputs(tmp_path):
+    from htt_tmva.tmva import _forest_kernel
+
     trees = [_stump(0, 0.5, -0.3, 0.4), _stump(1, 1.0, 0.1, -0.2, itree=1)]
     model = read_weights(_write(tmp_path, _bdt(trees, "Grad")))
     assert model.response(np.zeros((0, 2))).shape == (0,)
+    if _forest_kernel.kernel() is not None:
+        assert model._method.evaluate(np.zeros((0, 2)), compiled=True).shape == (0,)
     np.testing.assert_allclose(
         model.response(np.array([[1, 2]], dtype=np.int64)), 2 / (1 + np.exp(-2 * 0.2)) - 1
     )

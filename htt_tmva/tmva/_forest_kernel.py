@@ -109,5 +109,7 @@ def compiled_sums(x, depth, feat, cut, leaf, tree_out, n_out) -> np.ndarray | No
         return None
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.zeros((len(x), n_out), dtype=np.float64)
+    if len(x) == 0:  # cppyy cannot pass an empty buffer
+        return out
     function(x, len(x), x.shape[1], len(tree_out), depth, feat, cut, leaf, tree_out, n_out, out)
     return out
