@@ -561,3 +561,21 @@ def test_importing_the_reader_loads_neither_root_nor_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_keras_functional_chain_runs_with_numpy_and_a_branching_model_with_keras(tmp_path):
+    keras = pytest.importorskip("keras")
+    from htt_tmva.tmva.keras import PyKerasMethod
+
+    inputs = keras.Input((2,))
+    hidden = keras.layers.Dense(5, activation="tanh")(inputs)
+    chain = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(hidden))
+    skip = keras.layers.Concatenate()([hidden, inputs])
+    branching = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(skip))
+    x = np.random.default_rng(5).normal(size=(20, 2)).astype(np.float32)
+    for name, model, backend in (("chain", chain, "numpy"), ("branch", branching, "keras")):
+        model.save(tmp_path / f"{name}.h5")
+        text = _xml("PyKeras::PyKeras", "", options={"FilenameTrainedModel": f"{name}.h5"})
+        reader = read_weights(_write(tmp_path, text, f"{name}.weights.xml"))
+        assert isinstance(reader._method, PyKerasMethod) and reader._method.backend == backend
+        np.testing.assert_allclose(reader.response(x), model.predict(x, verbose=0)[:, 0], atol=1e-5)

@@ -96,6 +96,30 @@ def _layers_of(config: dict) -> list:
     return inner.get("layers", [])
 
 
+def _inbound_layers(inbound) -> list:
+    """Names of the layers a functional layer takes its inputs from, in either format:
+    Keras 2 ``[[["dense_1", 0, 0, {}]]]`` or Keras 3 ``keras_history: ["dense_1", 0, 0]``."""
+    names = []
+
+    def visit(item):
+        if isinstance(item, dict):
+            history = item.get("keras_history")
+            if isinstance(history, list) and history and isinstance(history[0], str):
+                names.append(history[0])
+                return
+            for value in item.values():
+                visit(value)
+        elif isinstance(item, list):
+            if len(item) >= 3 and isinstance(item[0], str) and isinstance(item[1], int):
+                names.append(item[0])
+                return
+            for value in item:
+                visit(value)
+
+    visit(inbound)
+    return names
+
+
 class _NumpyStack:
     """A sequential stack of simple layers evaluated with numpy."""
 
@@ -119,15 +143,14 @@ class _NumpyStack:
 
     @staticmethod
     def _check_chain(layers: list) -> None:
+        """A functional model runs here only if every layer takes exactly the previous one."""
         previous = None
         for layer in layers:
-            inbound = layer.get("inbound_nodes") or []
-            names = json.dumps(inbound)
-            if previous is not None and previous not in names:
-                raise ValueError("functional model that is not a plain chain")
-            if inbound and names.count('"') > 0 and len(inbound[0]) > 1:
-                raise ValueError("layer with several inputs")
-            previous = layer.get("config", {}).get("name") or layer.get("name")
+            sources = _inbound_layers(layer.get("inbound_nodes") or [])
+            expected = [] if previous is None else [previous]
+            if sources != expected:
+                raise ValueError(f"functional model that is not a plain chain ({sources})")
+            previous = layer.get("name") or layer.get("config", {}).get("name")
 
     @staticmethod
     def _arrays(group) -> dict:
