@@ -236,7 +236,9 @@ class Gauss:
         self.columns = _selection(element, header)
         self.flat = element.get("FlatOrGauss", "Gauss") == "Flat"
         self.pdfs = []
-        for variable in element.findall("Variable"):
+        variables = element.findall("Variable")
+        variables.sort(key=lambda v: int(v.get("VarIndex", "0")))
+        for variable in variables:
             blocks = {}
             for child in variable:
                 if child.tag.startswith("CumulativePDF_cls"):
