@@ -12,6 +12,7 @@ import sys
 from typing import Callable, Optional
 
 from htt_tmva import __version__
+from htt_tmva.batch.arguments import add_submit_parser, run_submit
 from htt_tmva.errors import HttTmvaError
 
 log = logging.getLogger("htt_tmva")
@@ -176,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=500_000, help="events per inference batch")
     _engine_option(p)
     p.set_defaults(func=_apply)
+
+    p = add_submit_parser(sub)
+    p.set_defaults(func=lambda args: run_submit(args, p))
     return parser
 
 

@@ -78,6 +78,10 @@ class OutputError(HttTmvaError):
     """An output exists already, or cannot be written or verified."""
 
 
+class BatchError(HttTmvaError):
+    """A batch job folder cannot be written, read or submitted."""
+
+
 def branch_missing(
     branch: str, tree: str, file: str, available: Iterable[str]
 ) -> MissingBranchError:

@@ -1,0 +1,1 @@
+"""Scale out: HTCondor job folders for the workflow steps (submit descriptions, wrappers)."""

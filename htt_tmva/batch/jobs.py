@@ -1,0 +1,169 @@
+"""What a batch submission runs: the jobs of a step, each the command a user would run.
+
+A :class:`JobSet` is plain data (no HTCondor): the fixed ``htt-tmva`` arguments of the
+step around the per-job arguments, one row of per-job values per job, and for each job
+the outputs that tell whether it succeeded (checked by ``--resubmit``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from htt_tmva.errors import ConfigError
+
+
+@dataclass
+class Job:
+    """One job: its per-job values (the item) and the outputs it must leave behind."""
+
+    values: list[str]
+    outputs: dict = field(default_factory=dict)
+
+
+@dataclass
+class JobSet:
+    """The jobs of one step: ``htt-tmva <prefix> <item arguments> <suffix>`` each."""
+
+    step: str
+    prefix: list[str]
+    columns: list[str]
+    arguments: str  # the per-job arguments, with $(column) macros
+    suffix: list[str]
+    jobs: list[Job]
+    workdir: str = field(default_factory=os.getcwd)
+
+    def command(self, job: Job) -> list[str]:
+        """The ``htt-tmva`` arguments of ``job``, as a user would type them."""
+        values = dict(zip(self.columns, job.values))
+        middle = self.arguments
+        for column, value in values.items():
+            middle = middle.replace(f"$({column})", value)
+        return [*self.prefix, *middle.split(), *self.suffix]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JobSet:
+        jobs = [Job(**j) for j in data.pop("jobs")]
+        return cls(jobs=jobs, **data)
+
+
+def training_jobs(
+    training_config: str,
+    folds: Optional[Sequence[int]],
+    engines: Sequence[Optional[str]],
+    overwrite: bool = False,
+) -> JobSet:
+    """One job per fold and engine: ``htt-tmva train CONFIG FOLD --engine ENGINE``."""
+    from htt_tmva.config import load_training_config
+    from htt_tmva.engines.base import ENGINES
+
+    config = load_training_config(training_config)
+    chosen = list(range(config.folds)) if not folds else list(folds)
+    bad = [f for f in chosen if not 0 <= f < config.folds]
+    if bad:
+        raise ConfigError(
+            f"folds {bad} do not exist: {config.source} has folds 0 to {config.folds - 1}"
+        )
+    names = [e or config.engine for e in engines] or [config.engine]
+    unknown = [e for e in names if e not in ENGINES]
+    if unknown:
+        raise ConfigError(f"unknown engines {unknown}; known engines: {sorted(ENGINES)}")
+    jobs = []
+    for engine in dict.fromkeys(names):
+        for fold in chosen:
+            model = _model_path(config, engine, fold)
+            jobs.append(Job([str(fold), engine], {"model": str(model)}))
+    return JobSet(
+        step="train",
+        prefix=["train", str(Path(training_config).absolute())],
+        columns=["fold", "engine"],
+        arguments="$(fold) --engine $(engine)",
+        suffix=["--overwrite"] if overwrite else [],
+        jobs=jobs,
+    )
+
+
+def _model_path(config, engine: str, fold: int) -> Path:
+    """Where ``engine`` saves the model of ``fold`` (without importing the engine's library)."""
+    import importlib
+
+    from htt_tmva.engines.base import ENGINES
+
+    module, cls = ENGINES[engine].split(":")
+    return getattr(importlib.import_module(module), cls)().model_path(
+        config.output_path, fold, config.model.name
+    )
+
+
+def application_jobs(
+    dataset_config: str,
+    training_config: str,
+    application_config: str,
+    inputs: Sequence[str],
+    tree: str,
+    files_per_job: int = 1,
+    friend: Optional[str] = None,
+    output: Optional[str] = None,
+    options: Sequence[str] = (),
+) -> JobSet:
+    """One job per group of ``files_per_job`` inputs: ``htt-tmva apply ... FILES TREE``.
+
+    With several jobs, ``--friend``/``--output`` must name a folder (one output per input,
+    named as the input), as they do for a local run over several inputs.
+    """
+    from htt_tmva.application.inputs import expand_inputs
+    from htt_tmva.application.scores import score_names
+    from htt_tmva.config.stages import load_application_config, load_training_config
+
+    training = load_training_config(training_config)
+    application = load_application_config(application_config, training)
+    branches = score_names(application.branch_prefix, training.classes)
+
+    if files_per_job < 1:
+        raise ConfigError(f"--files-per-job must be at least 1, got {files_per_job}")
+    files = [str(Path(f).absolute()) for f in expand_inputs(inputs)]
+    spaced = [f for f in files if any(c.isspace() for c in f)]
+    if spaced:
+        raise ConfigError(f"input paths with white space cannot be queued as job items: {spaced}")
+    target = friend if friend is not None else output
+    in_folder = target is not None and (len(files) > 1 or Path(target).is_dir())
+    if in_folder and not Path(target).is_dir():
+        raise ConfigError(
+            f"--{'friend' if friend is not None else 'output'} '{target}' must be an existing "
+            "folder when several input files are submitted (one output per input)"
+        )
+    mode_args = []
+    if friend is not None:
+        mode_args = ["--friend", str(Path(friend).absolute())]
+    elif output is not None:
+        mode_args = ["--output", str(Path(output).absolute())]
+    jobs = []
+    for start in range(0, len(files), files_per_job):
+        group = files[start : start + files_per_job]
+        outputs = [
+            str(Path(target).absolute() / Path(f).name if in_folder else Path(target).absolute())
+            if target is not None
+            else f
+            for f in group
+        ]
+        jobs.append(
+            Job(
+                [" ".join(group)],
+                {"inputs": group, "files": outputs, "tree": tree, "branches": branches},
+            )
+        )
+    configs = [str(Path(c).absolute()) for c in (dataset_config, training_config)]
+    return JobSet(
+        step="apply",
+        prefix=["apply", *configs, str(Path(application_config).absolute())],
+        columns=["files"],
+        arguments="$(files)",
+        suffix=[tree, *mode_args, *options],
+        jobs=jobs,
+    )

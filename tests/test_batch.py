@@ -1,0 +1,229 @@
+"""HTCondor submission: job folders parsed by HTCondor's own bindings, and each job's command
+run here, locally, giving what the direct command gives; resubmission of failed jobs only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CLASSES, dataset_document, training_document, write_yaml
+
+htcondor2 = pytest.importorskip("htcondor2", reason="HTCondor's Python bindings not installed")
+uproot = pytest.importorskip("uproot")
+
+
+def htt_tmva(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "htt_tmva", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def condor_jobs(description: Path) -> list[list[str]]:
+    """The arguments of every job of a submit description, as HTCondor expands them."""
+    submit = htcondor2.Submit(description.read_text())
+    jobs = []
+    for item in submit.itemdata():
+        one = htcondor2.Submit(dict(submit))
+        for key, value in item.items():
+            one[key] = value
+        jobs.append(one.expand("arguments").split())
+    return jobs
+
+
+def run_job(description: Path, arguments: list[str]) -> None:
+    """Run a job as the execute node would: the description's executable with its arguments."""
+    submit = htcondor2.Submit(description.read_text())
+    result = subprocess.run(
+        [submit["executable"], *arguments],
+        capture_output=True,
+        text=True,
+        cwd=submit["initialdir"],
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def bdt_training(fold_dir, tmp_path):
+    """Two identical BDT training configs that differ only in their output folder."""
+
+    def make(name: str) -> Path:
+        doc = training_document(fold_dir, tmp_path / name, engine="bdt")
+        doc["bdt"] = {"NTrees": 20, "MaxDepth": 2}
+        return write_yaml(tmp_path / f"{name}.yaml", doc)
+
+    return make
+
+
+def test_training_jobs_expand_and_reproduce_the_direct_command(bdt_training, tmp_path):
+    direct, batch = bdt_training("direct"), bdt_training("batch")
+    result = htt_tmva("train", str(direct), "--all-folds", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    jobs_dir = tmp_path / "jobs"
+    result = htt_tmva(
+        "submit", "train", str(batch), "--job-dir", str(jobs_dir), "--dry-run",
+        "--request-cpus", "2", "--request-memory", "3 GB", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    description = jobs_dir / "train.sub"
+    assert f"condor_submit {description}" in result.stderr
+
+    submit = htcondor2.Submit(description.read_text())
+    assert submit["request_cpus"] == "2" and submit["request_memory"] == "3 GB"
+    assert condor_jobs(description) == [["0", "--engine", "bdt"], ["1", "--engine", "bdt"]]
+    for arguments in condor_jobs(description):
+        run_job(description, arguments)
+
+    from htt_tmva.engines.base import load_model
+
+    x = np.random.default_rng(3).normal(size=(500, 2))
+    for fold in (0, 1):
+        ours = load_model(tmp_path / "batch" / f"fold{fold}_bdt_model.json").predict(x)
+        theirs = load_model(tmp_path / "direct" / f"fold{fold}_bdt_model.json").predict(x)
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_training_jobs_per_engine_and_chosen_folds(bdt_training, tmp_path):
+    jobs_dir = tmp_path / "jobs"
+    result = htt_tmva(
+        "submit", "train", str(bdt_training("m")), "1", "--engine", "bdt", "--engine", "keras",
+        "--job-dir", str(jobs_dir), "--dry-run", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    jobs = condor_jobs(jobs_dir / "train.sub")
+    assert jobs == [["1", "--engine", "bdt"], ["1", "--engine", "keras"]]
+
+
+@pytest.fixture
+def application_setup(trained_models, toy_dir, tmp_path):
+    """Three small input ntuples and the configs to score them with the fixture's BDTs."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        shutil.copy(toy_dir / "example_data.root", data / f"sample{i}.root")
+    info = trained_models["bdt"]
+    dataset = write_yaml(tmp_path / "dataset.yaml", dataset_document(toy_dir, tmp_path / "f"))
+    application = write_yaml(
+        tmp_path / "application.yaml",
+        {"classifiers": [p.name for p in info["models"]][::-1], "branch_prefix": "bdt_"},
+    )
+    return data, [str(dataset), str(info["training_config"]), str(application)]
+
+
+def test_application_jobs_group_files_and_reproduce_the_direct_command(
+    application_setup, tmp_path
+):
+    data, configs = application_setup
+    direct, batch = tmp_path / "direct", tmp_path / "batch"
+    direct.mkdir()
+    batch.mkdir()
+    inputs = [str(data / "sample*.root"), "ntuple"]
+    result = htt_tmva("apply", *configs, *inputs, "--output", str(direct), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    jobs_dir = tmp_path / "jobs"
+    result = htt_tmva(
+        "submit", "apply", *configs, *inputs, "--output", str(batch), "--files-per-job", "2",
+        "--job-dir", str(jobs_dir), "--dry-run", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    description = jobs_dir / "apply.sub"
+    jobs = condor_jobs(description)
+    files = [str(data / f"sample{i}.root") for i in range(3)]
+    assert jobs == [files[:2], files[2:]]
+
+    run_job(description, jobs[0])
+    # --resubmit finds the job that has not run (its output is missing) and only that one
+    result = htt_tmva("submit", "--resubmit", str(jobs_dir), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert condor_jobs(jobs_dir / "apply.resubmit1.sub") == [files[2:]]
+
+    run_job(description, jobs[1])
+    names = [f"bdt_{c}" for c in CLASSES] + ["bdt_max_score", "bdt_max_index"]
+    for i in range(3):
+        with uproot.open(direct / f"sample{i}.root") as a, uproot.open(
+            batch / f"sample{i}.root"
+        ) as b:
+            left, right = a["ntuple"].arrays(library="np"), b["ntuple"].arrays(library="np")
+        assert set(names) <= set(right)
+        assert set(left) == set(right)
+        for name in left:
+            np.testing.assert_array_equal(left[name], right[name])
+    result = htt_tmva("submit", "--resubmit", str(jobs_dir), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to resubmit" in result.stderr
+    assert not (jobs_dir / "apply.resubmit2.sub").exists()
+
+
+def test_resubmit_finds_a_damaged_output(application_setup, tmp_path):
+    data, configs = application_setup
+    jobs_dir, out = tmp_path / "jobs", tmp_path / "out"
+    out.mkdir()
+    result = htt_tmva(
+        "submit", "apply", *configs, str(data / "sample0.root"), "ntuple", "--friend", str(out),
+        "--job-dir", str(jobs_dir), "--dry-run", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    description = jobs_dir / "apply.sub"
+    run_job(description, condor_jobs(description)[0])
+    friend = out / "sample0.root"
+    friend.write_bytes(friend.read_bytes()[: friend.stat().st_size // 2])
+    result = htt_tmva("submit", "--resubmit", str(jobs_dir), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert condor_jobs(jobs_dir / "apply.resubmit1.sub") == [[str(data / "sample0.root")]]
+
+
+def test_setup_hook_is_sourced_before_the_command(bdt_training, tmp_path):
+    setup = tmp_path / "setup.sh"
+    setup.write_text('export HTT_TMVA_TEST_MARK="sourced"\n')
+    jobs_dir = tmp_path / "jobs"
+    result = htt_tmva(
+        "submit", "train", str(bdt_training("m")), "--setup", str(setup),
+        "--python", sys.executable, "--job-dir", str(jobs_dir), "--dry-run", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    wrapper = (jobs_dir / "train.sh").read_text().splitlines()
+    assert wrapper.index(f"source {setup}") < next(
+        i for i, line in enumerate(wrapper) if line.startswith("exec ")
+    )
+    assert os.access(jobs_dir / "train.sh", os.X_OK)
+
+
+def test_submission_without_a_schedd_says_how_to_submit(bdt_training, tmp_path):
+    jobs_dir = tmp_path / "jobs"
+    result = htt_tmva(
+        "submit", "train", str(bdt_training("m")), "--job-dir", str(jobs_dir), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert f"condor_submit {jobs_dir / 'train.sub'}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_refused_inputs(bdt_training, application_setup, tmp_path):
+    data, configs = application_setup
+    result = htt_tmva("submit", "train", str(bdt_training("m")), "5", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 1 and "folds [5] do not exist" in result.stderr
+    result = htt_tmva(
+        "submit", "apply", *configs, str(data / "sample*.root"), "ntuple",
+        "--output", str(tmp_path / "nofolder"), "--dry-run", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1 and "must be an existing folder" in result.stderr
+    jobs_dir = tmp_path / "jobs"
+    for _ in range(2):
+        result = htt_tmva(
+            "submit", "train", str(bdt_training("m")), "--job-dir", str(jobs_dir), "--dry-run",
+            cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 1 and "holds a submission already" in result.stderr
+    result = htt_tmva("submit", "--resubmit", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1 and "is not a job folder" in result.stderr
