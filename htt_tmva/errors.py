@@ -74,6 +74,10 @@ class OutputError(HttTmvaError):
     """An output exists already, or cannot be written or verified."""
 
 
+class ExportError(ModelError):
+    """A model holds something that cannot be exported (a layer, a preprocessing kind)."""
+
+
 def branch_missing(
     branch: str, tree: str, file: str, available: Iterable[str]
 ) -> MissingBranchError:
