@@ -287,9 +287,13 @@ def _trees(spec, nv: int, nc: int) -> list[str]:
     ]
 
 
-def _header(title: str) -> list[str]:
+NAMESPACE_MARKER = "// htt-tmva namespace: "
+
+
+def _header(title: str, namespace: str) -> list[str]:
     return [
         f"// {title}",
+        f"{NAMESPACE_MARKER}{namespace}",
         "// Written by htt-tmva export: self-contained C++17, standard library only.",
         "#pragma once",
         *INCLUDES,
@@ -301,12 +305,21 @@ def _header(title: str) -> list[str]:
 def model_header(spec: dict[str, Any], namespace: str, title: str = "") -> str:
     """A header with one model in ``namespace``."""
     check_identifier(namespace)
-    lines = _header(title or f"model {namespace}")
-    lines += [f"namespace {namespace} {{", model_body(spec), f"}}  // namespace {namespace}", ""]
+    lines = _header(title or f"model {namespace}", namespace)
+    lines += [
+        f"namespace {namespace} {{",
+        "inline constexpr bool fold_aware = false;",
+        'inline constexpr const char* event_branch = "";',
+        model_body(spec),
+        f"}}  // namespace {namespace}",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def fold_header(specs: Sequence[dict[str, Any]], namespace: str, title: str = "") -> str:
+def fold_header(
+    specs: Sequence[dict[str, Any]], namespace: str, event_branch: str = "event", title: str = ""
+) -> str:
     """A header with the model of each training fold (``specs[i]`` trained on fold i) and the
     event-number dispatch that never scores an event with the model that trained on it."""
     check_identifier(namespace)
@@ -320,8 +333,12 @@ def fold_header(specs: Sequence[dict[str, Any]], namespace: str, title: str = ""
                 raise ExportError(
                     f"the model of fold {i} has {key} {spec[key]}, fold 0 has {first[key]}"
                 )
-    lines = _header(title or f"fold-aware model {namespace}")
-    lines.append(f"namespace {namespace} {{")
+    lines = _header(title or f"fold-aware model {namespace}", namespace)
+    lines += [
+        f"namespace {namespace} {{",
+        "inline constexpr bool fold_aware = true;",
+        f"inline constexpr const char* event_branch = {_strings([event_branch])};",
+    ]
     for i, spec in enumerate(specs):
         lines += [f"namespace fold{i} {{  // trained on fold {i}", model_body(spec), "}"]
     cases = "\n".join(
