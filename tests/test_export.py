@@ -14,8 +14,8 @@ from conftest import training_document, write_yaml
 
 from htt_tmva.engines.base import load_model
 from htt_tmva.errors import ExportError
-from htt_tmva.export.cpp import fold_header, model_header
-from htt_tmva.export.spec import keras_ops, model_spec
+from htt_tmva.exporters.cpp import fold_header, model_header
+from htt_tmva.exporters.spec import keras_ops, model_spec
 
 RTOL = 1e-5
 

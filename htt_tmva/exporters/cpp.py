@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 from htt_tmva.data.folds import model_for_fold
 from htt_tmva.errors import ExportError
@@ -318,14 +318,28 @@ def model_header(spec: dict[str, Any], namespace: str, title: str = "") -> str:
 
 
 def fold_header(
-    specs: Sequence[dict[str, Any]], namespace: str, event_branch: str = "event", title: str = ""
+    specs: Sequence[dict[str, Any]],
+    namespace: str,
+    event_branch: str = "event",
+    title: str = "",
+    scorer_of_fold: Optional[Sequence[int]] = None,
 ) -> str:
-    """A header with the model of each training fold (``specs[i]`` trained on fold i) and the
-    event-number dispatch that never scores an event with the model that trained on it."""
+    """A header with the models of all folds and the event-number dispatch.
+
+    By default ``specs[i]`` is the model trained on fold i, and fold f is scored by the
+    model trained on fold ``(f - 1) mod k`` (never the one that saw it); the application
+    passes its models in event-fold order with ``scorer_of_fold = [0, 1, ...]``, after
+    checking their manifests.
+    """
     check_identifier(namespace)
     k = len(specs)
     if k < 2:
         raise ExportError("a fold-aware header needs the models of at least two folds")
+    if scorer_of_fold is None:
+        scorer_of_fold = [model_for_fold(f, k) for f in range(k)]
+        labels = [f"trained on fold {i}" for i in range(k)]
+    else:
+        labels = [f"scores fold {scorer_of_fold.index(i)}" for i in range(k)]
     first = specs[0]
     for i, spec in enumerate(specs[1:], start=1):
         for key in ("variables", "classes"):
@@ -340,21 +354,27 @@ def fold_header(
         f"inline constexpr const char* event_branch = {_strings([event_branch])};",
     ]
     for i, spec in enumerate(specs):
-        lines += [f"namespace fold{i} {{  // trained on fold {i}", model_body(spec), "}"]
+        lines += [f"namespace fold{i} {{  // {labels[i]}", model_body(spec), "}"]
     cases = "\n".join(
-        f"    case {f}: return fold{model_for_fold(f, k)}::predict(input);" for f in range(k)
+        f"    case {f}: return fold{scorer_of_fold[f]}::predict(input);" for f in range(k)
     )
     lines += [
         f"inline constexpr unsigned n_folds = {k};",
         *_names(first),
+        "/// Class probabilities of an event of fold `fold` (event % n_folds), from the model",
+        "/// that did not train on that fold.",
+        "inline std::array<float, n_classes> predict_in_fold(unsigned fold, "
+        "const std::array<double, n_variables>& input) {",
+        "  switch (fold) {",
+        cases,
+        "  }",
+        "  return {};",
+        "}",
         "/// Class probabilities of an event, from the model that did not train on its fold.",
         "template <typename E>",
         "inline std::array<float, n_classes> predict(E event, "
         "const std::array<double, n_variables>& input) {",
-        "  switch (htt_tmva_export::fold_of(event, n_folds)) {",
-        cases,
-        "  }",
-        "  return {};",
+        "  return predict_in_fold(htt_tmva_export::fold_of(event, n_folds), input);",
         "}",
         "/// The same with the variables as separate arguments (any arithmetic types).",
         "template <typename E, typename... V>",

@@ -32,9 +32,9 @@ def export_models(
     for ``cpp``, one file per fold for ``json``); return the files written."""
     from htt_tmva._files import atomic_outputs
     from htt_tmva.config import load_training_config
-    from htt_tmva.export.cpp import fold_header, model_header
-    from htt_tmva.export.json_format import model_document, write_json
-    from htt_tmva.export.spec import model_spec
+    from htt_tmva.exporters.cpp import fold_header, model_header
+    from htt_tmva.exporters.json_format import model_document, write_json
+    from htt_tmva.exporters.spec import model_spec
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}'; valid: {', '.join(FORMATS)}")
