@@ -239,31 +239,48 @@ def _activate(array: str, n: int, activation: str) -> str:
     return f"  htt_tmva_export::activate({array}, {n}, htt_tmva_export::Activation::{activation});"
 
 
+def _tree_depth(tree: dict) -> int:
+    depth, level = 0, [0]
+    while True:
+        level = [c for n in level for c in (tree["left"][n], tree["right"][n]) if c >= 0]
+        if not level:
+            return depth
+        depth += 1
+
+
 def _trees(spec, nv: int, nc: int) -> list[str]:
-    starts, classes, feature, threshold, left, right, default_left = [], [], [], [], [], [], []
+    """Trees as one array of nodes, walked a fixed number of levels without branches: a leaf
+    points to itself, so walking on from it stays there (all trees take max-depth steps)."""
+    starts, classes, nodes, values = [], [], [], []
     for tree in spec["trees"]:
-        offset = len(feature)
+        offset = len(nodes)
         starts.append(offset)
         classes.append(tree["class"])
-        feature += tree["feature"]
-        threshold += tree["threshold"]
-        left += [c + offset if c >= 0 else -1 for c in tree["left"]]
-        right += [c + offset if c >= 0 else -1 for c in tree["right"]]
-        default_left += tree["default_left"]
-    nt, nn = len(starts), len(feature)
+        for n, left in enumerate(tree["left"]):
+            if left < 0:  # a leaf: its value is in threshold (XGBoost's layout)
+                nodes.append(f"{{0.f, 0, {offset + n}, {offset + n}, false}}")
+                values.append(tree["threshold"][n])
+            else:
+                threshold = _floats([tree["threshold"][n]])
+                right, default = tree["right"][n], "true" if tree["default_left"][n] else "false"
+                nodes.append(
+                    f"{{{threshold}, {tree['feature'][n]}, {offset + left}, {offset + right}, "
+                    f"{default}}}"
+                )
+                values.append(0.0)
+    depth = max((_tree_depth(t) for t in spec["trees"]), default=0)
+    nt, nn = len(starts), len(nodes)
     ints = lambda values: ", ".join(str(int(v)) for v in values)  # noqa: E731
     return [
         "namespace detail {",
+        "struct Node { float threshold; int feature; int left; int right; bool default_left; };",
         f"inline constexpr std::size_t n_trees = {nt};",
+        f"inline constexpr int depth = {depth};",
         f"inline constexpr float base_margin[{nc}] = {{{_floats(spec['base_margin'])}}};",
         f"inline constexpr int tree_start[{max(nt, 1)}] = {{{ints(starts) or '0'}}};",
         f"inline constexpr int tree_class[{max(nt, 1)}] = {{{ints(classes) or '0'}}};",
-        f"inline constexpr int feature[{max(nn, 1)}] = {{{ints(feature) or '0'}}};",
-        "// A leaf has left == -1 and its value in threshold (XGBoost's layout).",
-        f"inline constexpr float threshold[{max(nn, 1)}] = {{{_floats(threshold) or '0.f'}}};",
-        f"inline constexpr int left[{max(nn, 1)}] = {{{ints(left) or '-1'}}};",
-        f"inline constexpr int right[{max(nn, 1)}] = {{{ints(right) or '-1'}}};",
-        f"inline constexpr bool default_left[{max(nn, 1)}] = {{{ints(default_left) or '0'}}};",
+        f"inline constexpr Node nodes[{max(nn, 1)}] = {{{', '.join(nodes) or '{}'}}};",
+        f"inline constexpr float value[{max(nn, 1)}] = {{{_floats(values) or '0.f'}}};",
         "}  // namespace detail",
         *PREDICT,
         "  // XGBoost compares float32 inputs: x < threshold goes left, NaN goes the default way.",
@@ -271,15 +288,22 @@ def _trees(spec, nv: int, nc: int) -> list[str]:
         "  for (std::size_t i = 0; i < n_variables; ++i) x[i] = static_cast<float>(input[i]);",
         "  std::array<float, n_classes> out;",
         "  for (std::size_t c = 0; c < n_classes; ++c) out[c] = detail::base_margin[c];",
-        "  for (std::size_t t = 0; t < detail::n_trees; ++t) {",
-        "    int node = detail::tree_start[t];",
-        "    while (detail::left[node] != -1) {",
-        "      const float v = x[detail::feature[node]];",
-        "      const bool go_left = std::isnan(v) ? detail::default_left[node] "
-        ": v < detail::threshold[node];",
-        "      node = go_left ? detail::left[node] : detail::right[node];",
+        "  // blocks of trees walked side by side: independent chains of loads overlap",
+        "  constexpr std::size_t block = 8;",
+        "  for (std::size_t first = 0; first < detail::n_trees; first += block) {",
+        "    const std::size_t n = std::min(block, detail::n_trees - first);",
+        "    int node[block];",
+        "    for (std::size_t j = 0; j < n; ++j) node[j] = detail::tree_start[first + j];",
+        "    for (int level = 0; level < detail::depth; ++level) {",
+        "      for (std::size_t j = 0; j < n; ++j) {",
+        "        const detail::Node& d = detail::nodes[node[j]];",
+        "        const float v = x[d.feature];",
+        "        const bool go_left = (v < d.threshold) | ((v != v) & d.default_left);",
+        "        node[j] = go_left ? d.left : d.right;",
+        "      }",
         "    }",
-        "    out[detail::tree_class[t]] += detail::threshold[node];",
+        "    for (std::size_t j = 0; j < n; ++j)",
+        "      out[detail::tree_class[first + j]] += detail::value[node[j]];",
         "  }",
         "  htt_tmva_export::activate(out.data(), n_classes, htt_tmva_export::Activation::softmax);",
         "  return out;",
