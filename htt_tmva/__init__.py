@@ -8,4 +8,24 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_API = (
+    "apply",
+    "confusion",
+    "create_toy_dataset",
+    "create_training_dataset",
+    "export",
+    "load_model",
+    "train",
+    "write_example_configs",
+)
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    """The API of :mod:`htt_tmva.api`, imported on first use (importing the package stays
+    cheap)."""
+    if name in _API:
+        from htt_tmva import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'htt_tmva' has no attribute '{name}'")

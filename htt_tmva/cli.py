@@ -67,6 +67,7 @@ def _apply(args: argparse.Namespace) -> None:
         engine=args.engine,
         nonfinite_default=args.nonfinite_default,
         chunk_size=args.chunk_size,
+        compile_models=not args.no_compile,
     )
 
 
@@ -175,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="score events with non-finite inputs as VALUE instead of failing",
     )
     p.add_argument("--chunk-size", type=int, default=500_000, help="events per inference batch")
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="score in Python (two passes) even where the models compile to C++",
+    )
     _engine_option(p)
     p.set_defaults(func=_apply)
 

@@ -82,6 +82,10 @@ class BatchError(HttTmvaError):
     """A batch job folder cannot be written, read or submitted."""
 
 
+class ExportError(ModelError):
+    """A model holds something that cannot be exported (a layer, a preprocessing kind)."""
+
+
 def branch_missing(
     branch: str, tree: str, file: str, available: Iterable[str]
 ) -> MissingBranchError:

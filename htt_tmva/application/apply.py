@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from htt_tmva.application.compiled import CompiledScorer, compiled_scorer, run_one_pass
 from htt_tmva.application.inputs import InputInfo, expand_inputs, inspect_input
 from htt_tmva.application.models import FoldModels, load_fold_models
 from htt_tmva.application.scores import (
@@ -88,8 +89,13 @@ def run_application(
     engine: Optional[str] = None,
     nonfinite_default: Optional[float] = None,
     chunk_size: int = 500_000,
+    compile_models: bool = True,
 ) -> list[Path]:
-    """Append fold-crossed scores to ``tree`` of every input; return the files written."""
+    """Append fold-crossed scores to ``tree`` of every input; return the files written.
+
+    With ``compile_models`` (default), models that export to C++ score inside the writing
+    event loop (one pass); others, or ``compile_models=False``, run the Python path.
+    """
     if chunk_size <= 0:
         raise ConfigError(f"--chunk-size must be positive, got {chunk_size}")
     if friend is not None and output is not None:
@@ -107,7 +113,8 @@ def run_application(
     plans = [plan_output(info, len(infos), friend, output, overwrite) for info in infos]
     check_distinct(plans)
     models = load_fold_models(application, training, dataset.folds, engine)
-    scoring = Scoring(models, names, dataset.event_branch, chunk_size, nonfinite_default)
+    compiled = compiled_scorer(models) if compile_models else None
+    scoring = Scoring(models, names, dataset.event_branch, chunk_size, nonfinite_default, compiled)
     written = []
     for info, plan in zip(infos, plans):
         final = apply_one(info, plan, scoring)
@@ -129,6 +136,7 @@ class Scoring:
     event_branch: str
     chunk_size: int
     nonfinite_default: Optional[float]
+    compiled: Optional[CompiledScorer] = None
 
 
 def _run_passes(
@@ -195,7 +203,13 @@ def apply_one(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> Path:
         plan.mode,
     )
     with scratch(plan):
-        passed, reader = _run_passes(info, plan, scoring)
+        if scoring.compiled is not None:
+            reader = None
+            passed = run_one_pass(
+                scoring.compiled, info, plan, names, event_branch, scoring.nonfinite_default
+            )
+        else:
+            passed, reader = _run_passes(info, plan, scoring)
         times = {"passes": time.perf_counter() - start}
         if plan.full_copy:
             complete_copy(info, plan)
@@ -220,12 +234,16 @@ def apply_one(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> Path:
         info.entries / max(seconds, 1e-9),
         passed.per_fold,
     )
-    log.info(
-        "%s: %s; pass 1 read %.1f s, inference %.1f s; pass 2 waited %.1f s for scores",
-        final.name,
-        ", ".join(f"{k} {v:.2f} s" for k, v in times.items()),
-        passed.seconds_read,
-        passed.seconds_predict,
-        reader.cpp.WaitedSeconds(),
-    )
+    steps = ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
+    if reader is None:
+        log.info("%s: %s (one pass, compiled models)", final.name, steps)
+    else:
+        log.info(
+            "%s: %s; pass 1 read %.1f s, inference %.1f s; pass 2 waited %.1f s for scores",
+            final.name,
+            steps,
+            passed.seconds_read,
+            passed.seconds_predict,
+            reader.cpp.WaitedSeconds(),
+        )
     return final

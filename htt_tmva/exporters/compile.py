@@ -1,0 +1,102 @@
+"""A C++ header compiled once into a shared library, cached by content.
+
+The library exports ``void <symbol>(unsigned fold, const double* inputs, float* out)``: the
+class probabilities of an event of event fold ``fold`` from the fold-aware header. It is
+built with the system's C++ compiler (``$CXX``, else ``c++``/``g++``) at ``-O2``; where no
+compiler exists, ROOT's interpreter compiles the header instead (slower code, logged).
+The cache (``$HTT_TMVA_CACHE``, else ``$XDG_CACHE_HOME/htt_tmva``, else
+``~/.cache/htt_tmva``) holds one folder per header content; a second run loads the
+library without compiling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+from htt_tmva._root import root
+from htt_tmva.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+FLAGS = ["-std=c++17", "-O2", "-shared", "-fPIC"]
+
+
+def cache_folder() -> Path:
+    if os.environ.get("HTT_TMVA_CACHE"):
+        return Path(os.environ["HTT_TMVA_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "htt_tmva"
+
+
+def compiler() -> Optional[str]:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _entry_point(namespace: str, symbol: str) -> str:
+    return (
+        f'extern "C" void {symbol}(unsigned fold, const double* in, float* out) {{\n'
+        f"  std::array<double, {namespace}::n_variables> x;\n"
+        "  std::copy(in, in + x.size(), x.begin());\n"
+        f"  const auto p = {namespace}::predict_in_fold(fold, x);\n"
+        "  std::copy(p.begin(), p.end(), out);\n"
+        "}\n"
+    )
+
+
+def load_compiled(header_text: str, namespace: str) -> str:
+    """Make ``<symbol>(fold, inputs, out)`` callable from ROOT's interpreter; return its name."""
+    ROOT = root()
+    digest = hashlib.sha256((header_text + " ".join(FLAGS)).encode()).hexdigest()[:20]
+    symbol = f"htt_tmva_predict_{digest}"
+    if hasattr(ROOT, symbol):
+        return symbol
+    cxx = compiler()
+    if cxx is None:
+        log.warning("no C++ compiler found ($CXX, c++, g++): ROOT's interpreter compiles the model")
+        _declare(header_text + "\n" + _entry_point(namespace, symbol))
+        return symbol
+    library = _library(header_text, namespace, symbol, digest, cxx)
+    if ROOT.gSystem.Load(str(library)) < 0 or not ROOT.gSystem.DynFindSymbol(str(library), symbol):
+        raise ExportError(f"ROOT could not load '{symbol}' from the compiled model '{library}'")
+    _declare(f'extern "C" void {symbol}(unsigned fold, const double* in, float* out);')
+    return symbol
+
+
+def _declare(code: str) -> None:
+    if not root().gInterpreter.Declare(code):
+        raise ExportError("ROOT's interpreter could not compile the exported model")
+
+
+def _library(header_text: str, namespace: str, symbol: str, digest: str, cxx: str) -> Path:
+    folder = cache_folder() / digest
+    # a name of its own: ROOT does not load a second library of an already loaded name
+    library = folder / f"htt_tmva_model_{digest}.so"
+    if library.is_file():
+        log.info("compiled model found in the cache: %s", library)
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    header = folder / "model.hxx"
+    header.write_text(header_text)
+    source = folder / "model.cxx"
+    source.write_text(f'#include "{header}"\n' + _entry_point(namespace, symbol))
+    temporary = folder / f".{library.name}.{os.getpid()}"
+    log.info("compiling the model with %s -O2 (once; cached in %s)", Path(cxx).name, folder)
+    result = subprocess.run(
+        [cxx, *FLAGS, str(source), "-o", str(temporary)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        temporary.unlink(missing_ok=True)
+        raise ExportError(
+            f"compiling the exported model failed ({cxx}):\n{result.stderr.strip()[-2000:]}"
+        )
+    os.replace(temporary, library)
+    return library

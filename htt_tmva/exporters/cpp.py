@@ -1,0 +1,412 @@
+"""Models as self-contained C++17 headers (standard library only).
+
+A model header defines, in its namespace, ``n_variables``, ``n_classes``, ``variables``,
+``classes`` and a thread-safe ``predict(const std::array<double, n_variables>&)`` that
+returns the class probabilities (``std::array<float, n_classes>``) exactly as the Python
+model computes them (float32 arithmetic where the Python path uses it).
+
+A fold-aware header holds the models of all folds and adds ``predict(event, inputs)`` and
+``predict_event(event, v1, v2, ...)``: the model that never saw the event's fold scores it
+(the rule of :mod:`htt_tmva.data.folds`: fold ``event % k`` is scored by the model trained
+on fold ``(event % k - 1) mod k``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from htt_tmva.data.folds import model_for_fold
+from htt_tmva.errors import ExportError
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+HELPERS = r"""
+#ifndef HTT_TMVA_EXPORT_HELPERS
+#define HTT_TMVA_EXPORT_HELPERS
+namespace htt_tmva_export {
+// y = act(x W + b); W row-major [n_in][n_out]; accumulated in double, stored as float.
+inline void dense(const float* x, std::size_t n_in, const float* w, const float* b,
+                  std::size_t n_out, float* y) {
+  for (std::size_t j = 0; j < n_out; ++j) {
+    double sum = 0.0;
+    for (std::size_t i = 0; i < n_in; ++i) sum += static_cast<double>(x[i]) * w[i * n_out + j];
+    y[j] = static_cast<float>(sum + b[j]);
+  }
+}
+inline void affine(float* x, std::size_t n, const float* scale, const float* shift) {
+  for (std::size_t i = 0; i < n; ++i) x[i] = x[i] * scale[i] + shift[i];
+}
+enum class Activation { linear, relu, softmax, sigmoid, tanh, elu };
+inline void activate(float* x, std::size_t n, Activation a) {
+  switch (a) {
+    case Activation::linear: return;
+    case Activation::relu:
+      for (std::size_t i = 0; i < n; ++i) x[i] = x[i] > 0.f ? x[i] : 0.f;
+      return;
+    case Activation::sigmoid:
+      for (std::size_t i = 0; i < n; ++i) x[i] = 1.f / (1.f + std::exp(-x[i]));
+      return;
+    case Activation::tanh:
+      for (std::size_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
+      return;
+    case Activation::elu:
+      for (std::size_t i = 0; i < n; ++i) x[i] = x[i] > 0.f ? x[i] : std::expm1(x[i]);
+      return;
+    case Activation::softmax: {
+      float top = x[0];
+      for (std::size_t i = 1; i < n; ++i) top = std::max(top, x[i]);
+      float sum = 0.f;
+      for (std::size_t i = 0; i < n; ++i) { x[i] = std::exp(x[i] - top); sum += x[i]; }
+      for (std::size_t i = 0; i < n; ++i) x[i] /= sum;
+      return;
+    }
+  }
+}
+// numpy.interp(x, xp, fp) for increasing xp, as numpy computes it.
+inline double interp(double x, const double* xp, const double* fp, std::size_t n) {
+  if (x < xp[0]) return fp[0];
+  if (x >= xp[n - 1]) return fp[n - 1];
+  const std::size_t j = static_cast<std::size_t>(std::upper_bound(xp, xp + n, x) - xp) - 1;
+  if (x == xp[j]) return fp[j];
+  const double slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
+  double y = slope * (x - xp[j]) + fp[j];
+  if (std::isnan(y)) {
+    y = slope * (x - xp[j + 1]) + fp[j + 1];
+    if (std::isnan(y) && fp[j] == fp[j + 1]) y = fp[j];
+  }
+  return y;
+}
+// The fold of an event number, exact for signed, unsigned and (integer-valued) float types.
+template <typename E>
+inline unsigned fold_of(E event, unsigned k) {
+  if constexpr (std::is_floating_point_v<E>) {
+    return fold_of(static_cast<long long>(event), k);
+  } else if constexpr (std::is_unsigned_v<E>) {
+    return static_cast<unsigned>(static_cast<unsigned long long>(event) % k);
+  } else {
+    const long long kk = k, e = static_cast<long long>(event);
+    return static_cast<unsigned>(((e % kk) + kk) % kk);
+  }
+}
+}  // namespace htt_tmva_export
+#endif
+"""
+
+INCLUDES = [
+    "#include <algorithm>",
+    "#include <array>",
+    "#include <cmath>",
+    "#include <cstddef>",
+    "#include <type_traits>",
+]
+
+
+def check_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ExportError(f"'{name}' is not a valid C++ namespace name (letters, digits, '_')")
+    return name
+
+
+def _floats(values) -> str:
+    return ", ".join(repr(float(v)) + "f" if _finite(v) else _special(v) for v in values)
+
+
+def _doubles(values) -> str:
+    return ", ".join(repr(float(v)) if _finite(v) else _special(v) for v in values)
+
+
+def _finite(v) -> bool:
+    v = float(v)
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
+def _special(v) -> str:
+    v = float(v)
+    if v != v:
+        return "std::numeric_limits<float>::quiet_NaN()"
+    return ("" if v > 0 else "-") + "std::numeric_limits<float>::infinity()"
+
+
+def _strings(values: Sequence[str]) -> str:
+    return ", ".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+
+
+def _flat(matrix) -> list[float]:
+    return [v for row in matrix for v in row]
+
+
+PREDICT = [
+    "/// Class probabilities of one event; inputs in the order of `variables`. Thread-safe.",
+    "inline std::array<float, n_classes> predict(",
+    "    const std::array<double, n_variables>& input) {",
+]
+
+
+def _names(spec: dict[str, Any]) -> list[str]:
+    """Sizes and names of the inputs and outputs, recorded in the header."""
+    return [
+        f"inline constexpr std::size_t n_variables = {len(spec['variables'])};",
+        f"inline constexpr std::size_t n_classes = {len(spec['classes'])};",
+        "inline constexpr const char* variables[n_variables] = {"
+        + _strings(spec["variables"])
+        + "};",
+        "inline constexpr const char* classes[n_classes] = {" + _strings(spec["classes"]) + "};",
+    ]
+
+
+def model_body(spec: dict[str, Any]) -> str:
+    """The declarations and ``predict`` of one model (to be put inside a namespace)."""
+    nv, nc = len(spec["variables"]), len(spec["classes"])
+    lines = _names(spec)
+    if spec["kind"] == "network":
+        lines += _network(spec, nv, nc)
+    elif spec["kind"] == "trees":
+        lines += _trees(spec, nv, nc)
+    else:
+        raise ExportError(f"unknown model kind '{spec['kind']}'")
+    return "\n".join(lines)
+
+
+def _network(spec, nv: int, nc: int) -> list[str]:
+    pre = spec["preprocessing"]
+    data, body = [], []
+    if pre["kind"] == "affine":
+        data.append(f"inline constexpr double offset[{nv}] = {{{_doubles(pre['offset'])}}};")
+        data.append(f"inline constexpr double scale[{nv}] = {{{_doubles(pre['scale'])}}};")
+        body.append(
+            f"  for (std::size_t i = 0; i < {nv}; ++i) "
+            "a0[i] = static_cast<float>((input[i] - detail::offset[i]) / detail::scale[i]);"
+        )
+    elif pre["kind"] == "quantile":
+        n = len(pre["levels"])
+        data.append(f"inline constexpr double levels[{n}] = {{{_doubles(pre['levels'])}}};")
+        data.append(
+            f"inline constexpr double quantiles[{nv}][{n}] = {{"
+            + ", ".join("{" + _doubles(q) + "}" for q in pre["quantiles"])
+            + "};"
+        )
+        body.append(
+            f"  for (std::size_t i = 0; i < {nv}; ++i) a0[i] = static_cast<float>("
+            f"htt_tmva_export::interp(input[i], detail::quantiles[i], detail::levels, {n}));"
+        )
+    else:
+        raise ExportError(f"preprocessing kind '{pre['kind']}' cannot be exported")
+    width, current = nv, "a0"
+    for k, op in enumerate(spec["ops"], start=1):
+        if op["op"] == "dense":
+            n_in, n_out = len(op["weights"]), len(op["bias"])
+            if n_in != width:
+                raise ExportError(f"layer {k} expects {n_in} inputs, the previous gives {width}")
+            weights = _floats(_flat(op["weights"]))
+            data.append(f"inline constexpr float w{k}[{n_in * n_out}] = {{{weights}}};")
+            data.append(f"inline constexpr float b{k}[{n_out}] = {{{_floats(op['bias'])}}};")
+            body.append(f"  float a{k}[{n_out}];")
+            body.append(
+                f"  htt_tmva_export::dense({current}, {n_in}, detail::w{k}, detail::b{k}, "
+                f"{n_out}, a{k});"
+            )
+            body.append(_activate(f"a{k}", n_out, op["activation"]))
+            width, current = n_out, f"a{k}"
+        elif op["op"] == "affine":
+            data.append(f"inline constexpr float s{k}[{width}] = {{{_floats(op['scale'])}}};")
+            data.append(f"inline constexpr float t{k}[{width}] = {{{_floats(op['shift'])}}};")
+            body.append(
+                f"  htt_tmva_export::affine({current}, {width}, detail::s{k}, detail::t{k});"
+            )
+        elif op["op"] == "activation":
+            body.append(_activate(current, width, op["activation"]))
+        else:
+            raise ExportError(f"unknown network op '{op['op']}'")
+    if width != nc:
+        raise ExportError(f"the network gives {width} outputs for {nc} classes")
+    return [
+        "namespace detail {",
+        *data,
+        "}  // namespace detail",
+        *PREDICT,
+        f"  float a0[{nv}];",
+        *body,
+        "  std::array<float, n_classes> out;",
+        f"  std::copy({current}, {current} + n_classes, out.begin());",
+        "  return out;",
+        "}",
+    ]
+
+
+def _activate(array: str, n: int, activation: str) -> str:
+    return f"  htt_tmva_export::activate({array}, {n}, htt_tmva_export::Activation::{activation});"
+
+
+def _tree_depth(tree: dict) -> int:
+    depth, level = 0, [0]
+    while True:
+        level = [c for n in level for c in (tree["left"][n], tree["right"][n]) if c >= 0]
+        if not level:
+            return depth
+        depth += 1
+
+
+def _trees(spec, nv: int, nc: int) -> list[str]:
+    """Trees as one array of nodes, walked a fixed number of levels without branches: a leaf
+    points to itself, so walking on from it stays there (all trees take max-depth steps)."""
+    starts, classes, nodes, values = [], [], [], []
+    for tree in spec["trees"]:
+        offset = len(nodes)
+        starts.append(offset)
+        classes.append(tree["class"])
+        for n, left in enumerate(tree["left"]):
+            if left < 0:  # a leaf: its value is in threshold (XGBoost's layout)
+                nodes.append(f"{{0.f, 0, {offset + n}, {offset + n}, false}}")
+                values.append(tree["threshold"][n])
+            else:
+                threshold = _floats([tree["threshold"][n]])
+                right, default = tree["right"][n], "true" if tree["default_left"][n] else "false"
+                nodes.append(
+                    f"{{{threshold}, {tree['feature'][n]}, {offset + left}, {offset + right}, "
+                    f"{default}}}"
+                )
+                values.append(0.0)
+    depth = max((_tree_depth(t) for t in spec["trees"]), default=0)
+    nt, nn = len(starts), len(nodes)
+    ints = lambda values: ", ".join(str(int(v)) for v in values)  # noqa: E731
+    return [
+        "namespace detail {",
+        "struct Node { float threshold; int feature; int left; int right; bool default_left; };",
+        f"inline constexpr std::size_t n_trees = {nt};",
+        f"inline constexpr int depth = {depth};",
+        f"inline constexpr float base_margin[{nc}] = {{{_floats(spec['base_margin'])}}};",
+        f"inline constexpr int tree_start[{max(nt, 1)}] = {{{ints(starts) or '0'}}};",
+        f"inline constexpr int tree_class[{max(nt, 1)}] = {{{ints(classes) or '0'}}};",
+        f"inline constexpr Node nodes[{max(nn, 1)}] = {{{', '.join(nodes) or '{}'}}};",
+        f"inline constexpr float value[{max(nn, 1)}] = {{{_floats(values) or '0.f'}}};",
+        "}  // namespace detail",
+        *PREDICT,
+        "  // XGBoost compares float32 inputs: x < threshold goes left, NaN goes the default way.",
+        "  float x[n_variables];",
+        "  for (std::size_t i = 0; i < n_variables; ++i) x[i] = static_cast<float>(input[i]);",
+        "  std::array<float, n_classes> out;",
+        "  for (std::size_t c = 0; c < n_classes; ++c) out[c] = detail::base_margin[c];",
+        "  // blocks of trees walked side by side: independent chains of loads overlap",
+        "  constexpr std::size_t block = 8;",
+        "  for (std::size_t first = 0; first < detail::n_trees; first += block) {",
+        "    const std::size_t n = std::min(block, detail::n_trees - first);",
+        "    int node[block];",
+        "    for (std::size_t j = 0; j < n; ++j) node[j] = detail::tree_start[first + j];",
+        "    for (int level = 0; level < detail::depth; ++level) {",
+        "      for (std::size_t j = 0; j < n; ++j) {",
+        "        const detail::Node& d = detail::nodes[node[j]];",
+        "        const float v = x[d.feature];",
+        "        const bool go_left = (v < d.threshold) | ((v != v) & d.default_left);",
+        "        node[j] = go_left ? d.left : d.right;",
+        "      }",
+        "    }",
+        "    for (std::size_t j = 0; j < n; ++j)",
+        "      out[detail::tree_class[first + j]] += detail::value[node[j]];",
+        "  }",
+        "  htt_tmva_export::activate(out.data(), n_classes, htt_tmva_export::Activation::softmax);",
+        "  return out;",
+        "}",
+    ]
+
+
+NAMESPACE_MARKER = "// htt-tmva namespace: "
+
+
+def _header(title: str, namespace: str) -> list[str]:
+    return [
+        f"// {title}",
+        f"{NAMESPACE_MARKER}{namespace}",
+        "// Written by htt-tmva export: self-contained C++17, standard library only.",
+        "#pragma once",
+        *INCLUDES,
+        "#include <limits>",
+        HELPERS,
+    ]
+
+
+def model_header(spec: dict[str, Any], namespace: str, title: str = "") -> str:
+    """A header with one model in ``namespace``."""
+    check_identifier(namespace)
+    lines = _header(title or f"model {namespace}", namespace)
+    lines += [
+        f"namespace {namespace} {{",
+        "inline constexpr bool fold_aware = false;",
+        'inline constexpr const char* event_branch = "";',
+        model_body(spec),
+        f"}}  // namespace {namespace}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def fold_header(
+    specs: Sequence[dict[str, Any]],
+    namespace: str,
+    event_branch: str = "event",
+    title: str = "",
+    scorer_of_fold: Optional[Sequence[int]] = None,
+) -> str:
+    """A header with the models of all folds and the event-number dispatch.
+
+    By default ``specs[i]`` is the model trained on fold i, and fold f is scored by the
+    model trained on fold ``(f - 1) mod k`` (never the one that saw it); the application
+    passes its models in event-fold order with ``scorer_of_fold = [0, 1, ...]``, after
+    checking their manifests.
+    """
+    check_identifier(namespace)
+    k = len(specs)
+    if k < 2:
+        raise ExportError("a fold-aware header needs the models of at least two folds")
+    if scorer_of_fold is None:
+        scorer_of_fold = [model_for_fold(f, k) for f in range(k)]
+        labels = [f"trained on fold {i}" for i in range(k)]
+    else:
+        labels = [f"scores fold {scorer_of_fold.index(i)}" for i in range(k)]
+    first = specs[0]
+    for i, spec in enumerate(specs[1:], start=1):
+        for key in ("variables", "classes"):
+            if spec[key] != first[key]:
+                raise ExportError(
+                    f"the model of fold {i} has {key} {spec[key]}, fold 0 has {first[key]}"
+                )
+    lines = _header(title or f"fold-aware model {namespace}", namespace)
+    lines += [
+        f"namespace {namespace} {{",
+        "inline constexpr bool fold_aware = true;",
+        f"inline constexpr const char* event_branch = {_strings([event_branch])};",
+    ]
+    for i, spec in enumerate(specs):
+        lines += [f"namespace fold{i} {{  // {labels[i]}", model_body(spec), "}"]
+    cases = "\n".join(
+        f"    case {f}: return fold{scorer_of_fold[f]}::predict(input);" for f in range(k)
+    )
+    lines += [
+        f"inline constexpr unsigned n_folds = {k};",
+        *_names(first),
+        "/// Class probabilities of an event of fold `fold` (event % n_folds), from the model",
+        "/// that did not train on that fold.",
+        "inline std::array<float, n_classes> predict_in_fold(unsigned fold, "
+        "const std::array<double, n_variables>& input) {",
+        "  switch (fold) {",
+        cases,
+        "  }",
+        "  return {};",
+        "}",
+        "/// Class probabilities of an event, from the model that did not train on its fold.",
+        "template <typename E>",
+        "inline std::array<float, n_classes> predict(E event, "
+        "const std::array<double, n_variables>& input) {",
+        "  return predict_in_fold(htt_tmva_export::fold_of(event, n_folds), input);",
+        "}",
+        "/// The same with the variables as separate arguments (any arithmetic types).",
+        "template <typename E, typename... V>",
+        "inline std::array<float, n_classes> predict_event(E event, V... values) {",
+        '  static_assert(sizeof...(V) == n_variables, "give one value per variable");',
+        "  return predict(event, std::array<double, n_variables>{static_cast<double>(values)...});",
+        "}",
+        f"}}  // namespace {namespace}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""The export step: models of a training as C++ headers or JSON, written next to them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from htt_tmva.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("cpp", "json")
+
+
+def _models(config, folds, engine: str):
+    from htt_tmva.engines.base import get_engine, load_model
+
+    chosen = get_engine(engine)
+    paths = [chosen.model_path(config.output_path, f, config.model.name) for f in folds]
+    return paths, [load_model(p, engine) for p in paths]
+
+
+def export_models(
+    training_config: str | Path,
+    fold: Optional[int],
+    engine: Optional[str] = None,
+    fmt: str = "cpp",
+    event_branch: str = "event",
+) -> list[Path]:
+    """Export the model of ``fold`` (or, with ``fold=None``, all folds: a fold-aware header
+    for ``cpp``, one file per fold for ``json``); return the files written."""
+    from htt_tmva._files import atomic_outputs
+    from htt_tmva.config import load_training_config
+    from htt_tmva.exporters.cpp import fold_header, model_header
+    from htt_tmva.exporters.json_format import model_document, write_json
+    from htt_tmva.exporters.spec import model_spec
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format '{fmt}'; valid: {', '.join(FORMATS)}")
+    config = load_training_config(training_config)
+    engine = engine or config.engine
+    if fold is not None and not 0 <= fold < config.folds:
+        raise ConfigError(f"fold {fold} does not exist: {config.source} has {config.folds} folds")
+    folds = list(range(config.folds)) if fold is None else [fold]
+    paths, models = _models(config, folds, engine)
+    specs = [model_spec(m) for m in models]
+    namespace = namespace_for(engine, config.model.name if engine == "keras" else "")
+    if fmt == "json":
+        finals = [p.with_name(f"{p.name.split('.')[0]}.export.json") for p in paths]
+        with atomic_outputs(finals) as temps:
+            for temp, spec, model in zip(temps, specs, models):
+                write_json(model_document(spec, model.manifest), temp)
+    elif fold is None:
+        finals = [Path(config.output_path) / f"{namespace}_folds.hxx"]
+        title = f"{engine} models of {config.source}, all {config.folds} folds"
+        with atomic_outputs(finals) as (temp,):
+            temp.write_text(fold_header(specs, namespace, event_branch, title))
+    else:
+        finals = [paths[0].with_name(f"{paths[0].name.split('.')[0]}.hxx")]
+        title = f"{engine} model of fold {fold} of {config.source}"
+        with atomic_outputs(finals) as (temp,):
+            temp.write_text(model_header(specs[0], f"{namespace}_fold{fold}", title))
+    for path in finals:
+        log.info("wrote %s", path)
+    return finals
+
+
+def namespace_for(engine: str, model_name: str = "") -> str:
+    """A C++ namespace for a model: ``htt_tmva_<engine>[_<model name>]``."""
+    name = "".join(c if c.isalnum() else "_" for c in model_name.rsplit(":", 1)[-1])
+    return f"htt_tmva_{engine}" + (f"_{name}" if name else "")

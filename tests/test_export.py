@@ -1,0 +1,193 @@
+"""C++ export: headers compiled with g++ (standalone C++17) and with ROOT's interpreter give the
+Python models' probabilities; the fold-aware header picks the never-seen model by event number."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import training_document, write_yaml
+
+from htt_tmva.engines.base import load_model
+from htt_tmva.errors import ExportError
+from htt_tmva.exporters.cpp import fold_header, model_header
+from htt_tmva.exporters.spec import keras_ops, model_spec
+
+RTOL = 1e-5
+
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++ on this machine")
+
+DRIVER = """
+#include <cstdio>
+#include "{header}"
+int main() {{
+  std::array<double, {ns}::n_variables> x;
+  while (true) {{
+    long long event;
+    if (std::scanf("%lld", &event) != 1) return 0;
+    for (auto& v : x) std::scanf("%lf", &v);
+    const auto p = {call};
+    for (float v : p) std::printf("%.9g ", v);
+    std::printf("\\n");
+  }}
+}}
+"""
+
+
+def compiled_predictions(
+    header: str, namespace: str, x: np.ndarray, tmp_path: Path, events=None
+) -> np.ndarray:
+    """Compile ``header`` with a driver (g++ -std=c++17 -O2 -Wall -Werror) and run it on x."""
+    (tmp_path / "model.hxx").write_text(header)
+    call = f"{namespace}::predict(x)" if events is None else f"{namespace}::predict(event, x)"
+    driver = DRIVER.format(header="model.hxx", ns=namespace, call=call)
+    (tmp_path / "main.cpp").write_text(driver)
+    subprocess.run(
+        ["g++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "main.cpp", "-o", "main"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    events = np.zeros(len(x), dtype=np.int64) if events is None else events
+    lines = "".join(
+        f"{int(e)} " + " ".join(repr(float(v)) for v in row) + "\n" for e, row in zip(events, x)
+    )
+    result = subprocess.run(
+        [str(tmp_path / "main")], input=lines, capture_output=True, text=True, check=True
+    )
+    return np.array([[float(v) for v in line.split()] for line in result.stdout.splitlines()])
+
+
+def inputs(n: int = 400, seed: int = 5) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(scale=1.5, size=(n, 2))
+    return x.astype(np.float32).astype(np.float64)  # ntuple values are float32
+
+
+def assert_close(ours: np.ndarray, expected: np.ndarray) -> None:
+    np.testing.assert_allclose(ours, expected, rtol=RTOL, atol=1e-7)
+
+
+@needs_gxx
+@pytest.mark.parametrize("engine", ["keras", "bdt"])
+def test_model_header_matches_python(trained_models, engine, tmp_path):
+    model = load_model(trained_models[engine]["models"][0])
+    x = inputs()
+    header = model_header(model_spec(model), "toy_model")
+    assert_close(compiled_predictions(header, "toy_model", x, tmp_path), model.predict(x))
+
+
+def test_model_header_in_root_interpreter(trained_models):
+    from htt_tmva._root import root
+
+    ROOT = root()
+    x = inputs(50)
+    for engine in ("keras", "bdt"):
+        model = load_model(trained_models[engine]["models"][1])
+        namespace = f"interp_{engine}"
+        assert ROOT.gInterpreter.Declare(model_header(model_spec(model), namespace))
+        predict = getattr(ROOT, namespace).predict
+        ours = np.array([list(predict(np.asarray(row, dtype=np.float64))) for row in x])
+        assert_close(ours, model.predict(x))
+
+
+@needs_gxx
+def test_fold_header_scores_each_event_with_the_model_that_never_saw_it(trained_models, tmp_path):
+    models = [load_model(p) for p in trained_models["bdt"]["models"]]
+    header = fold_header([model_spec(m) for m in models], "toy_folds")
+    x = inputs(6)
+    events = np.array([0, 1, 2, 3, -3, -4], dtype=np.int64)
+    ours = compiled_predictions(header, "toy_folds", x, tmp_path, events)
+    # even events (fold 0) are scored by the model trained on fold 1, and vice versa
+    expected = np.where((events % 2 == 0)[:, None], models[1].predict(x), models[0].predict(x))
+    assert_close(ours, expected)
+
+
+def test_fold_header_takes_unsigned_event_numbers_exactly(trained_models):
+    from htt_tmva._root import root
+
+    ROOT = root()
+    models = [load_model(p) for p in trained_models["bdt"]["models"]]
+    assert ROOT.gInterpreter.Declare(fold_header([model_spec(m) for m in models], "u64_folds"))
+    ROOT.gInterpreter.Declare(
+        "unsigned u64_fold_of(ULong64_t e) { return htt_tmva_export::fold_of(e, 2u); }"
+        "unsigned u64_fold3_of(ULong64_t e) { return htt_tmva_export::fold_of(e, 3u); }"
+    )
+    for event in (2**63 - 1, 2**63, 2**63 + 1, 2**64 - 1, 2**64 - 2):
+        assert ROOT.u64_fold_of(event) == event % 2
+        assert ROOT.u64_fold3_of(event) == event % 3
+
+
+@pytest.fixture(scope="module")
+def special_models(fold_dir, tmp_path_factory):
+    """smhtt with quantile preprocessing, and a user model with Normalization,
+    BatchNormalization, Dropout and a Dense layer without bias (not a plain Dense stack)."""
+    from htt_tmva.config import load_training_config
+    from htt_tmva.training import train_folds
+
+    directory = tmp_path_factory.mktemp("special")
+    user = directory / "usermodel.py"
+    user.write_text(
+        textwrap.dedent(
+            """
+            import keras
+
+            def normalised(n_inputs, n_outputs):
+                return keras.Sequential([
+                    keras.Input((n_inputs,)),
+                    keras.layers.BatchNormalization(),
+                    keras.layers.Dense(8, activation="tanh", use_bias=False),
+                    keras.layers.Dropout(0.1),
+                    keras.layers.BatchNormalization(),
+                    keras.layers.Activation("elu"),
+                    keras.layers.Dense(n_outputs, activation="softmax"),
+                ])
+            """
+        )
+    )
+    result = {}
+    for name, model, pre in [
+        ("smhtt", "smhtt", "quantile"),
+        ("user", f"{user}:normalised", "standard"),
+    ]:
+        doc = training_document(fold_dir, directory / name, preprocessing=pre)
+        doc["model"] = {"name": model, "batch_size": 256, "epochs": 2, "seed": 1}
+        config = load_training_config(write_yaml(directory / f"{name}.yaml", doc))
+        (trained,) = train_folds(config, [0], engine="keras")
+        result[name] = directory / name / trained.manifest.model_file
+    return result
+
+
+@needs_gxx
+@pytest.mark.parametrize("name", ["smhtt", "user"])
+def test_special_models_match_python(special_models, name, tmp_path):
+    model = load_model(special_models[name])
+    if name == "user":
+        assert model.dense is None  # goes through the Keras layers
+    x = inputs(300)
+    header = model_header(model_spec(model), f"{name}_model")
+    assert_close(compiled_predictions(header, f"{name}_model", x, tmp_path), model.predict(x))
+
+
+def test_unsupported_layer_is_refused_by_name():
+    from htt_tmva.engines.keras import import_keras
+
+    keras = import_keras()
+    network = keras.Sequential(
+        [keras.Input((2,)), keras.layers.LayerNormalization(name="ln"), keras.layers.Dense(3)]
+    )
+    with pytest.raises(ExportError, match="layer 'ln' of type LayerNormalization"):
+        keras_ops(network)
+
+
+def test_fold_header_refuses_models_of_different_classes(trained_models):
+    specs = [model_spec(load_model(p)) for p in trained_models["bdt"]["models"]]
+    specs[1] = dict(specs[1], classes=list(reversed(specs[1]["classes"])))
+    with pytest.raises(ExportError, match="classes"):
+        fold_header(specs, "mixed")
+    with pytest.raises(ExportError, match="not a valid C\\+\\+ namespace"):
+        model_header(specs[0], "bad-name")

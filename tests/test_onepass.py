@@ -1,0 +1,140 @@
+"""One-pass application with the models compiled to C++: the same output as the Python path,
+compiled once (cached by content), and the same refusals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import CLASSES, dataset_document, write_yaml
+
+from htt_tmva.application.apply import run_application
+from htt_tmva.errors import NonFiniteError
+
+uproot = pytest.importorskip("uproot")
+TREE = "ntuple"
+
+
+def ntuple(path, n=3000, nan_rows=0, seed=3):
+    from htt_tmva._root import root
+
+    rng = np.random.default_rng(seed)
+    columns = {
+        "x": rng.normal(size=n).astype(np.float32),
+        "y": rng.normal(size=n).astype(np.float32),
+        "event": rng.permutation(np.arange(5 * n, dtype=np.int64))[:n],
+        "run": rng.integers(1, 4, size=n).astype(np.int32),
+    }
+    if nan_rows:
+        columns["x"][rng.choice(n, nan_rows, replace=False)] = np.nan
+    root().RDF.FromNumpy(columns).Snapshot(TREE, str(path), list(columns))
+    return path
+
+
+@pytest.fixture
+def configs(trained_models, toy_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HTT_TMVA_CACHE", str(tmp_path / "cache"))
+
+    def make(engine, **extra):
+        info = trained_models[engine]
+        doc = {"classifiers": [p.name for p in info["models"]][::-1], "branch_prefix": "s_"}
+        if info["preprocessing"]:
+            doc["preprocessing"] = [p.name for p in info["preprocessing"]][::-1]
+        doc.update(extra)
+        dataset = write_yaml(tmp_path / "dataset.yaml", dataset_document(toy_dir, tmp_path / "f"))
+        application = write_yaml(tmp_path / f"{engine}_app.yaml", doc)
+        return dataset, info["training_config"], application
+
+    return make
+
+
+def branches(path):
+    with uproot.open(path) as f:
+        return f[TREE].arrays(library="np")
+
+
+@pytest.mark.parametrize("engine", ["keras", "bdt"])
+def test_one_pass_equals_the_python_path(configs, engine, tmp_path, caplog):
+    data = ntuple(tmp_path / "data.root")
+    with caplog.at_level(logging.INFO, logger="htt_tmva"):
+        run_application(*configs(engine), [str(data)], TREE, output=str(tmp_path / "c.root"))
+    assert "scoring in one pass" in caplog.text
+    run_application(
+        *configs(engine), [str(data)], TREE, output=str(tmp_path / "p.root"), compile_models=False
+    )
+    compiled, python = branches(tmp_path / "c.root"), branches(tmp_path / "p.root")
+    assert list(compiled) == list(python)
+    for name in ("x", "y", "event", "run"):
+        np.testing.assert_array_equal(compiled[name], python[name])
+    for name in [f"s_{c}" for c in CLASSES] + ["s_max_score"]:
+        np.testing.assert_allclose(compiled[name], python[name], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(compiled["s_max_index"], python["s_max_index"])
+
+
+def test_compiled_library_is_reused_by_a_new_process(configs, tmp_path):
+    data = ntuple(tmp_path / "data.root")
+    command = [sys.executable, "-m", "htt_tmva", "apply", *map(str, configs("bdt")), str(data)]
+    env = {**os.environ, "HTT_TMVA_CACHE": str(tmp_path / "cache")}
+    first = subprocess.run(
+        [*command, TREE, "--friend", str(tmp_path / "a.root")], env=env, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "compiling the model" in first.stderr
+    (library,) = (tmp_path / "cache").glob("*/htt_tmva_model_*.so")
+    stamp = library.stat().st_mtime_ns
+    second = subprocess.run(
+        [*command, TREE, "--friend", str(tmp_path / "b.root")], env=env, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert "compiling the model" not in second.stderr
+    assert "found in the cache" in second.stderr
+    assert library.stat().st_mtime_ns == stamp
+    with uproot.open(tmp_path / "a.root") as a, uproot.open(tmp_path / "b.root") as b:
+        np.testing.assert_array_equal(
+            a[TREE]["s_max_score"].array(library="np"), b[TREE]["s_max_score"].array(library="np")
+        )
+
+
+def test_nonfinite_inputs_counted_over_the_whole_tree(configs, tmp_path):
+    data = ntuple(tmp_path / "data.root", n=3000, nan_rows=40)
+    before = data.read_bytes()
+    with pytest.raises(NonFiniteError, match="40 of 3000 events .*'x' in 40 events"):
+        run_application(*configs("bdt"), [str(data)], TREE)
+    assert data.read_bytes() == before
+    run_application(*configs("bdt"), [str(data)], TREE, nonfinite_default=-2.0)
+    out = branches(data)
+    bad = ~np.isfinite(out["x"])
+    assert bad.sum() == 40
+    assert (out["s_max_index"][bad] == -1).all()
+    assert (out["s_max_score"][bad] == -2.0).all()
+    assert (out["s_max_index"][~bad] >= 0).all()
+
+
+def test_a_model_that_cannot_be_exported_runs_in_python(configs, trained_models, tmp_path, caplog):
+    from sklearn.preprocessing import MinMaxScaler
+
+    scaler = MinMaxScaler().fit(np.random.default_rng(1).normal(size=(100, 2)))
+    output = trained_models["keras"]["output_path"]
+    for name in ("mm0.pickle", "mm1.pickle"):
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump(scaler, f)
+        shutil.copy(tmp_path / name, output / name)
+    data = ntuple(tmp_path / "data.root")
+    with caplog.at_level(logging.INFO, logger="htt_tmva"):
+        run_application(
+            *configs("keras", preprocessing=["mm1.pickle", "mm0.pickle"]),
+            [str(data)],
+            TREE,
+            friend=str(tmp_path / "f.root"),
+        )
+    assert "MinMaxScaler preprocessing pickle cannot be exported" in caplog.text
+    assert "scoring runs in Python" in caplog.text
+    assert len(branches(tmp_path / "f.root")["s_max_score"]) == 3000
