@@ -120,9 +120,7 @@ def application_setup(trained_models, toy_dir, tmp_path):
     return data, [str(dataset), str(info["training_config"]), str(application)]
 
 
-def test_application_jobs_group_files_and_reproduce_the_direct_command(
-    application_setup, tmp_path
-):
+def test_application_jobs_group_files_and_reproduce_the_direct_command(application_setup, tmp_path):
     data, configs = application_setup
     direct, batch = tmp_path / "direct", tmp_path / "batch"
     direct.mkdir()
@@ -151,9 +149,10 @@ def test_application_jobs_group_files_and_reproduce_the_direct_command(
     run_job(description, jobs[1])
     names = [f"bdt_{c}" for c in CLASSES] + ["bdt_max_score", "bdt_max_index"]
     for i in range(3):
-        with uproot.open(direct / f"sample{i}.root") as a, uproot.open(
-            batch / f"sample{i}.root"
-        ) as b:
+        with (
+            uproot.open(direct / f"sample{i}.root") as a,
+            uproot.open(batch / f"sample{i}.root") as b,
+        ):
             left, right = a["ntuple"].arrays(library="np"), b["ntuple"].arrays(library="np")
         assert set(names) <= set(right)
         assert set(left) == set(right)
