@@ -68,6 +68,8 @@ def _apply(args: argparse.Namespace) -> None:
         nonfinite_default=args.nonfinite_default,
         chunk_size=args.chunk_size,
         compile_models=not args.no_compile,
+        executor=args.executor,
+        workers=args.workers,
     )
 
 
@@ -181,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score in Python (two passes) even where the models compile to C++",
     )
+    p.add_argument(
+        "--executor",
+        default="local",
+        metavar="local|dask[=ADDRESS]",
+        help="'dask': a local Dask cluster of --workers; 'dask=ADDRESS': that scheduler "
+        "(distributed RDataFrame, compiled models)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="workers of a local Dask cluster")
     _engine_option(p)
     p.set_defaults(func=_apply)
 

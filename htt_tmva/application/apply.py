@@ -16,6 +16,8 @@ output places are checked.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -90,12 +92,19 @@ def run_application(
     nonfinite_default: Optional[float] = None,
     chunk_size: int = 500_000,
     compile_models: bool = True,
+    executor: str = "local",
+    workers: int = 2,
 ) -> list[Path]:
     """Append fold-crossed scores to ``tree`` of every input; return the files written.
 
     With ``compile_models`` (default), models that export to C++ score inside the writing
     event loop (one pass); others, or ``compile_models=False``, run the Python path.
+    ``executor='dask'`` (a local cluster of ``workers``) or ``'dask=ADDRESS'`` runs the
+    compiled models on a Dask cluster (DistRDF); the outputs are the same.
     """
+    from htt_tmva.application.distributed import parse_executor
+
+    address = parse_executor(executor)
     if chunk_size <= 0:
         raise ConfigError(f"--chunk-size must be positive, got {chunk_size}")
     if friend is not None and output is not None:
@@ -113,8 +122,24 @@ def run_application(
     plans = [plan_output(info, len(infos), friend, output, overwrite) for info in infos]
     check_distinct(plans)
     models = load_fold_models(application, training, dataset.folds, engine)
-    compiled = compiled_scorer(models) if compile_models else None
+    compiled = compiled_scorer(models) if compile_models or address is not None else None
+    if address is not None and compiled is None:
+        raise ConfigError(
+            "--executor dask needs models that export to C++ (see the log for why these do not)"
+        )
     scoring = Scoring(models, names, dataset.event_branch, chunk_size, nonfinite_default, compiled)
+    with contextlib.ExitStack() as stack:
+        if address is not None:
+            from htt_tmva.application.distributed import dask_client
+
+            scoring = dataclasses.replace(
+                scoring, client=stack.enter_context(dask_client(address, workers)),
+                partitions=2 * workers,
+            )  # fmt: skip
+        return _apply_all(infos, plans, scoring, dataset, training, application, tree)
+
+
+def _apply_all(infos, plans, scoring, dataset, training, application, tree) -> list[Path]:
     written = []
     for info, plan in zip(infos, plans):
         final = apply_one(info, plan, scoring)
@@ -137,6 +162,8 @@ class Scoring:
     chunk_size: int
     nonfinite_default: Optional[float]
     compiled: Optional[CompiledScorer] = None
+    client: Optional[object] = None  # a Dask client: score on the cluster
+    partitions: int = 0
 
 
 def _run_passes(
@@ -203,7 +230,15 @@ def apply_one(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> Path:
         plan.mode,
     )
     with scratch(plan):
-        if scoring.compiled is not None:
+        if scoring.client is not None:
+            from htt_tmva.application.distributed import run_distributed
+
+            reader = None
+            passed = run_distributed(
+                scoring.client, scoring.compiled, info, plan, list(names), event_branch,
+                scoring.nonfinite_default, scoring.partitions,
+            )  # fmt: skip
+        elif scoring.compiled is not None:
             reader = None
             passed = run_one_pass(
                 scoring.compiled, info, plan, names, event_branch, scoring.nonfinite_default

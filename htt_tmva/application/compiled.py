@@ -103,6 +103,8 @@ class CompiledScorer:
     classes: list[str]
     n_folds: int
     where: str  # "compiled" or "interpreted", for the log
+    header: str  # the fold-aware header (event fold j scored by model j)
+    namespace: str
 
     @property
     def run(self):
@@ -142,7 +144,15 @@ def compiled_scorer(models: FoldModels) -> Optional[CompiledScorer]:
         raise ModelError("could not compile the one-pass scorer")
     where = "compiled" if compiler() else "interpreted"
     log.info("scoring in one pass with the models compiled to C++ (%s)", where)
-    return CompiledScorer(f"run_{run_id}", models.variables, models.classes, models.n_folds, where)
+    return CompiledScorer(
+        f"run_{run_id}",
+        models.variables,
+        models.classes,
+        models.n_folds,
+        where,
+        header,
+        namespace,
+    )
 
 
 def run_one_pass(
