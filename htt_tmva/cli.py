@@ -73,6 +73,12 @@ def _apply(args: argparse.Namespace) -> None:
     )
 
 
+def _export(args: argparse.Namespace) -> None:
+    from htt_tmva.exporters.run import export_models
+
+    export_models(args.training_config, args.fold, engine=args.engine, fmt=args.format)
+
+
 def _engine_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
@@ -194,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_option(p)
     p.set_defaults(func=_apply)
 
+    p = sub.add_parser(
+        "export",
+        help="write models as C++ headers or JSON",
+        description="Export the model of FOLD (or, with --all-folds, one fold-aware C++ "
+        "header of all folds, or one JSON per fold) next to the models.",
+    )
+    p.add_argument("training_config", metavar="TRAINING_CONFIG")
+    p.add_argument("fold", metavar="FOLD", type=int, nargs="?", default=None)
+    p.add_argument("--all-folds", action="store_true", help="every fold (C++: one header)")
+    p.add_argument("--format", choices=("cpp", "json"), default="cpp", help="default cpp")
+    _engine_option(p)
+    p.set_defaults(func=_export)
+
     p = add_submit_parser(sub)
     p.set_defaults(func=lambda args: run_submit(args, p))
     return parser
@@ -215,8 +234,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
     log.debug("htt-tmva %s, Python %s: %s", __version__, sys.version.split()[0], args)
-    if args.command == "train" and args.fold is None and not args.all_folds:
-        parser.error("train: give FOLD or --all-folds")
+    if args.command in ("train", "export") and args.fold is None and not args.all_folds:
+        parser.error(f"{args.command}: give FOLD or --all-folds")
     func: Callable[[argparse.Namespace], None] = args.func
     try:
         func(args)

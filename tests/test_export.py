@@ -191,3 +191,32 @@ def test_fold_header_refuses_models_of_different_classes(trained_models):
         fold_header(specs, "mixed")
     with pytest.raises(ExportError, match="not a valid C\\+\\+ namespace"):
         model_header(specs[0], "bad-name")
+
+
+def test_export_command_writes_header_and_json(trained_models):
+    import json
+    import sys
+
+    info = trained_models["bdt"]
+    config, output = str(info["training_config"]), info["output_path"]
+    command = [sys.executable, "-m", "htt_tmva", "export", config]
+    result = subprocess.run(
+        [*command, "--all-folds", "--engine", "bdt"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    header = output / "htt_tmva_bdt_folds.hxx"
+    assert f"wrote {header}" in result.stderr
+    assert "inline constexpr bool fold_aware = true;" in header.read_text()
+    result = subprocess.run(
+        [*command, "1", "--engine", "bdt", "--format", "json"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads((output / "fold1_bdt_model.export.json").read_text())
+    assert (document["format"], document["fold"], document["kind"]) == (
+        "htt-tmva-model",
+        1,
+        "trees",
+    )
+    assert document["classes"] == load_model(info["models"][1]).manifest.classes
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2 and "give FOLD or --all-folds" in result.stderr

@@ -93,13 +93,18 @@ def dask_client(address: str, workers: int) -> Iterator[object]:
 def score_code(scorer: CompiledScorer, symbol: str) -> str:
     from htt_tmva.exporters.cpp import HELPERS, INCLUDES
 
-    return "\n".join(INCLUDES) + HELPERS + _SCORE % {
-        "tag": symbol.rsplit("_", 1)[-1],
-        "nc": len(scorer.classes),
-        "nv": len(scorer.variables),
-        "k": scorer.n_folds,
-        "symbol": symbol,
-    }
+    return (
+        "\n".join(INCLUDES)
+        + HELPERS
+        + _SCORE
+        % {
+            "tag": symbol.rsplit("_", 1)[-1],
+            "nc": len(scorer.classes),
+            "nv": len(scorer.variables),
+            "k": scorer.n_folds,
+            "symbol": symbol,
+        }
+    )
 
 
 def setup_worker(header: str, namespace: str, code: str, tag: str) -> None:

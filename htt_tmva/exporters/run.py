@@ -26,7 +26,7 @@ def export_models(
     fold: Optional[int],
     engine: Optional[str] = None,
     fmt: str = "cpp",
-    event_branch: str = "event",
+    event_branch: Optional[str] = None,
 ) -> list[Path]:
     """Export the model of ``fold`` (or, with ``fold=None``, all folds: a fold-aware header
     for ``cpp``, one file per fold for ``json``); return the files written."""
@@ -40,6 +40,7 @@ def export_models(
         raise ConfigError(f"unknown export format '{fmt}'; valid: {', '.join(FORMATS)}")
     config = load_training_config(training_config)
     engine = engine or config.engine
+    event_branch = event_branch or getattr(config, "event_branch", None) or "event"
     if fold is not None and not 0 <= fold < config.folds:
         raise ConfigError(f"fold {fold} does not exist: {config.source} has {config.folds} folds")
     folds = list(range(config.folds)) if fold is None else [fold]
