@@ -104,7 +104,8 @@ void run(Pass &p)
       if (p.chain->GetTreeNumber() != tree_number) {
          tree_number = p.chain->GetTreeNumber();
          tree = p.chain->GetTree();
-         for (size_t i = 0; i < first.size(); ++i) first[i] = tree->GetBranch(p.first_reads[i].c_str());
+         for (size_t i = 0; i < first.size(); ++i)
+            first[i] = tree->GetBranch(p.first_reads[i].c_str());
          for (TTree *out : p.outputs)
             if (out) tree->CopyAddresses(out);
       }

@@ -18,6 +18,7 @@ and new files that looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -302,7 +303,7 @@ def _run_passes(config, plans, temps, workers: int, progress) -> dict:
     trees: dict[tuple[int, str], object] = {}
     progress_counters = np.zeros(len(plans) * workers, dtype=np.int64)
     all_passes: list = []
-    for fold, temp in enumerate(temps):
+    for temp in temps:
         tfile = ROOT.TFile(str(temp), "RECREATE", "", compression)
         if not tfile or tfile.IsZombie():
             raise OutputError(f"cannot write '{temp}'")
@@ -449,10 +450,8 @@ def _commit(config: DatasetConfig, temps: list[Path], finals: list[Path]) -> Non
     for path, final in zip(configs, finals):
         config.write_resolved(path)
         log.info("wrote %s", final)
-    try:
+    with contextlib.suppress(OSError):  # some filesystems cannot fsync a folder
         _fsync(finals[0].parent)
-    except OSError:  # pragma: no cover - some filesystems cannot fsync a folder
-        pass
 
 
 def _silent(done: int, total: int) -> None:
