@@ -46,7 +46,7 @@ struct Pass {
    int event_kind = 0;                     // index of its type in EVENT_TYPES
    Float_t *weight_out = nullptr;          // the buffer of the training weight branch
    double exact_limit = 0;                 // > 0: a floating-point event branch
-   std::int64_t *done = nullptr;           // entries read so far, for progress displays
+   Long64_t *done = nullptr;               // entries read so far, for progress displays
    Long64_t total = 0, selected = 0, nonfinite = 0, bad_event = 0;
    Long64_t read_errors = 0, write_errors = 0;
    std::vector<Long64_t> counts;

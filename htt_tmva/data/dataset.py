@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from htt_tmva._files import ensure_writable_folder, temporary_name
 from htt_tmva._root import get_tree, open_root_file
 from htt_tmva.config.stages import DatasetConfig, ProcessConfig
@@ -59,6 +57,7 @@ class _Layout:
     branches: list[str]  # top-level branches in every file of the process, in file order
     scalars: dict[str, str]  # scalar branches of fundamental type -> ROOT type name
     entries: int = 0
+    compression: int = 101  # of the first file
 
 
 @dataclass
@@ -107,13 +106,15 @@ def _inspect_process(config: DatasetConfig, process: ProcessConfig) -> _Layout:
     """Open every file of a process, check tree, event and weight branch; return the
     branches shared by all its files (with a warning naming those that are not)."""
     per_file: list[tuple[str, list[str], dict[str, str]]] = []
-    entries = 0
+    entries, compression = 0, None
     for path in process.files:
         tfile = open_root_file(path)
         try:
             tree = get_tree(tfile, config.tree_path)
             branches, scalars = _tree_layout(tree)
             entries += tree.GetEntries()
+            if compression is None:
+                compression = tfile.GetCompressionSettings()
         finally:
             tfile.Close()
         if config.event_branch not in branches:
@@ -152,7 +153,7 @@ def _inspect_process(config: DatasetConfig, process: ProcessConfig) -> _Layout:
                     f"'{per_file[0][0]}' but {types.get(name)} in '{path}'; files chained "
                     "into one process need the same branch types"
                 )
-    return _Layout(branches=common, scalars=scalars, entries=entries)
+    return _Layout(common, scalars, entries, compression)
 
 
 def _class_branches(config: DatasetConfig, layouts: dict[str, _Layout]) -> dict[str, list[str]]:
@@ -230,8 +231,8 @@ def _raise_expression_error(config, process, kind, text, messages, layout) -> No
 # --- the passes --------------------------------------------------------------------------------
 
 
-def _prepare_pass(config, plan: _Plan, outputs: list, weight_buffer, done) -> object:
-    """One worker's pass over one process, filling ``outputs`` (a tree per fold, or None)."""
+def _prepare_pass(config, plan: _Plan, weight_buffer, done) -> object:
+    """One worker's pass over one process (its outputs are added by the caller)."""
     ROOT = _copy.declare_helper()
     chain = ROOT.TChain(config.tree_path)
     for path in plan.process.files:
@@ -242,7 +243,7 @@ def _prepare_pass(config, plan: _Plan, outputs: list, weight_buffer, done) -> ob
     buffers = {}
     for name in dict.fromkeys([*plan.expressions.inputs, config.event_branch]):
         chain.SetBranchStatus(name, 1)
-        buffers[name] = np.zeros(1, dtype=np.float64)  # 8 bytes, room for any scalar type
+        buffers[name] = array("d", [0.0])  # 8 bytes, room for any scalar type
         ROOT.htt_tmva_dataset.attach(chain, name, buffers[name])
     work = ROOT.htt_tmva_dataset.Pass()
     work.chain = chain
@@ -256,28 +257,21 @@ def _prepare_pass(config, plan: _Plan, outputs: list, weight_buffer, done) -> ob
     work.done = done
     work.weight_out = weight_buffer
     getattr(ROOT, f"htt_tmva_expr_{plan.expressions.namespace}").htt_tmva_bind(work)
-    for tree in outputs:
-        work.outputs.push_back(tree if tree is not None else ROOT.nullptr)
     plan.keepalive.extend([chain, buffers])
     return work
 
 
-def _class_tree(ROOT, config, plan: _Plan, tfile, weight_buffer):
+def _class_tree(config, plan: _Plan, chain, tfile, weight_buffer):
     """An empty class tree: the kept branches of the process's input, plus the weight."""
-    chain = ROOT.TChain(config.tree_path)
-    chain.Add(str(plan.process.files[0]))
-    chain.SetBranchStatus("*", 0)
-    for name in plan.keep:
-        chain.SetBranchStatus(name, 1)
     tfile.cd()
+    chain.LoadTree(0)
     tree = chain.CloneTree(0)
     tree.SetDirectory(tfile)
     tree.SetName(plan.process.class_name)
     tree.SetTitle(plan.process.class_name)
     weight = config.training_weight_branch
     tree.Branch(weight, weight_buffer, f"{weight}/F")
-    chain.GetTree().CopyAddresses(tree, True)  # the clone no longer points at this chain
-    plan.keepalive.append(chain)
+    chain.GetTree().CopyAddresses(tree, True)  # the run connects it to each input in turn
     return tree
 
 
@@ -293,37 +287,29 @@ def _worker_count(config: DatasetConfig, workers: Optional[int]) -> int:
 def _run_passes(config, plans, temps, workers: int, progress) -> dict:
     """Write every fold file; return per fold the expected entries per class."""
     ROOT = _copy.declare_helper()
-    if workers > 1:
-        ROOT.EnableThreadSafety()
-    probe = open_root_file(plans[0].process.files[0])
-    compression = probe.GetCompressionSettings()
-    probe.Close()
     files, jobs = [], [[] for _ in range(workers)]
     weight_buffers = [array("f", [0.0]) for _ in range(workers)]
     trees: dict[tuple[int, str], object] = {}
-    progress_counters = np.zeros(len(plans) * workers, dtype=np.int64)
-    all_passes: list = []
+    counters: list = []
     for temp in temps:
-        tfile = ROOT.TFile(str(temp), "RECREATE", "", compression)
+        tfile = ROOT.TFile(str(temp), "RECREATE", "", plans[0].layout.compression)
         if not tfile or tfile.IsZombie():
             raise OutputError(f"cannot write '{temp}'")
         files.append(tfile)
     for plan in plans:
         for worker in range(workers):
-            outputs = []
+            counters.append(array("q", [0]))
+            work = _prepare_pass(config, plan, weight_buffers[worker], counters[-1])
             for fold in range(config.folds):
                 if fold % workers != worker:
-                    outputs.append(None)
+                    work.outputs.push_back(ROOT.nullptr)
                     continue
                 key = (fold, plan.process.class_name)
                 if key not in trees:
                     trees[key] = _class_tree(
-                        ROOT, config, plan, files[fold], weight_buffers[worker]
+                        config, plan, work.chain, files[fold], weight_buffers[worker]
                     )
-                outputs.append(trees[key])
-            done = progress_counters[len(all_passes) : len(all_passes) + 1]
-            work = _prepare_pass(config, plan, outputs, weight_buffers[worker], done)
-            all_passes.append(work)
+                work.outputs.push_back(trees[key])
             plan.passes.append(work)
             jobs[worker].append(work)
     total = sum(p.layout.entries for p in plans) * workers
@@ -335,7 +321,7 @@ def _run_passes(config, plans, temps, workers: int, progress) -> dict:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(run_job, job) for job in jobs]
         while not all(f.done() for f in futures):
-            progress(int(progress_counters.sum()), total)
+            progress(sum(c[0] for c in counters), total)
             time.sleep(0.1)
         for f in futures:
             f.result()
