@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Optional
 
 from htt_tmva._files import ensure_writable_folder, temporary_name
+from htt_tmva._progress import progress_bar
 from htt_tmva._root import get_tree, open_root_file
 from htt_tmva.config.stages import DatasetConfig, ProcessConfig
 from htt_tmva.data import _copy
@@ -312,7 +313,7 @@ def _run_passes(config, plans, temps, workers: int, progress) -> dict:
                 work.outputs.push_back(trees[key])
             plan.passes.append(work)
             jobs[worker].append(work)
-    total = sum(p.layout.entries for p in plans) * workers
+    total = sum(p.layout.entries for p in plans)  # every worker reads every event
 
     def run_job(job):
         for work in job:
@@ -321,7 +322,7 @@ def _run_passes(config, plans, temps, workers: int, progress) -> dict:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(run_job, job) for job in jobs]
         while not all(f.done() for f in futures):
-            progress(sum(c[0] for c in counters), total)
+            progress(sum(c[0] for c in counters) // workers, total)
             time.sleep(0.1)
         for f in futures:
             f.result()
@@ -440,17 +441,14 @@ def _commit(config: DatasetConfig, temps: list[Path], finals: list[Path]) -> Non
         _fsync(finals[0].parent)
 
 
-def _silent(done: int, total: int) -> None:
-    """Progress callback that shows nothing."""
-
-
 def create_training_dataset(
     config: DatasetConfig, workers: Optional[int] = None, progress=None
 ) -> list[Path]:
     """Build the k fold files of a dataset config; return their paths.
 
     ``workers`` (default: the cores available, at most k) share out the folds; the output
-    does not depend on it. ``progress(done, total)`` is called with events read.
+    does not depend on it. ``progress(done, total)`` is called with the events read so far
+    (default: a progress bar on a terminal).
     """
     layouts = {name: _inspect_process(config, p) for name, p in config.processes.items()}
     keep = _class_branches(config, layouts)
@@ -463,9 +461,10 @@ def create_training_dataset(
     finals = [config.fold_file(i) for i in range(config.folds)]
     temps = [temporary_name(final) for final in finals]
     try:
-        expected = _run_passes(
-            config, plans, temps, _worker_count(config, workers), progress or _silent
-        )
+        with contextlib.ExitStack() as stack:
+            if progress is None:
+                progress = stack.enter_context(progress_bar("dataset"))
+            expected = _run_passes(config, plans, temps, _worker_count(config, workers), progress)
         for fold, temp in enumerate(temps):
             _verify_fold_file(config, temp, fold, expected[fold])
         _commit(config, temps, finals)
