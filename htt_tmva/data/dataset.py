@@ -282,71 +282,142 @@ def _worker_count(config: DatasetConfig, workers: Optional[int]) -> int:
             workers = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not on Linux
             workers = os.cpu_count() or 1
-    return max(1, min(workers, config.folds))
+    return max(1, min(workers, max(config.folds, len(config.classes))))
 
 
-def _run_passes(config, plans, temps, workers: int, progress) -> dict:
-    """Write every fold file; return per fold the expected entries per class."""
+def _share_out(config: DatasetConfig, layouts: dict, workers: int) -> list[dict[str, set]]:
+    """Per worker, the folds it writes of each class. With at least as many classes as
+    workers, whole classes are shared out (balanced by entries; every event is read once);
+    otherwise the folds are (every worker reads every event of every class)."""
+    classes = config.classes
+    if len(classes) >= workers:
+        entries = {c: 0 for c in classes}
+        for name, process in config.processes.items():
+            entries[process.class_name] += layouts[name].entries
+        shares: list[dict[str, set]] = [{} for _ in range(workers)]
+        load = [0] * workers
+        for cls in sorted(classes, key=lambda c: (-entries[c], classes.index(c))):
+            worker = load.index(min(load))
+            shares[worker][cls] = set(range(config.folds))
+            load[worker] += entries[cls]
+        return shares
+    return [
+        {cls: {f for f in range(config.folds) if f % workers == w} for cls in classes}
+        for w in range(workers)
+    ]
+
+
+def _open_output(ROOT, path: Path, compression: int):
+    tfile = ROOT.TFile(str(path), "RECREATE", "", compression)
+    if not tfile or tfile.IsZombie():
+        raise OutputError(f"cannot write '{path}'")
+    return tfile
+
+
+def _run_passes(config, plans, temps, shares, progress) -> dict:
+    """Write every fold file; return per fold the expected entries per class.
+
+    Worker 0 writes into the fold files; the others, when they write whole classes, into
+    scratch files whose trees are then copied over basket by basket (no recompression)."""
     ROOT = _copy.declare_helper()
-    files, jobs = [], [[] for _ in range(workers)]
+    workers, compression = len(shares), plans[0].layout.compression
+    by_class = workers > 1 and any(len(f) == config.folds for f in shares[0].values())
+    files = [_open_output(ROOT, t, compression) for t in temps]
+    scratch: dict[int, list] = {}
+    jobs: list[list] = [[] for _ in range(workers)]
     weight_buffers = [array("f", [0.0]) for _ in range(workers)]
     trees: dict[tuple[int, str], object] = {}
     counters: list = []
-    for temp in temps:
-        tfile = ROOT.TFile(str(temp), "RECREATE", "", plans[0].layout.compression)
-        if not tfile or tfile.IsZombie():
-            raise OutputError(f"cannot write '{temp}'")
-        files.append(tfile)
-    for plan in plans:
-        for worker in range(workers):
-            counters.append(array("q", [0]))
-            work = _prepare_pass(config, plan, weight_buffers[worker], counters[-1])
-            for fold in range(config.folds):
-                if fold % workers != worker:
-                    work.outputs.push_back(ROOT.nullptr)
+    try:
+        for worker in range(1, workers if by_class else 0):
+            if shares[worker]:
+                scratch[worker] = [
+                    _open_output(ROOT, t.with_suffix(f".w{worker}.root"), compression)
+                    for t in temps
+                ]
+        for plan in plans:
+            cls = plan.process.class_name
+            for worker, share in enumerate(shares):
+                folds = share.get(cls, set())
+                if not folds:
                     continue
-                key = (fold, plan.process.class_name)
-                if key not in trees:
-                    trees[key] = _class_tree(
-                        config, plan, work.chain, files[fold], weight_buffers[worker]
-                    )
-                work.outputs.push_back(trees[key])
-            plan.passes.append(work)
-            jobs[worker].append(work)
-    total = sum(p.layout.entries for p in plans)  # every worker reads every event
+                counters.append(array("q", [0]))
+                work = _prepare_pass(config, plan, weight_buffers[worker], counters[-1])
+                targets = scratch.get(worker, files)
+                for fold in range(config.folds):
+                    if fold not in folds:
+                        work.outputs.push_back(ROOT.nullptr)
+                        continue
+                    if (fold, cls) not in trees:
+                        trees[(fold, cls)] = _class_tree(
+                            config, plan, work.chain, targets[fold], weight_buffers[worker]
+                        )
+                    work.outputs.push_back(trees[(fold, cls)])
+                plan.passes.append((work, folds))
+                jobs[worker].append(work)
+        _run_jobs(ROOT, jobs, plans, counters, progress)
+        expected: dict[int, dict[str, int]] = {f: {} for f in range(config.folds)}
+        for plan in plans:
+            _check_pass(config, plan)
+        for plan in plans:
+            _log_pass(config, plan, expected)
+        for worker, outputs in scratch.items():
+            for fold, tfile in enumerate(outputs):
+                tfile.cd()
+                for cls in shares[worker]:
+                    trees[(fold, cls)].Write("", ROOT.TObject.kOverwrite)
+                tfile.Close()
+                _copy_trees(ROOT, tfile.GetName(), files[fold], list(shares[worker]))
+        for fold, tfile in enumerate(files):
+            tfile.cd()
+            for cls in config.classes:
+                if (fold, cls) in trees and not any(cls in shares[w] for w in scratch):
+                    trees[(fold, cls)].Write("", ROOT.TObject.kOverwrite)
+            record = fold_metadata(fold, config.folds, config.event_branch)
+            ROOT.TNamed(FOLD_METADATA, record).Write()
+    finally:
+        for tfile in files + [f for outputs in scratch.values() for f in outputs]:
+            tfile.Close()
+            name = Path(str(tfile.GetName()))
+            if name not in temps and name.exists():
+                name.unlink()
+    return expected
+
+
+def _run_jobs(ROOT, jobs, plans, counters, progress) -> None:
+    """Run each worker's passes in its own thread (the loop releases the GIL)."""
+    events = sum(p.layout.entries for p in plans)
+    reads = sum(p.layout.entries * len(p.passes) for p in plans)
 
     def run_job(job):
         for work in job:
             ROOT.htt_tmva_dataset.run(work)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run_job, job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(run_job, job) for job in jobs if job]
         while not all(f.done() for f in futures):
-            progress(sum(c[0] for c in counters) // workers, total)
+            progress(sum(c[0] for c in counters) * events // max(reads, 1), events)
             time.sleep(0.1)
         for f in futures:
             f.result()
-    progress(total, total)
-    expected: dict[int, dict[str, int]] = {f: {} for f in range(config.folds)}
+    progress(events, events)
+
+
+def _copy_trees(ROOT, source: str, target, names: list[str]) -> None:
+    """Copy trees into an open file basket by basket (same compression: no recompression)."""
+    tfile = open_root_file(source)
     try:
-        for plan in plans:
-            _check_pass(config, plan)
-        for plan in plans:
-            _log_pass(config, plan, expected)
-        for fold, tfile in enumerate(files):
-            tfile.cd()
-            for cls in config.classes:
-                trees[(fold, cls)].Write("", ROOT.TObject.kOverwrite)
-            record = fold_metadata(fold, config.folds, config.event_branch)
-            ROOT.TNamed(FOLD_METADATA, record).Write()
+        for name in names:
+            tree = get_tree(tfile, name)
+            target.cd()
+            copy = tree.CloneTree(-1, "fast")
+            copy.Write("", ROOT.TObject.kOverwrite)
     finally:
-        for tfile in files:
-            tfile.Close()
-    return expected
+        tfile.Close()
 
 
 def _check_pass(config: DatasetConfig, plan: _Plan) -> None:
-    name, passes = plan.process.name, plan.passes
+    name, passes = plan.process.name, [work for work, _ in plan.passes]
     first = passes[0]
     if any(w.read_errors for w in passes):
         raise InputFileError(
@@ -362,7 +433,7 @@ def _check_pass(config: DatasetConfig, plan: _Plan) -> None:
             "where the float no longer holds event numbers exactly, so folds cannot be assigned "
             "reliably; store the event number as an integer branch"
         )
-    if first.selected == 0:
+    if first.selected == 0:  # every pass sees every event of its process
         raise EmptySelectionError(
             f"process '{name}': cut_string '{plan.process.cut_string}' selects no events "
             f"out of {first.total} in {len(plan.process.files)} file(s)"
@@ -377,7 +448,7 @@ def _check_pass(config: DatasetConfig, plan: _Plan) -> None:
 
 
 def _log_pass(config: DatasetConfig, plan: _Plan, expected: dict) -> None:
-    p, first = plan.process, plan.passes[0]
+    p, first = plan.process, plan.passes[0][0]
     log.info(
         "process %s (class %s): %d events, %d after cut '%s'",
         p.name,
@@ -386,9 +457,8 @@ def _log_pass(config: DatasetConfig, plan: _Plan, expected: dict) -> None:
         first.selected,
         p.cut_string,
     )
-    workers = len(plan.passes)
     for fold in range(config.folds):
-        work = plan.passes[fold % workers]
+        work = next(w for w, folds in plan.passes if fold in folds)
         count = int(work.counts[fold])
         log.info("  fold %d: %d events, sum of weights %.6g", fold, count, work.sums[fold])
         if count == 0:
@@ -464,7 +534,8 @@ def create_training_dataset(
         with contextlib.ExitStack() as stack:
             if progress is None:
                 progress = stack.enter_context(progress_bar("dataset"))
-            expected = _run_passes(config, plans, temps, _worker_count(config, workers), progress)
+            shares = _share_out(config, layouts, _worker_count(config, workers))
+            expected = _run_passes(config, plans, temps, shares, progress)
         for fold, temp in enumerate(temps):
             _verify_fold_file(config, temp, fold, expected[fold])
         _commit(config, temps, finals)
