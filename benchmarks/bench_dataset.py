@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -87,15 +86,16 @@ def write_config(path: Path, names: list[str], inputs: str, outputs: str) -> Pat
     return path
 
 
-def timed_command(command: list[str]) -> tuple[float, float]:
-    """Wall and CPU (user + system) seconds of a command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def timed_command(command: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak memory (MB) of a command."""
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise subprocess.CalledProcessError(child.returncode, command)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def same_folds(ours: Path, classic: Path, classes: list[str]) -> bool:
@@ -123,7 +123,7 @@ def compare_commands(work: Path, names: list[str], repeat: int, classic: Path) -
         "htt-tmva dataset": [python, "-m", "htt_tmva", "-q", "dataset", str(ours_config)],
         "classic algorithm": [python, str(classic), str(classic_config)],
     }
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in commands}
+    times: dict[str, list[tuple[float, float, float]]] = {k: [] for k in commands}
     for command in commands.values():  # untimed first run of each
         timed_command(command)
     for _ in range(repeat):
@@ -131,11 +131,15 @@ def compare_commands(work: Path, names: list[str], repeat: int, classic: Path) -
             times[label].append(timed_command(command))
     medians = {}
     for label, runs in times.items():
-        wall = statistics.median(w for w, _ in runs)
-        cpu = statistics.median(c for _, c in runs)
+        wall = statistics.median(r[0] for r in runs)
+        cpu = statistics.median(r[1] for r in runs)
+        memory = max(r[2] for r in runs)
         medians[label] = wall
-        walls = " ".join(f"{w:.2f}" for w, _ in runs)
-        print(f"{label:18s} median wall {wall:6.2f} s  median CPU {cpu:6.2f} s  (walls: {walls})")
+        walls = " ".join(f"{r[0]:.2f}" for r in runs)
+        print(
+            f"{label:18s} median wall {wall:6.2f} s  median CPU {cpu:6.2f} s  "
+            f"peak memory {memory:5.0f} MB  (walls: {walls})"
+        )
     ratio = medians["htt-tmva dataset"] / medians["classic algorithm"]
     print(f"ratio      htt-tmva dataset / classic algorithm (median wall): {ratio:.2f}")
     classes = list(dict.fromkeys(CLASSES[n] for n in names))

@@ -178,9 +178,9 @@ def test_fold_outputs_are_readable_by_root(fold_dir):
             tfile.Close()
 
 
-def test_fold_files_keep_the_snapshot_compression_so_merging_copies_baskets(fold_dir, toy_dir):
-    """The toy and the per-process scratch files are both plain RDataFrame Snapshots; a fold
-    file with other settings means the merge recompressed every basket (slow)."""
+def test_fold_files_keep_the_input_compression_so_copies_need_no_recompression(fold_dir, toy_dir):
+    """Trees written by other workers are copied basket by basket: with other settings
+    every basket would be decompressed and recompressed (slow)."""
     from htt_tmva._root import open_root_file
 
     toy = open_root_file(toy_dir / "example_signal.root")

@@ -1,12 +1,14 @@
 """k-fold training datasets: one read pass per process, one tree per class and fold.
 
-Every fold file is written by one worker (the folds are shared out among the cores) with a
-compiled event loop (:mod:`htt_tmva.data._copy`): for each process, in config order, it
-reads the chained input files once, applies the cut, computes the training weight
-(``Float_t``, as the classic scripts wrote it) and fills the class trees of its folds
-(``event % k == i``) in input order. The output is therefore the same, entry for entry,
-whatever the number of workers. Trees are ``TTree::CloneTree`` copies of the inputs (every
-branch type, leaf lists too) with the input's compression settings.
+Every class tree of every fold file is filled by one worker with a compiled event loop
+(:mod:`htt_tmva.data._copy`): for each process of the class, in config order, it reads the
+chained input files once, applies the cut, computes the training weight (``Float_t``, as the
+classic scripts wrote it) and fills the trees of its folds (``event % k == i``) in input
+order. The output is therefore the same, entry for entry, whatever the number of workers.
+Workers (threads; the loop releases the GIL) get whole classes when there are enough, else
+folds. Trees are ``TTree::CloneTree`` copies of the inputs (every branch type, leaf lists
+too) with the input's compression settings; trees written by other workers into scratch
+files are copied into the fold files basket by basket, without recompression.
 
 Each fold file carries a ``TNamed`` ``htt_tmva_fold`` whose title is the JSON
 ``{"fold": i, "folds": k, "event_branch": "<branch>"}``. Outputs are written to hidden
@@ -285,12 +287,15 @@ def _worker_count(config: DatasetConfig, workers: Optional[int]) -> int:
     return max(1, min(workers, max(config.folds, len(config.classes))))
 
 
-def _share_out(config: DatasetConfig, layouts: dict, workers: int) -> list[dict[str, set]]:
+def _share_out(
+    config: DatasetConfig, layouts: dict, workers: int
+) -> tuple[list[dict[str, set]], bool]:
     """Per worker, the folds it writes of each class. With at least as many classes as
     workers, whole classes are shared out (balanced by entries; every event is read once);
-    otherwise the folds are (every worker reads every event of every class)."""
+    otherwise the folds are (every worker reads every event of every class). Returns the
+    shares and whether whole classes were shared out."""
     classes = config.classes
-    if len(classes) >= workers:
+    if workers > 1 and len(classes) >= workers:
         entries = {c: 0 for c in classes}
         for name, process in config.processes.items():
             entries[process.class_name] += layouts[name].entries
@@ -300,11 +305,12 @@ def _share_out(config: DatasetConfig, layouts: dict, workers: int) -> list[dict[
             worker = load.index(min(load))
             shares[worker][cls] = set(range(config.folds))
             load[worker] += entries[cls]
-        return shares
-    return [
+        return shares, True
+    shares = [
         {cls: {f for f in range(config.folds) if f % workers == w} for cls in classes}
         for w in range(workers)
     ]
+    return shares, False
 
 
 def _open_output(ROOT, path: Path, compression: int):
@@ -314,14 +320,13 @@ def _open_output(ROOT, path: Path, compression: int):
     return tfile
 
 
-def _run_passes(config, plans, temps, shares, progress) -> dict:
+def _run_passes(config, plans, temps, shares, by_class: bool, progress) -> dict:
     """Write every fold file; return per fold the expected entries per class.
 
     Worker 0 writes into the fold files; the others, when they write whole classes, into
     scratch files whose trees are then copied over basket by basket (no recompression)."""
     ROOT = _copy.declare_helper()
     workers, compression = len(shares), plans[0].layout.compression
-    by_class = workers > 1 and any(len(f) == config.folds for f in shares[0].values())
     files = [_open_output(ROOT, t, compression) for t in temps]
     scratch: dict[int, list] = {}
     jobs: list[list] = [[] for _ in range(workers)]
@@ -534,8 +539,8 @@ def create_training_dataset(
         with contextlib.ExitStack() as stack:
             if progress is None:
                 progress = stack.enter_context(progress_bar("dataset"))
-            shares = _share_out(config, layouts, _worker_count(config, workers))
-            expected = _run_passes(config, plans, temps, shares, progress)
+            shares, by_class = _share_out(config, layouts, _worker_count(config, workers))
+            expected = _run_passes(config, plans, temps, shares, by_class, progress)
         for fold, temp in enumerate(temps):
             _verify_fold_file(config, temp, fold, expected[fold])
         _commit(config, temps, finals)
