@@ -87,7 +87,7 @@ def write_config(path: Path, names: list[str], inputs: str, outputs: str) -> Pat
 
 
 def timed_command(command: list[str]) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (user + system) and peak memory (MB) of a command."""
+    """Wall seconds, CPU seconds (user + system) and peak memory (MB, resident) of a command."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
@@ -209,12 +209,31 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each")
     parser.add_argument("--classic", type=Path, default=CLASSIC, help="classic reference script")
     parser.add_argument("--skip-commands", action="store_true", help="in-process part only")
+    parser.add_argument("--write-inputs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.write_inputs:
+        write_inputs(args.write_inputs, args.events, args.processes)
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench_dataset_") as tmp:
         work = Path(tmp)
-        names = write_inputs(work / "inputs", args.events, args.processes)
+        # In a child process: this one stays without ROOT until the commands are timed, so
+        # that the peak memory of each command (inherited across fork) is its own.
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--write-inputs",
+                str(work / "inputs"),
+                "--events",
+                str(args.events),
+                "--processes",
+                str(args.processes),
+            ],
+            check=True,
+        )
+        names = list(CLASSES)[: args.processes]
         print(
             f"inputs: {len(names)} processes x {args.events:,} events (float event branch), "
             f"classes {sorted(set(CLASSES[n] for n in names))}, 2 folds"
