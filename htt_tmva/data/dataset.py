@@ -24,9 +24,8 @@ import contextlib
 import json
 import logging
 import os
-import time
 from array import array
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -400,9 +399,8 @@ def _run_jobs(ROOT, jobs, plans, counters, progress) -> None:
 
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = [pool.submit(run_job, job) for job in jobs if job]
-        while not all(f.done() for f in futures):
+        while wait(futures, timeout=0.1).not_done:  # returns as soon as all are done
             progress(sum(c[0] for c in counters) * events // max(reads, 1), events)
-            time.sleep(0.1)
         for f in futures:
             f.result()
     progress(events, events)
