@@ -225,7 +225,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    if verbose:
+    if verbose:  # also TensorFlow's start-up lines, caught at import (htt_tmva.tensorflow)
         log.setLevel(logging.DEBUG)
 
 

@@ -39,7 +39,7 @@ def read(path: Path, tree: str) -> dict[str, np.ndarray]:
 
 def trees(path: Path) -> list[str]:
     with uproot.open(path) as f:
-        return sorted(f.keys(cycle=False))
+        return sorted(f.keys(cycle=False, filter_classname="TTree"))
 
 
 def toy_input(toy_dir: Path, process: str) -> dict[str, np.ndarray]:
@@ -162,7 +162,7 @@ def test_branch_values_and_sum_of_weights_are_preserved(fold_dir, toy_dir, proce
             np.testing.assert_array_equal(a[branch], source[branch][rows])
         np.testing.assert_allclose(a["training_weight"], source["weights"][rows], rtol=1e-7)
         assert np.all(a["x"] > -3.0)
-        total += a["training_weight"].sum()
+        total += a["training_weight"].sum(dtype=np.float64)
     expected = source["weights"][source["x"] > -3.0].sum(dtype=np.float64)
     assert total == pytest.approx(expected, rel=1e-9)
 
@@ -178,9 +178,9 @@ def test_fold_outputs_are_readable_by_root(fold_dir):
             tfile.Close()
 
 
-def test_fold_files_keep_the_snapshot_compression_so_merging_copies_baskets(fold_dir, toy_dir):
-    """The toy and the per-process scratch files are both plain RDataFrame Snapshots; a fold
-    file with other settings means the merge recompressed every basket (slow)."""
+def test_fold_files_keep_the_input_compression_so_copies_need_no_recompression(fold_dir, toy_dir):
+    """Trees written by other workers are copied basket by basket: with other settings
+    every basket would be decompressed and recompressed (slow)."""
     from htt_tmva._root import open_root_file
 
     toy = open_root_file(toy_dir / "example_signal.root")
@@ -231,7 +231,7 @@ def test_processes_of_the_same_class_are_merged_into_one_tree(tmp_path, toy_dir)
         expected_sum = b1["weights"][(b1["event"] % 2 == fold) & (b1["x"] > -3.0)].sum(
             dtype=float
         ) + b2["weights"][(b2["event"] % 2 == fold) & (b2["x"] > -3.0)].sum(dtype=float)
-        assert merged["training_weight"].sum() == pytest.approx(expected_sum, rel=1e-9)
+        assert merged["training_weight"].sum(dtype=float) == pytest.approx(expected_sum, rel=1e-9)
         # both processes are there: background_1 weights are 0.6/N, background_2 0.3/N
         n = len(b1["x"])
         assert int(np.isclose(merged["weights"], 0.6 / n, rtol=1e-5).sum()) == n1
@@ -253,7 +253,7 @@ def test_weight_string_is_evaluated_per_event(tmp_path, toy_dir):
         np.testing.assert_allclose(b1["training_weight"], factor * b1["weights"], rtol=1e-7)
         b2 = read(path, "background_2")
         np.testing.assert_array_equal(b2["training_weight"], 1.0)
-        assert b2["training_weight"].dtype == np.float64
+        assert b2["training_weight"].dtype == np.float32  # Float_t, as the classic scripts
 
 
 def test_cut_string_selects_exactly_the_passing_events(tmp_path, toy_dir):
@@ -491,3 +491,228 @@ def test_failure_keeps_previous_outputs_untouched(tmp_path, toy_dir):
         build(tmp_path, toy_dir, _set("signal", cut_string="y > 100"))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert folder_listing(out) == expected_files(2)
+
+
+# --- fold record, classic readers, determinism ---------------------------------------------------
+
+
+def test_each_fold_file_says_which_fold_it_holds(fold_dir):
+    """Contract with the loading side: TNamed 'htt_tmva_fold', title = compact JSON."""
+    import json
+
+    from htt_tmva._root import open_root_file
+
+    for fold in (0, 1):
+        tfile = open_root_file(fold_dir / f"fold{fold}_{FILENAME}")
+        try:
+            named = tfile.Get("htt_tmva_fold")
+            assert named and named.ClassName() == "TNamed"
+            title = str(named.GetTitle())
+        finally:
+            tfile.Close()
+        assert title == f'{{"fold":{fold},"folds":2,"event_branch":"event"}}'
+        assert json.loads(title) == {"fold": fold, "folds": 2, "event_branch": "event"}
+
+
+def test_training_weight_is_float_and_a_float_bound_reader_reads_it(fold_dir, toy_dir):
+    """Classic readers bind the weight to a float buffer; a Double_t branch reads -999."""
+    from array import array
+
+    from htt_tmva._root import open_root_file
+
+    tfile = open_root_file(fold_dir / f"fold0_{FILENAME}")
+    try:
+        tree = tfile.Get("signal")
+        type_name = tree.GetLeaf("training_weight").GetTypeName()
+        value = array("f", [-999.0])
+        tree.SetBranchAddress("training_weight", value)
+        seen = []
+        for entry in range(tree.GetEntries()):
+            tree.GetEntry(entry)
+            seen.append(value[0])
+    finally:
+        tfile.Close()
+    expected = read(fold_dir / f"fold0_{FILENAME}", "signal")["weights"]
+    assert len(seen) == len(expected) > 0
+    np.testing.assert_array_equal(np.array(seen, dtype=np.float32), expected)
+    assert type_name == "Float_t"
+
+
+def fold_contents(paths: list[Path]) -> list[dict]:
+    return [{cls: read(p, cls) for cls in trees(p)} for p in paths]
+
+
+def assert_same_contents(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for fold_a, fold_b in zip(a, b):
+        assert list(fold_a) == list(fold_b)
+        for cls in fold_a:
+            assert list(fold_a[cls]) == list(fold_b[cls])
+            for branch in fold_a[cls]:
+                np.testing.assert_array_equal(fold_a[cls][branch], fold_b[cls][branch])
+
+
+def test_outputs_are_identical_on_every_run_and_for_any_number_of_workers(tmp_path, toy_dir):
+    """Same config and inputs: the same entries in the same order (the training split and
+    the fold files must reproduce), with one worker or one per fold."""
+
+    def edit(doc):
+        doc["processes"]["background_2"]["class"] = "background"
+        doc["processes"]["background_1"]["class"] = "background"
+        doc["processes"]["signal"]["files"] = ["example_signal.root", "example_data.root"]
+
+    doc = dataset_document(toy_dir, tmp_path / "out", folds=3)
+    edit(doc)
+    config = load_dataset_config(write_yaml(tmp_path / "dataset.yaml", doc))
+    runs = []
+    for workers in (1, 3, 2, 3):
+        runs.append(fold_contents(create_training_dataset(config, workers=workers)))
+    for other in runs[1:]:
+        assert_same_contents(runs[0], other)
+    # the order is the input order: process by process, entry by entry
+    b1, b2 = toy_input(toy_dir, "background_1"), toy_input(toy_dir, "background_2")
+    for fold, contents in enumerate(runs[0]):
+        expected = np.concatenate(
+            [s["event"][(s["event"] % 3 == fold) & (s["x"] > -3.0)] for s in (b1, b2)]
+        )
+        np.testing.assert_array_equal(contents["background"]["event"], expected)
+
+
+# --- branches of every kind, files that differ -------------------------------------------------
+
+
+def write_rich_tree(path: Path, events: np.ndarray, extra: bool = True) -> Path:
+    """A tree with a leaf list, a fixed array, a variable array and a std::vector, written
+    with TTree::Branch (the kinds of branches real ntuples have)."""
+    from array import array
+
+    from htt_tmva._root import root
+
+    ROOT = root()
+    tfile = ROOT.TFile(str(path), "RECREATE")
+    tree = ROOT.TTree("ntuple", "ntuple")
+    event, x, w = array("q", [0]), array("f", [0.0]), array("f", [0.0])
+    pair, fixed = array("f", [0.0, 0.0]), array("d", [0.0] * 3)
+    n, jets = array("i", [0]), array("f", [0.0] * 5)
+    vec = ROOT.std.vector["float"]()
+    tree.Branch("event", event, "event/L")
+    tree.Branch("x", x, "x/F")
+    tree.Branch("weights", w, "weights/F")
+    if extra:
+        tree.Branch("p", pair, "px/F:py/F")
+        tree.Branch("fixed", fixed, "fixed[3]/D")
+        tree.Branch("n", n, "n/I")
+        tree.Branch("jets", jets, "jets[n]/F")
+        tree.Branch("vec", vec)
+    for e in events:
+        event[0], x[0], w[0] = int(e), float(e % 7) - 3, 0.5
+        pair[0], pair[1] = float(e), -float(e)
+        fixed[0], fixed[1], fixed[2] = float(e), 2.0 * e, 3.0 * e
+        n[0] = int(e % 4)
+        vec.clear()
+        for i in range(n[0]):
+            jets[i] = float(e + i)
+            vec.push_back(float(e - i))
+        tree.Fill()
+    tfile.Write()
+    tfile.Close()
+    return path
+
+
+def test_leaf_lists_arrays_and_vectors_are_copied(tmp_path):
+    events = np.arange(200)
+    source = write_rich_tree(tmp_path / "rich.root", events)
+    doc = custom_document(source, tmp_path / "out")
+    doc["processes"]["sample"]["cut_string"] = "x > -3"  # drops e % 7 == 0
+    finals = create_training_dataset(
+        load_dataset_config(write_yaml(tmp_path / "dataset.yaml", doc))
+    )
+    with uproot.open(source) as f:
+        original = f["ntuple"].arrays(library="np")
+    for fold, path in enumerate(finals):
+        with uproot.open(path) as f:
+            tree = f["sample"]
+            assert set(tree.keys(recursive=False)) >= {"p", "fixed", "n", "jets", "vec"}
+            copied = tree.arrays(library="np")
+        rows = np.flatnonzero((events % 2 == fold) & (events % 7 != 0))
+        np.testing.assert_array_equal(copied["event"], events[rows])
+        np.testing.assert_array_equal(copied["p"], original["p"][rows])  # leaf list px:py
+        np.testing.assert_array_equal(copied["p"]["py"], -events[rows].astype(np.float32))
+        np.testing.assert_array_equal(np.stack(copied["fixed"]), np.stack(original["fixed"][rows]))
+        for name in ("jets", "vec"):
+            assert [list(v) for v in copied[name]] == [list(original[name][r]) for r in rows]
+
+
+def test_expression_on_a_branch_that_is_not_a_number_is_refused_clearly(tmp_path):
+    source = write_rich_tree(tmp_path / "rich.root", np.arange(50))
+    doc = custom_document(source, tmp_path / "out")
+    doc["processes"]["sample"]["cut_string"] = "jets > 0"
+    with pytest.raises(MissingBranchError) as info:
+        create_training_dataset(load_dataset_config(write_yaml(tmp_path / "dataset.yaml", doc)))
+    assert "'jets' is not a single number" in str(info.value)
+    assert folder_listing(tmp_path / "out") == set()
+
+
+def test_branches_missing_from_some_files_of_a_process_are_named_in_a_warning(tmp_path, caplog):
+    full = write_rich_tree(tmp_path / "full.root", np.arange(100))
+    plain = write_rich_tree(tmp_path / "plain.root", np.arange(100, 160), extra=False)
+    doc = custom_document(full, tmp_path / "out")
+    doc["processes"]["sample"]["files"] = [full.name, plain.name]
+    with caplog.at_level("WARNING", logger="htt_tmva"):
+        finals = create_training_dataset(
+            load_dataset_config(write_yaml(tmp_path / "dataset.yaml", doc))
+        )
+    warning = caplog.text
+    assert "p, fixed, n, jets, vec" in warning and "plain.root" in warning
+    with uproot.open(finals[0]) as f:
+        assert set(f["sample"].keys()) == {"event", "x", "weights", "training_weight"}
+        assert f["sample"].num_entries == 80  # both files, even events
+
+
+# --- replacing a fold set ----------------------------------------------------------------------
+
+
+def test_every_fold_file_is_fsynced_before_the_first_rename(tmp_path, toy_dir, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("rename", os.path.basename(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    build(tmp_path, toy_dir, folds=3)
+    renames = [i for i, e in enumerate(events) if e[0] == "rename"]
+    synced = [e[1] for e in events[: renames[0]] if e[0] == "fsync"]
+    assert len(renames) == 3
+    assert sorted(synced) == sorted(
+        f".fold{i}_training_dataset.tmp{os.getpid()}.root" for i in range(3)
+    )
+
+
+def test_a_crash_while_renaming_never_leaves_a_mixed_set_that_looks_complete(
+    tmp_path, toy_dir, monkeypatch
+):
+    """Old files and configs go first, the new files are renamed in, the configs come last:
+    stopped after the first rename, the folder shows an incomplete set, not old + new."""
+    _, out = build(tmp_path, toy_dir)
+    real_replace = os.replace
+    calls = []
+
+    def crash_after_first(src, dst):
+        if calls:
+            raise OSError("simulated crash")
+        calls.append(dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_after_first)
+    with pytest.raises(OSError, match="simulated crash"):
+        build(tmp_path, toy_dir, _set("signal", cut_string="x > 0"))
+    left = folder_listing(out)
+    assert left == {f"fold0_{FILENAME}"}  # the new fold 0 alone: visibly incomplete
+    assert np.all(read(out / f"fold0_{FILENAME}", "signal")["x"] > 0)

@@ -13,10 +13,12 @@ import hashlib
 import itertools
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import Optional
 
+from htt_tmva._progress import progress_wanted
 from htt_tmva._root import root
 from htt_tmva.application.inputs import InputInfo
 from htt_tmva.application.models import FoldModels
@@ -187,6 +189,8 @@ def run_one_pass(
         node = define(name, expression)
         nodes.append(node)
     columns = output_columns(info, names, event_branch, plan.full_copy)
+    if progress_wanted() and sys.stdout.isatty():  # ROOT's bar: events, rate, time left
+        ROOT.RDF.Experimental.AddProgressBar(ROOT.RDF.AsRNode(node))
     result = node.Snapshot(
         info.tree_path, str(plan.temp), columns, snapshot_options(info.compression)
     )

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from htt_tmva._progress import tracked
 from htt_tmva._root import input_path
 from htt_tmva.application.models import FoldModels
 from htt_tmva.application.stream import StreamWriter, declare, event_hash
@@ -182,7 +183,8 @@ def run_pass1(
     where = f"tree '{reader.tree_path}' in '{reader.path}'"
     result = Pass1Result(per_fold=[0] * models.n_folds)
     aborted = False
-    for begin, end in chunks(n_entries, chunk_size):
+    steps = tracked(chunks(n_entries, chunk_size), n_entries, "scoring", lambda c: c[0])
+    for begin, end in steps:
         if keep_going is not None and not keep_going():
             break
         start = time.perf_counter()

@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 
 from htt_tmva._files import atomic_outputs
+from htt_tmva._progress import progress_wanted, quiet_tensorflow_start
 from htt_tmva.engines.base import Engine, FoldData, Model
 from htt_tmva.engines.dense import DenseNetwork
 from htt_tmva.engines.manifest import Manifest, manifest_for, manifest_path
@@ -28,9 +29,9 @@ log = logging.getLogger(__name__)
 def import_keras():
     """Import Keras on the TensorFlow backend, quietly."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import keras
+        with quiet_tensorflow_start():  # start-up noise only with -v
+            import keras
     except ImportError as exc:
         raise EngineError(
             "the keras engine needs Keras 3 and TensorFlow: "
@@ -188,7 +189,7 @@ class KerasEngine(Engine):
             batch_size=settings.batch_size,
             epochs=settings.epochs,
             callbacks=callbacks,
-            verbose=0,
+            verbose=1 if progress_wanted() else 0,  # Keras' bar and epoch line on a terminal
             shuffle=True,
         )
         history = {k: [float(v) for v in vals] for k, vals in result.history.items()}

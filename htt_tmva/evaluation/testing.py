@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from htt_tmva._files import atomic_outputs
+from htt_tmva._progress import tracked
 from htt_tmva.config import TestingConfig, TrainingConfig, load_testing_config, load_training_config
 from htt_tmva.data.arrays import read_fold_file
 from htt_tmva.data.fold_identity import ExpectedFold
@@ -81,7 +82,8 @@ def checked_model(
 
 def predict(model, x: np.ndarray, n_classes: int, chunk_size: int = CHUNK_SIZE) -> np.ndarray:
     """Scores of all events, in batches of ``chunk_size`` through the engine interface."""
-    parts = [model.predict(x[start : start + chunk_size]) for start in range(0, len(x), chunk_size)]
+    starts = tracked(range(0, len(x), chunk_size), len(x), "testing")
+    parts = [model.predict(x[start : start + chunk_size]) for start in starts]
     proba = np.concatenate(parts) if parts else np.empty((0, n_classes))
     if proba.shape != (len(x), n_classes):
         raise ModelError(
