@@ -8,10 +8,11 @@ with the classic keys in which background_2 and the fourth process form one clas
 
 1. Whole commands, start-up included (Python, ROOT import): ``python -m htt_tmva -q dataset
    CONFIG`` against ``classic_dataset_reference.py CONFIG`` (the classic 2017 algorithm, by
-   default from /work/shared/bench or ``--classic``). Each runs once untimed first (page
-   cache, nothing else is kept between commands), then ``--repeat`` times, alternating;
-   medians of wall time and of CPU time (user + system of the child) are printed. The fold
-   files of both are compared (same events, same order, same weights).
+   default from ../shared/bench next to the repository, or ``--classic``). Each runs once
+   untimed first (page cache, nothing else is kept between commands), then ``--repeat``
+   times, alternating; medians of wall time and of CPU time (user + system of the child)
+   are printed. The fold files of both are compared (same events, same order, same
+   weights).
 2. In one process: ``create_training_dataset`` against one bare ``RDataFrame(...).Snapshot``
    of every process file (all branches, no cut, no folds, run together with ``RunGraphs``).
    A warm-up on a tiny toy loads ROOT's libraries and our compiled loop first; every timed
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-CLASSIC = Path("/work/shared/bench/classic_dataset_reference.py")
+CLASSIC = Path(__file__).resolve().parents[2] / "shared" / "bench" / "classic_dataset_reference.py"
 CLASSES = {
     "signal": "signal",
     "background_1": "background_1",
