@@ -24,6 +24,7 @@ from htt_tmva.config.schema import (
     unique,
     validate,
 )
+from htt_tmva.engines.tmva_options import TMVA_SCHEMA
 from htt_tmva.errors import ConfigError, choices_text
 
 ENGINES = ("keras", "bdt", "tmva")
@@ -97,6 +98,9 @@ TRAINING_SCHEMA = {
     "write_pickle": Field(bool, default=False, doc="also write a classic sklearn pickle"),
     "model": Field(dict, keys=MODEL_SCHEMA),
     "bdt": Field(dict, keys=BDT_SCHEMA, default=None),
+    "tmva": Field(
+        dict, keys=TMVA_SCHEMA, default=None, doc="TMVA engine: methods, option overrides"
+    ),
 }
 
 TESTING_SCHEMA = {
@@ -273,6 +277,7 @@ class TrainingConfig(StageConfig):
     write_pickle: bool = False
     model: Optional[ModelConfig] = None
     bdt: BdtConfig = field(default_factory=BdtConfig)
+    tmva: dict[str, Any] = field(default_factory=dict)
 
     @property
     def folds(self) -> int:
@@ -362,6 +367,7 @@ def load_training_config(path: str | Path) -> TrainingConfig:
         write_pickle=raw["write_pickle"],
         model=ModelConfig(**raw["model"]),
         bdt=BdtConfig(**(raw["bdt"] or {})),
+        tmva=raw["tmva"] or validate({}, TMVA_SCHEMA, str(path)),
     )
 
 
