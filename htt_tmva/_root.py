@@ -67,12 +67,20 @@ def input_path(path: str | os.PathLike) -> Path | RemoteUrl:
     return RemoteUrl(str(path)) if is_remote(path) else Path(path)
 
 
-def has_tmva() -> bool:
-    """Whether this ROOT build provides TMVA (the pip wheel does not)."""
+def _load_quietly(library: str, cls: str) -> bool:
+    """Load ``library`` if this ROOT has it and check that it provides class ``cls``.
+
+    ``gSystem.DynamicPathName(name, quiet=True)`` looks the library up without ROOT's
+    ``Error in <TUnixSystem::FindDynamicLibrary>`` line (``gSystem.Load`` of a missing
+    library prints it), and the class is looked up without autoloading.
+    """
     ROOT = root()
     try:
-        return bool(ROOT.gSystem.Load("libTMVA") >= 0) and hasattr(ROOT, "TMVA")
-    except Exception:  # noqa: BLE001 - any failure means: no TMVA
+        path = ROOT.gSystem.DynamicPathName(library, True)
+        if not path or ROOT.gSystem.Load(str(path)) < 0:
+            return False
+        return bool(ROOT.TClass.GetClass(cls, False, True))
+    except Exception:  # noqa: BLE001 - any failure means: not there
         return False
 
 
@@ -118,6 +126,16 @@ def file_size(path) -> int:
     if ROOT.gSystem.GetPathInfo(str(path), info) != 0:
         raise InputFileError(f"remote file '{path}' cannot be found on its server")
     return int(info.fSize)
+
+
+def has_tmva() -> bool:
+    """Whether this ROOT build provides TMVA (the pip wheel does not); prints nothing."""
+    return _load_quietly("libTMVA", "TMVA::Factory")
+
+
+def has_pymva() -> bool:
+    """Whether this ROOT build provides PyMVA (TMVA's Python methods, e.g. PyKeras)."""
+    return has_tmva() and _load_quietly("libPyMVA", "TMVA::MethodPyKeras")
 
 
 def open_root_file(path: str | os.PathLike, mode: str = "READ"):

@@ -37,7 +37,7 @@ def _train(args: argparse.Namespace) -> None:
 
     config = load_training_config(args.training_config)
     folds = range(config.folds) if args.all_folds else [args.fold]
-    train_folds(config, folds, engine=args.engine, overwrite=args.overwrite)
+    train_folds(config, folds, engine=args.engine, overwrite=args.overwrite, dry_run=args.dry_run)
 
 
 def _confusion(args: argparse.Namespace) -> None:
@@ -49,6 +49,7 @@ def _confusion(args: argparse.Namespace) -> None:
         args.fold,
         engine=args.engine,
         compare=args.compare,
+        reader=args.reader,
     )
 
 
@@ -70,6 +71,7 @@ def _apply(args: argparse.Namespace) -> None:
         compile_models=not args.no_compile,
         executor=args.executor,
         workers=args.workers,
+        reader=args.reader,
     )
 
 
@@ -85,6 +87,16 @@ def _engine_option(parser: argparse.ArgumentParser) -> None:
         choices=("keras", "bdt", "tmva"),
         default=None,
         help="engine (default: from the config, else keras)",
+    )
+
+
+def _reader_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reader",
+        choices=("tmva",),
+        default=None,
+        help="evaluate TMVA weight files with TMVA::Reader (needs ROOT with TMVA) instead of "
+        "htt-tmva's own reader",
     )
 
 
@@ -130,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fold", metavar="FOLD", type=int, nargs="?", default=None)
     p.add_argument("--all-folds", action="store_true", help="train every fold in turn")
     p.add_argument("--overwrite", action="store_true", help="replace existing model files")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="--engine tmva: print the TMVA booking plan (exact option strings), train nothing",
+    )
     _engine_option(p)
     p.set_defaults(func=_train)
 
@@ -149,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="further testing configs (e.g. another engine) drawn in the same ROC figure",
     )
     _engine_option(p)
+    _reader_option(p)
     p.set_defaults(func=_confusion)
 
     p = sub.add_parser(
@@ -198,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, default=2, help="workers of a local Dask cluster")
     _engine_option(p)
+    _reader_option(p)
     p.set_defaults(func=_apply)
 
     p = sub.add_parser(

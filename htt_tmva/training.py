@@ -104,8 +104,19 @@ def train_folds(
     folds: Iterable[int],
     engine: Optional[str] = None,
     overwrite: bool = False,
+    dry_run: bool = False,
 ) -> list[Model]:
-    """Train each of ``folds`` with ``engine`` (default: the config's)."""
+    """Train each of ``folds`` with ``engine`` (default: the config's).
+
+    The TMVA engine trains from the fold files itself (one run per fold, several methods);
+    ``dry_run`` prints its booking plan instead and needs no TMVA.
+    """
+    if (engine or config.engine) == "tmva":
+        from htt_tmva.engines.tmva_train import train_tmva_folds
+
+        return train_tmva_folds(config, folds, overwrite=overwrite, dry_run=dry_run)
+    if dry_run:
+        raise ConfigError("--dry-run prints TMVA's booking plan: it exists for --engine tmva")
     chosen = get_engine(engine or config.engine)
     Path(config.output_path).mkdir(parents=True, exist_ok=True)
     return [train_fold(config, fold, chosen, overwrite) for fold in folds]

@@ -94,6 +94,7 @@ def run_application(
     compile_models: bool = True,
     executor: str = "local",
     workers: int = 2,
+    reader: Optional[str] = None,
 ) -> list[Path]:
     """Append fold-crossed scores to ``tree`` of every input; return the files written.
 
@@ -121,8 +122,15 @@ def run_application(
     ]
     plans = [plan_output(info, len(infos), friend, output, overwrite) for info in infos]
     check_distinct(plans)
-    models = load_fold_models(application, training, dataset.folds, engine)
-    compiled = compiled_scorer(models) if compile_models or address is not None else None
+    if reader == "tmva" and address is not None:
+        raise ConfigError(
+            "--reader tmva evaluates with TMVA::Reader in this process; it does not run with "
+            "--executor dask"
+        )
+    models = load_fold_models(application, training, dataset.folds, engine, reader)
+    # --reader tmva is a cross-check of TMVA::Reader itself: never replaced by compiled code
+    use_compiled = (compile_models or address is not None) and reader != "tmva"
+    compiled = compiled_scorer(models) if use_compiled else None
     if address is not None and compiled is None:
         raise ConfigError(
             "--executor dask needs models that export to C++ (see the log for why these do not)"

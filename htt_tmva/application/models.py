@@ -9,7 +9,7 @@ from typing import Optional
 
 from htt_tmva.config.stages import ApplicationConfig, TrainingConfig
 from htt_tmva.data.folds import model_for_fold
-from htt_tmva.engines.base import Model, load_model
+from htt_tmva.engines.base import Model
 from htt_tmva.engines.manifest import Manifest, checked_manifest
 from htt_tmva.errors import ConfigError, ModelError
 
@@ -77,19 +77,26 @@ def load_fold_models(
     training: TrainingConfig,
     n_folds: int,
     engine: Optional[str] = None,
+    reader: Optional[str] = None,
 ) -> FoldModels:
     """Check every manifest first (cheap), then load the models, one per event fold."""
     _check_counts(application, training, n_folds)
     engine = engine or application.engine
     paths = list(application.classifiers)
     pre = application.preprocessing or [None] * n_folds
+    manifests = []
     for fold, path in enumerate(paths):
-        checked_model_manifest(path, fold, n_folds, training, engine)
+        manifests.append(checked_model_manifest(path, fold, n_folds, training, engine))
         if pre[fold] is not None and not Path(pre[fold]).is_file():
             raise ModelError(
                 f"preprocessing file '{pre[fold]}' (for model '{path.name}') does not exist"
             )
-    models = [load_model(path, engine, pre[fold]) for fold, path in enumerate(paths)]
+    from htt_tmva.engines.tmva_reader import load_model_with
+
+    models = [
+        load_model_with(reader if manifests[fold].engine == "tmva" else None, path, engine, p)
+        for fold, (path, p) in enumerate(zip(paths, pre))
+    ]
     for fold, path in enumerate(paths):
         log.info(
             "events of fold %d scored by %s (%s)", fold, path.name, models[fold].manifest.engine

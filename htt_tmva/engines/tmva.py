@@ -1,7 +1,11 @@
-"""The TMVA engine: detection of TMVA in this ROOT build.
+"""The TMVA engine: Factory/DataLoader training of BDTG, DNN (MethodDL) and PyKeras per fold.
 
-The pip ROOT wheel has no TMVA; conda-forge's ``root`` and LCG views have it (with
-PyMVA). Where TMVA is missing this engine stops with a message naming the alternatives.
+Training needs ROOT with TMVA (conda-forge's ``root``, LCG views); the pip wheel has none,
+and training then stops before any work naming the alternatives. The booking plan
+(:mod:`htt_tmva.engines.tmva_plan`) needs nothing but the config; running it lives in
+:mod:`htt_tmva.engines.tmva_train`. Trained weight files are read by our own reader
+(:mod:`htt_tmva.tmva`, no TMVA needed) or, with ``--reader tmva``, by ``TMVA::Reader``
+(:mod:`htt_tmva.engines.tmva_reader`).
 """
 
 from __future__ import annotations
@@ -9,37 +13,56 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from htt_tmva.engines.base import Engine
-from htt_tmva.errors import EngineError
+import numpy as np
 
-ALTERNATIVES = (
-    "the engine 'tmva' needs ROOT with TMVA, which this ROOT does not have (the pip wheel "
-    "`ROOT` ships without TMVA). Use conda-forge's `root` (see environment.yml) or an LCG view, "
-    "or choose --engine keras (plain Keras) or --engine bdt (gradient-boosted trees, TMVA's "
-    "BDTG options)"
-)
+from htt_tmva.engines.base import Engine, Model
+from htt_tmva.engines.manifest import Manifest
+from htt_tmva.engines.tmva_train import ALTERNATIVES  # noqa: F401 - kept for importers
+from htt_tmva.errors import EngineError, ModelError
+
+
+class TmvaWeightsModel(Model):
+    """A TMVA weight file evaluated by our own reader (batched numpy, no TMVA)."""
+
+    def __init__(self, manifest: Manifest, reader):
+        self.manifest, self.reader = manifest, reader
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.reader.response(np.asarray(x)), dtype=np.float64)
+
+    def save(self, model_path: Path) -> list[Path]:
+        raise ModelError("TMVA weight files are written by TMVA itself (htt-tmva train)")
 
 
 class TmvaEngine(Engine):
     name = "tmva"
 
     def check_available(self) -> None:
-        from htt_tmva._root import has_tmva
-
-        if not has_tmva():
-            raise EngineError(ALTERNATIVES)
-        raise EngineError(
-            "TMVA is present, but the TMVA engine (Factory/DataLoader with PyKeras "
-            "and BDTG) is not part of this version yet; use --engine keras or bdt"
-        )
+        """Loading weight files needs no TMVA; training checks TMVA itself (tmva_train)."""
 
     def model_path(self, output_path: Path, fold: int, model_name: str) -> Path:
-        return Path(output_path) / f"fold{fold}_tmva_weights.xml"
+        return (
+            Path(output_path)
+            / f"fold{fold}_training"
+            / "weights"
+            / "TMVAMulticlass_BDTG.weights.xml"
+        )
 
-    def train(self, train, validation, config, fold):  # pragma: no cover - see check_available
-        self.check_available()
+    def train(self, train, validation, config, fold):
+        raise EngineError(
+            "the TMVA engine trains from the fold files itself: use "
+            "htt_tmva.engines.tmva_train.train_tmva_folds (htt-tmva train --engine tmva)"
+        )
 
     def load(
-        self, model_path: Path, manifest, preprocessing: Optional[Path] = None
-    ):  # pragma: no cover
-        self.check_available()
+        self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None
+    ) -> Model:
+        try:
+            from htt_tmva.tmva import read_weights
+        except ImportError:
+            raise ModelError(
+                f"model '{model_path}' is a TMVA weight file; reading it without TMVA needs "
+                "htt-tmva's weight-file reader (htt_tmva.tmva), which this version lacks; "
+                "where ROOT has TMVA, use --reader tmva"
+            ) from None
+        return TmvaWeightsModel(manifest, read_weights(model_path))

@@ -112,7 +112,7 @@ class BookingPlan:
             f"TMVA::Factory factory({q(self.factory_name)}, output, {q(self.factory_options)});",
             f"TMVA::DataLoader loader({q(self.dataloader_name)});",
         ]
-        lines += [f"loader.AddVariable({q(v)}, 'F');" for v in self.variables]
+        lines += [f"loader.AddVariable({q(v)});" for v in self.variables]
         lines.append(f"auto input = TFile::Open({q(self.dataset)});")
         for c in self.classes:
             lines.append(

@@ -52,6 +52,7 @@ class Scored:
     manifest: Manifest
     engine: Optional[str] = None
     proba: Optional[np.ndarray] = None
+    reader: Optional[str] = None
 
 
 def checked_model(
@@ -99,7 +100,12 @@ def _score(scored: Scored, fold: int, x: np.ndarray, n_classes: int) -> None:
     """Load the model and fill ``scored.proba``."""
     testing = scored.testing
     preprocessing = testing.preprocessing[fold] if testing.preprocessing else None
-    model = load_model(scored.model_path, scored.engine, preprocessing)
+    if scored.reader == "tmva":
+        from htt_tmva.engines.tmva_reader import load_with_tmva_reader
+
+        model = load_with_tmva_reader(scored.model_path)
+    else:
+        model = load_model(scored.model_path, scored.engine, preprocessing)
     log.info(
         "scoring %d events with '%s' (%s)", len(x), scored.model_path.name, model.manifest.engine
     )
@@ -152,6 +158,7 @@ def run_testing(
     fold: int,
     engine: Optional[str] = None,
     compare: Sequence[str | Path] = (),
+    reader: Optional[str] = None,
 ) -> dict:
     """Evaluate the model of ``fold`` on the fold it never saw; write all outputs.
 
@@ -184,6 +191,7 @@ def run_testing(
         expected=expected,
     )
     for r in results:
+        r.reader = reader if r.manifest.engine == "tmva" else None
         _score(r, fold, data.x, len(classes))
     labels = [r.label for r in results]
     for r in results:

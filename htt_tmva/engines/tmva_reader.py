@@ -1,0 +1,130 @@
+"""``--reader tmva``: TMVA weight files evaluated by ``TMVA::Reader`` itself (cross-checks).
+
+``TMVA::Reader`` evaluates one event at a time; a small C++ helper, declared once through
+the ROOT gateway, runs that loop over a whole batch (float32, row-major) so that Python is
+not called per event. Needs ROOT with TMVA (and PyMVA for PyKeras weight files).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from htt_tmva.engines.base import Model
+from htt_tmva.engines.manifest import Manifest, read_manifest
+from htt_tmva.errors import EngineError, ModelError
+
+log = logging.getLogger(__name__)
+
+_HELPER = r"""
+#include "TMVA/Reader.h"
+#include <string>
+#include <vector>
+
+namespace htt_tmva {
+class BatchReader {
+public:
+   BatchReader(const std::vector<std::string> &variables, const std::string &weightFile,
+               const std::string &method)
+      : fValues(variables.size()), fReader("!Color:Silent"), fMethod(method)
+   {
+      for (std::size_t i = 0; i < variables.size(); ++i)
+         fReader.AddVariable(variables[i], &fValues[i]);
+      fReader.BookMVA(fMethod, weightFile);
+   }
+   // x: n rows of nVariables floats; out: n rows of nClasses floats
+   std::size_t Evaluate(const float *x, std::size_t n, float *out, std::size_t nClasses)
+   {
+      const std::size_t nVariables = fValues.size();
+      for (std::size_t i = 0; i < n; ++i) {
+         for (std::size_t j = 0; j < nVariables; ++j)
+            fValues[j] = x[i * nVariables + j];
+         const std::vector<float> &response = fReader.EvaluateMulticlass(fMethod);
+         if (response.size() != nClasses)
+            return response.size();
+         for (std::size_t k = 0; k < nClasses; ++k)
+            out[i * nClasses + k] = response[k];
+      }
+      return nClasses;
+   }
+
+private:
+   std::vector<float> fValues;
+   TMVA::Reader fReader;
+   std::string fMethod;
+};
+} // namespace htt_tmva
+"""
+
+
+@cache
+def _declare_helper():
+    from htt_tmva._root import has_pymva, has_tmva, root
+
+    if not has_tmva():
+        raise EngineError(
+            "--reader tmva needs ROOT with TMVA, which this ROOT does not have (the pip wheel "
+            "ships without it); leave out --reader to use htt-tmva's own weight-file reader"
+        )
+    ROOT = root()
+    if has_pymva():
+        ROOT.TMVA.PyMethodBase.PyInitialize()
+    if not ROOT.gInterpreter.Declare(_HELPER):
+        raise EngineError("could not compile the TMVA::Reader helper (see ROOT's messages)")
+    return ROOT.htt_tmva.BatchReader
+
+
+class TmvaReaderModel(Model):
+    """A TMVA weight file evaluated with ``TMVA::Reader::EvaluateMulticlass``."""
+
+    def __init__(self, manifest: Manifest, weight_file: Path):
+        from htt_tmva._root import root
+
+        helper = _declare_helper()
+        ROOT = root()
+        self.manifest, self.weight_file = manifest, Path(weight_file)
+        self.method = str(manifest.details.get("title") or "method")
+        variables = ROOT.std.vector["std::string"]()
+        for v in manifest.variables:
+            variables.push_back(v)
+        self._reader = helper(variables, str(self.weight_file), self.method)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        n_classes = len(self.manifest.classes)
+        batch = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.empty((len(batch), n_classes), dtype=np.float32)
+        if len(batch):
+            got = self._reader.Evaluate(batch, len(batch), out, n_classes)
+            if got != n_classes:
+                raise ModelError(
+                    f"TMVA::Reader returned {got} values per event for '{self.weight_file}', "
+                    f"expected {n_classes} (one per class)"
+                )
+        return out.astype(np.float64)
+
+    def save(self, model_path: Path) -> list[Path]:
+        raise ModelError("TMVA weight files are written by TMVA itself (htt-tmva train)")
+
+
+def load_with_tmva_reader(model_path: Path) -> Model:
+    """The model of a TMVA weight file (with its manifest) evaluated by TMVA::Reader."""
+    manifest = read_manifest(model_path)
+    if manifest.engine != "tmva":
+        raise ModelError(
+            f"--reader tmva reads TMVA weight files, but '{model_path}' is a "
+            f"'{manifest.engine}' model; leave out --reader for it"
+        )
+    log.info("evaluating %s with TMVA::Reader", Path(model_path).name)
+    return TmvaReaderModel(manifest, Path(model_path))
+
+
+def load_model_with(reader: str | None, model_path: Path, engine=None, preprocessing=None):
+    """``load_model`` with the ``--reader`` choice: ``tmva`` is TMVA::Reader, else ours."""
+    if reader == "tmva":
+        return load_with_tmva_reader(model_path)
+    from htt_tmva.engines.base import load_model
+
+    return load_model(model_path, engine, preprocessing)
