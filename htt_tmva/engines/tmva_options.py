@@ -121,12 +121,14 @@ PYKERAS_OPTIONS = {
     "LearningRateSchedule": _opt(str),
     "TensorBoard": _opt(str),
     "ValidationSize": _opt(Expression),
+    "UserCode": _opt(str),
     "tfkeras": _opt(bool),
 }
 
 #: TMVA::Factory (AnalysisType is fixed to multiclass)
 FACTORY_OPTIONS = {
     "V": _opt(bool),
+    "VerboseLevel": _opt(str, ("Debug", "Verbose", "Info")),
     "Silent": _opt(bool),
     "Color": _opt(bool),
     "DrawProgressBar": _opt(bool),
@@ -136,13 +138,17 @@ FACTORY_OPTIONS = {
     "ModelPersistence": _opt(bool),
 }
 
-#: DataLoader::PrepareTrainingAndTestTree (NormMode and TrainTestSplit_<class> are fixed)
+#: DataLoader::PrepareTrainingAndTestTree, i.e. DataSetFactory (NormMode and the per-class
+#: TrainTestSplit_/nTrain_/nTest_ are fixed by htt-tmva)
 DATALOADER_OPTIONS = {
     "SplitMode": _opt(str, ("Random", "Alternate", "Block")),
     "MixMode": _opt(str, ("SameAsSplitMode", "Random", "Alternate", "Block")),
     "SplitSeed": _opt(int),
+    "ScaleWithPreselEff": _opt(bool),
     "V": _opt(bool),
-    "VerboseLevel": _opt(str, _VERBOSITY),
+    "VerboseLevel": _opt(str, ("Debug", "Verbose", "Info")),
+    "Correlations": _opt(bool),
+    "CalcCorrelations": _opt(bool),
 }
 
 METHOD_OPTIONS = {"BDTG": BDT_OPTIONS, "DNN": DL_OPTIONS, "PyKeras": PYKERAS_OPTIONS}

@@ -85,8 +85,12 @@ def missing_requirements(plans: list[BookingPlan]) -> list[str]:
 
 def check_requirements(plans: list[BookingPlan]) -> None:
     problems = missing_requirements(plans)
-    if not problems:
-        return
+    if problems:
+        raise EngineError(requirements_message(problems))
+
+
+def requirements_message(problems: list[str]) -> str:
+    """Why --engine tmva cannot train here, and what to do instead."""
     pykeras_only = all("PyKeras" in p or "Keras" in p for p in problems)
     hint = (
         "Book the methods that work here instead (training config: `tmva: {methods: [BDTG, "
@@ -95,7 +99,7 @@ def check_requirements(plans: list[BookingPlan]) -> None:
         if pykeras_only
         else ALTERNATIVES
     )
-    raise EngineError(f"cannot train with --engine tmva: {'; '.join(problems)}. {hint}")
+    return f"cannot train with --engine tmva: {'; '.join(problems)}. {hint}"
 
 
 def planned_outputs(plan: BookingPlan) -> list[Path]:
