@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 _HELPER = r"""
 #include "TMVA/Reader.h"
+#include "TString.h"
 #include <string>
 #include <vector>
 
@@ -29,11 +30,11 @@ class BatchReader {
 public:
    BatchReader(const std::vector<std::string> &variables, const std::string &weightFile,
                const std::string &method)
-      : fValues(variables.size()), fReader("!Color:Silent"), fMethod(method)
+      : fValues(variables.size()), fReader("!Color:Silent"), fMethod(method.c_str())
    {
       for (std::size_t i = 0; i < variables.size(); ++i)
-         fReader.AddVariable(variables[i], &fValues[i]);
-      fReader.BookMVA(fMethod, weightFile);
+         fReader.AddVariable(TString(variables[i].c_str()), &fValues[i]);
+      fReader.BookMVA(fMethod, TString(weightFile.c_str()));
    }
    // x: n rows of nVariables floats; out: n rows of nClasses floats
    std::size_t Evaluate(const float *x, std::size_t n, float *out, std::size_t nClasses)
@@ -54,7 +55,7 @@ public:
 private:
    std::vector<float> fValues;
    TMVA::Reader fReader;
-   std::string fMethod;
+   TString fMethod;
 };
 } // namespace htt_tmva
 """
