@@ -251,13 +251,15 @@ def test_unknown_engine_lists_known_ones():
         get_engine("kears")
 
 
-def test_tmva_engine_names_the_alternatives_when_tmva_is_missing():
+def test_tmva_engine_names_the_alternatives_when_tmva_is_missing(training_config):
     from htt_tmva._root import has_tmva
+    from htt_tmva.training import train_folds
 
     if has_tmva():
         pytest.skip("this ROOT has TMVA")
+    config = load_training_config(training_config())
     with pytest.raises(EngineError, match="conda-forge.*--engine keras.*--engine bdt"):
-        get_engine("tmva")
+        train_folds(config, [0], engine="tmva")
 
 
 @pytest.mark.slow
