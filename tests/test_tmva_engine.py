@@ -298,3 +298,30 @@ def test_pykeras_with_keras_3_is_explained_with_the_alternatives():
     message = requirements_message([problem])
     for alternative in ("DNN", "BDTG", "--engine keras"):
         assert alternative in message
+
+
+# --- checks before any work (they need ROOT, not TMVA) -----------------------------------
+
+
+def test_missing_branch_is_found_before_tmva_runs(training_config):
+    from htt_tmva.engines.tmva_train import check_inputs
+    from htt_tmva.errors import MissingBranchError
+
+    good = booking_plan(load_training_config(training_config()), 0)
+    check_inputs(good)  # the toy fold file has every tree and branch
+    bad = booking_plan(load_training_config(training_config(variables=["x", "yy"])), 0)
+    with pytest.raises(MissingBranchError, match=r"branch 'yy' not found.*did you mean 'y'"):
+        check_inputs(bad)
+
+
+def test_existing_outputs_are_refused_without_overwrite(tmp_path):
+    from htt_tmva.engines.tmva_train import check_outputs
+    from htt_tmva.errors import OutputError
+
+    plan = plan_of(tmp_path)
+    check_outputs(plan, overwrite=False)
+    plan.methods[1].weight_file.parent.mkdir(parents=True)
+    plan.methods[1].weight_file.write_text("<MethodSetup/>")
+    with pytest.raises(OutputError, match="TMVAMulticlass_DNN.weights.xml exists.*--overwrite"):
+        check_outputs(plan, overwrite=False)
+    check_outputs(plan, overwrite=True)

@@ -119,6 +119,25 @@ def check_outputs(plan: BookingPlan, overwrite: bool) -> None:
         )
 
 
+def check_inputs(plan: BookingPlan) -> None:
+    """Every class tree and the branches TMVA will read exist (our errors, not TMVA's FATAL)."""
+    from htt_tmva._root import branch_names, get_tree, open_root_file
+    from htt_tmva.errors import EmptySelectionError, branch_missing
+
+    infile = open_root_file(plan.dataset)
+    try:
+        for c in plan.classes:
+            tree = get_tree(infile, c.name)
+            names = branch_names(tree)
+            for column in [*plan.variables, c.weight_expression]:
+                if column not in names:
+                    raise branch_missing(column, c.name, str(plan.dataset), names)
+            if tree.GetEntries() == 0:
+                raise EmptySelectionError(f"class '{c.name}' has no events in '{plan.dataset}'")
+    finally:
+        infile.Close()
+
+
 @contextlib.contextmanager
 def working_directory(path: Path):
     previous = os.getcwd()
@@ -180,31 +199,7 @@ def run_plan(plan: BookingPlan, config) -> TmvaTraining:
     try:
         trees = [get_tree(infile, c.name) for c in plan.classes]
         with working_directory(plan.output_path):
-            output = ROOT.TFile.Open(str(temporary), "RECREATE")
-            try:
-                factory = ROOT.TMVA.Factory(plan.factory_name, output, plan.factory_options)
-                loader = ROOT.TMVA.DataLoader(plan.dataloader_name)
-                for variable in plan.variables:
-                    loader.AddVariable(variable)  # type F
-                for tree, c in zip(trees, plan.classes):
-                    loader.AddTree(tree, c.name, c.weight)
-                    loader.SetWeightExpression(c.weight_expression, c.name)
-                loader.PrepareTrainingAndTestTree(ROOT.TCut(""), plan.split_options)
-                for m in plan.methods:
-                    factory.BookMethod(loader, getattr(ROOT.TMVA.Types, m.type), m.title, m.options)
-                sys.stdout.flush()
-                factory.TrainAllMethods()
-                factory.TestAllMethods()
-                factory.EvaluateAllMethods()
-                for m in plan.methods:
-                    result.roc_integrals[m.title] = {
-                        c.name: float(factory.GetROCIntegral(loader, m.title, i))
-                        for i, c in enumerate(plan.classes)
-                    }
-            except Exception as exc:  # cppyy turns TMVA's FATAL errors into exceptions
-                raise EngineError(f"fold {plan.fold}: TMVA failed: {exc}") from None
-            finally:
-                output.Close()
+            _train_test_evaluate(ROOT, plan, trees, temporary, result)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -213,6 +208,39 @@ def run_plan(plan: BookingPlan, config) -> TmvaTraining:
     os.replace(temporary, plan.output_file)
     _write_manifests(plan, config, result)
     return result
+
+
+def _train_test_evaluate(ROOT, plan: BookingPlan, trees, output_name: Path, result) -> None:
+    """The TMVA calls of the plan; objects released in the order of TMVA's tutorials
+    (close the output file, then delete the Factory, then the DataLoader)."""
+    output = ROOT.TFile.Open(str(output_name), "RECREATE")
+    factory = loader = None
+    try:
+        factory = ROOT.TMVA.Factory(plan.factory_name, output, plan.factory_options)
+        loader = ROOT.TMVA.DataLoader(plan.dataloader_name)
+        for variable in plan.variables:
+            loader.AddVariable(variable)  # type 'F'
+        for tree, c in zip(trees, plan.classes):
+            loader.AddTree(tree, c.name, c.weight)
+            loader.SetWeightExpression(c.weight_expression, c.name)
+        loader.PrepareTrainingAndTestTree(ROOT.TCut(""), plan.split_options)
+        for m in plan.methods:
+            factory.BookMethod(loader, getattr(ROOT.TMVA.Types, m.type), m.title, m.options)
+        sys.stdout.flush()
+        factory.TrainAllMethods()
+        factory.TestAllMethods()
+        factory.EvaluateAllMethods()
+        for m in plan.methods:
+            result.roc_integrals[m.title] = {
+                c.name: float(factory.GetROCIntegral(loader, m.title, i))
+                for i, c in enumerate(plan.classes)
+            }
+    except Exception as exc:  # cppyy turns TMVA's FATAL errors into exceptions
+        raise EngineError(f"fold {plan.fold}: TMVA failed: {exc}") from None
+    finally:
+        output.Close()
+        del factory
+        del loader
 
 
 def _write_manifests(plan: BookingPlan, config, result: TmvaTraining) -> None:
@@ -277,6 +305,7 @@ def train_tmva_folds(
     check_requirements(plans)
     for plan in plans:
         check_outputs(plan, overwrite)
+        check_inputs(plan)
     Path(config.output_path).mkdir(parents=True, exist_ok=True)
     results = []
     for plan in plans:
