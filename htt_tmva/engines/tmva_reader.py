@@ -86,12 +86,17 @@ class TmvaReaderModel(Model):
 
         helper = _declare_helper()
         ROOT = root()
-        self.manifest, self.weight_file = manifest, Path(weight_file)
+        from htt_tmva.engines.tmva_train import working_directory
+
+        self.manifest, self.weight_file = manifest, Path(weight_file).resolve()
         self.method = str(manifest.details.get("title") or "method")
         variables = ROOT.std.vector["std::string"]()
         for v in manifest.variables:
             variables.push_back(v)
-        self._reader = helper(variables, str(self.weight_file), self.method)
+        # PyKeras weight files name the trained Keras model relative to the directory TMVA
+        # trained in (<output_path>, above <dataloader>/weights/); TMVA loads it at booking
+        with working_directory(self.weight_file.parents[2]):
+            self._reader = helper(variables, str(self.weight_file), self.method)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         n_classes = len(self.manifest.classes)
