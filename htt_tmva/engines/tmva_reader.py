@@ -95,7 +95,8 @@ class TmvaReaderModel(Model):
             variables.push_back(v)
         # PyKeras weight files name the trained Keras model relative to the directory TMVA
         # trained in (<output_path>, above <dataloader>/weights/); TMVA loads it at booking
-        with working_directory(self.weight_file.parents[2]):
+        parents = self.weight_file.parents
+        with working_directory(parents[2] if len(parents) > 2 else parents[0]):
             self._reader = helper(variables, str(self.weight_file), self.method)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
