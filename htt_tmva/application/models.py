@@ -93,6 +93,9 @@ def load_fold_models(
             )
     from htt_tmva.engines.tmva_reader import load_model_with
 
+    if reader and not any(m.engine == "tmva" for m in manifests):
+        log.warning("--reader %s applies to TMVA weight files only; no model here is one", reader)
+
     models = [
         load_model_with(reader if manifests[fold].engine == "tmva" else None, path, engine, p)
         for fold, (path, p) in enumerate(zip(paths, pre))

@@ -190,6 +190,8 @@ def run_testing(
         testing.weight_branch,
         expected=expected,
     )
+    if reader and not any(r.manifest.engine == "tmva" for r in results):
+        log.warning("--reader %s applies to TMVA weight files only; no model here is one", reader)
     for r in results:
         r.reader = reader if r.manifest.engine == "tmva" else None
         _score(r, fold, data.x, len(classes))
