@@ -325,3 +325,30 @@ def test_existing_outputs_are_refused_without_overwrite(tmp_path):
     with pytest.raises(OutputError, match="TMVAMulticlass_DNN.weights.xml exists.*--overwrite"):
         check_outputs(plan, overwrite=False)
     check_outputs(plan, overwrite=True)
+
+
+def test_reader_tmva_leaves_models_of_other_engines_alone(trained_models, tmp_path, caplog):
+    """--reader tmva concerns TMVA weight files only: a BDT is scored as before, with a warning."""
+    import logging
+
+    from conftest import write_yaml
+
+    from htt_tmva.evaluation.testing import run_testing
+
+    info = trained_models["bdt"]
+    aucs = {}
+    for reader in (None, "tmva"):
+        prefix = f"reader_{reader or 'default'}_"
+        testing = write_yaml(
+            tmp_path / f"{prefix}testing.yaml",
+            {
+                "model": [p.name for p in info["models"]],
+                "weight_branch": "training_weight",
+                "output_prefix": prefix,
+            },
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            aucs[reader] = run_testing(info["training_config"], testing, 0, reader=reader)["auc"]
+        assert ("applies to TMVA weight files only" in caplog.text) == (reader == "tmva")
+    assert aucs[None] == aucs["tmva"]

@@ -12,8 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-
-from tests.conftest import training_document, write_yaml
+from conftest import training_document, write_yaml
 
 pytestmark = pytest.mark.tmva
 
