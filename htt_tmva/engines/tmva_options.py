@@ -4,7 +4,8 @@ The lists follow the options TMVA declares (``DeclareOptions`` of MethodBase, Me
 MethodDL, MethodPyKeras, Factory and DataSetFactory) in ROOT 6.30 to 6.40. Each option has a
 type; unknown names are config errors with a did-you-mean. Options that htt-tmva fixes for the
 workflow to stay right (``AnalysisType=multiclass``, ``NormMode=None``, the per-class
-``TrainTestSplit_<class>``) are not in the lists and so cannot be overridden.
+``TrainTestSplit_<class>``) are not in the lists and so cannot be overridden. A few options
+are newer than ROOT 6.30 (e.g. ``CalcCorrelations``); an older TMVA rejects them itself.
 """
 
 from __future__ import annotations

@@ -75,7 +75,10 @@ def missing_requirements(plans: list[BookingPlan]) -> list[str]:
     problems = []
     if any(p.needs_pymva for p in plans):
         if not has_pymva():
-            problems.append("the method PyKeras needs PyMVA, which this ROOT does not have")
+            problems.append(
+                "the method PyKeras needs TMVA's PyMVA (TMVA::MethodPyKeras), which this ROOT "
+                "does not have (built without PyMVA, or PyKeras removed)"
+            )
         else:
             keras = keras2_problem()
             if keras:
