@@ -45,7 +45,7 @@ def tmva_trained(tmva_available, fold_dir, tmp_path_factory):
     document = training_document(
         fold_dir,
         output,
-        model={"name": "example", "batch_size": 256, "epochs": 5, "seed": 7},
+        model={"name": "example", "batch_size": 256, "epochs": 20, "seed": 7},
         tmva={"methods": METHODS, "BDTG": {"NTrees": 40}, "Factory": {"Color": False}},
     )
     path = write_yaml(directory / "training.yaml", document)
