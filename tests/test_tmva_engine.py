@@ -352,3 +352,19 @@ def test_reader_tmva_leaves_models_of_other_engines_alone(trained_models, tmp_pa
             aucs[reader] = run_testing(info["training_config"], testing, 0, reader=reader)["auc"]
         assert ("applies to TMVA weight files only" in caplog.text) == (reader == "tmva")
     assert aucs[None] == aucs["tmva"]
+
+
+def test_pykeras_model_is_saved_untrained_where_the_plan_says(tmp_path):
+    """The file TMVA's PyKeras loads: the zoo model, compiled, untrained, HDF5."""
+    from htt_tmva.engines.keras import import_keras
+    from htt_tmva.engines.tmva_train import save_untrained_keras_models
+
+    config = load_training_config(write_config(tmp_path, tmva={"methods": ["BDTG", "PyKeras"]}))
+    plan = booking_plan(config, 1)
+    save_untrained_keras_models(plan, config)
+    path = tmp_path / "models/fold1_training/PyKeras_fold1_untrained.h5"
+    assert plan.methods[1].keras_model == path
+    model = import_keras().saving.load_model(path)
+    assert model.input_shape == (None, 2) and model.output_shape == (None, 3)
+    assert [layer.units for layer in model.layers] == [10, 3]
+    assert model.optimizer is not None  # compiled, as PyKeras expects
