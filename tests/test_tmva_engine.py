@@ -368,3 +368,32 @@ def test_pykeras_model_is_saved_untrained_where_the_plan_says(tmp_path):
     assert model.input_shape == (None, 2) and model.output_shape == (None, 3)
     assert [layer.units for layer in model.layers] == [10, 3]
     assert model.optimizer is not None  # compiled, as PyKeras expects
+
+
+def test_reader_tmva_without_tmva_says_so(tmp_path):
+    """--reader tmva on a ROOT without TMVA stops with a clear message (the weight file is
+    never parsed: TMVA::Reader is what is missing)."""
+    from htt_tmva.engines.manifest import Manifest, manifest_path
+    from htt_tmva.engines.tmva_reader import load_with_tmva_reader
+    from htt_tmva.errors import EngineError
+
+    if _tmva_here():
+        pytest.skip("this ROOT has TMVA")
+    weights = tmp_path / "fold0_training/weights/TMVAMulticlass_DNN.weights.xml"
+    weights.parent.mkdir(parents=True)
+    weights.write_text('<?xml version="1.0"?>\n<MethodSetup Method="DL::DNN"/>\n')
+    Manifest(
+        engine="tmva",
+        model_file=weights.name,
+        variables=["x", "y"],
+        classes=CLASSES,
+        fold=0,
+        n_folds=2,
+        trained_on=[0],
+        scores_fold=1,
+        config_hash="",
+        training_config="",
+        details={"title": "DNN"},
+    ).write(manifest_path(weights))
+    with pytest.raises(EngineError, match="--reader tmva needs ROOT with TMVA.*leave out --reader"):
+        load_with_tmva_reader(weights)

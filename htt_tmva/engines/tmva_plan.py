@@ -16,14 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from htt_tmva.engines.tmva_options import (
-    DATALOADER_OPTIONS,
-    FACTORY_OPTIONS,
-    METHOD_OPTIONS,
-    format_value,
-    option_string,
-    set_options,
-)
+from htt_tmva.engines.tmva_options import format_value, option_string, set_options
 from htt_tmva.errors import ConfigError
 
 FACTORY_NAME = "TMVAMulticlass"
@@ -274,14 +267,3 @@ def booking_plan(config, fold: int) -> BookingPlan:
         split_options=split_options(config),
         methods=methods,
     )
-
-
-__all__ = [
-    "DATALOADER_OPTIONS",
-    "FACTORY_OPTIONS",
-    "METHOD_OPTIONS",
-    "BookedMethod",
-    "BookingPlan",
-    "ClassTree",
-    "booking_plan",
-]

@@ -78,6 +78,11 @@ def _declare_helper():
     return ROOT.htt_tmva.BatchReader
 
 
+def check_tmva_reader() -> None:
+    """Stop early (before any data is read) where TMVA::Reader cannot be used."""
+    _declare_helper()
+
+
 class TmvaReaderModel(Model):
     """A TMVA weight file evaluated with ``TMVA::Reader::EvaluateMulticlass``."""
 

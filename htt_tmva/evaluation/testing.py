@@ -175,6 +175,12 @@ def run_testing(
     # every model is checked before any data is read or any model is loaded
     results = [checked_model(testing, training, fold, engine)]
     results += [checked_model(load_testing_config(p, training), training, fold) for p in compare]
+    if reader and not any(r.manifest.engine == "tmva" for r in results):
+        log.warning("--reader %s applies to TMVA weight files only; no model here is one", reader)
+    elif reader == "tmva":
+        from htt_tmva.engines.tmva_reader import check_tmva_reader
+
+        check_tmva_reader()
     tested = scored_fold(fold, k)
     expected = ExpectedFold(
         tested,
@@ -190,8 +196,6 @@ def run_testing(
         testing.weight_branch,
         expected=expected,
     )
-    if reader and not any(r.manifest.engine == "tmva" for r in results):
-        log.warning("--reader %s applies to TMVA weight files only; no model here is one", reader)
     for r in results:
         r.reader = reader if r.manifest.engine == "tmva" else None
         _score(r, fold, data.x, len(classes))
