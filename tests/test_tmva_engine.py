@@ -397,3 +397,10 @@ def test_reader_tmva_without_tmva_says_so(tmp_path):
     ).write(manifest_path(weights))
     with pytest.raises(EngineError, match="--reader tmva needs ROOT with TMVA.*leave out --reader"):
         load_with_tmva_reader(weights)
+
+
+def test_plan_keeps_root_urls_of_datasets_as_written(tmp_path):
+    url = "root://eos.example.org//store/user/fold1_training_dataset.root"
+    plan = plan_of(tmp_path, fold=1, datasets=["fold0_training_dataset.root", url])
+    assert str(plan.dataset) == url
+    assert f'auto input = TFile::Open("{url}");' in plan.describe()

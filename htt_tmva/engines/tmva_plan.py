@@ -70,7 +70,7 @@ class BookedMethod:
 class BookingPlan:
     fold: int
     scores_fold: int
-    dataset: Path
+    dataset: Path  # or a RemoteUrl (root://)
     output_path: Path
     output_file: Path
     factory_name: str
@@ -256,7 +256,7 @@ def booking_plan(config, fold: int) -> BookingPlan:
     return BookingPlan(
         fold=fold,
         scores_fold=scored_fold(fold, config.folds),
-        dataset=Path(config.datasets[fold]),
+        dataset=config.datasets[fold],  # a Path, or a root:// URL kept as written
         output_path=Path(config.output_path),
         output_file=Path(config.output_path) / f"fold{fold}_training.root",
         factory_name=FACTORY_NAME,
