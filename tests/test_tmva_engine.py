@@ -307,11 +307,28 @@ def test_missing_branch_is_found_before_tmva_runs(training_config):
     from htt_tmva.engines.tmva_train import check_inputs
     from htt_tmva.errors import MissingBranchError
 
-    good = booking_plan(load_training_config(training_config()), 0)
-    check_inputs(good)  # the toy fold file has every tree and branch
-    bad = booking_plan(load_training_config(training_config(variables=["x", "yy"])), 0)
+    config = load_training_config(training_config())
+    record = check_inputs(booking_plan(config, 0), config)  # every tree and branch there
+    assert (record["fold"], record["folds"]) == (0, 2)
+    bad = load_training_config(training_config(variables=["x", "yy"]))
     with pytest.raises(MissingBranchError, match=r"branch 'yy' not found.*did you mean 'y'"):
-        check_inputs(bad)
+        check_inputs(booking_plan(bad, 0), bad)
+
+
+def test_swapped_fold_files_are_refused_before_tmva_runs(training_config, fold_dir):
+    """The never-seen-fold guarantee: entry i of 'datasets' must hold fold i."""
+    from htt_tmva.engines.tmva_train import check_inputs
+    from htt_tmva.errors import FoldMismatchError
+
+    swapped = [
+        str(fold_dir / "fold1_training_dataset.root"),
+        str(fold_dir / "fold0_training_dataset.root"),
+    ]
+    config = load_training_config(training_config(datasets=swapped))
+    with pytest.raises(
+        FoldMismatchError, match="fold1_training_dataset.root.* is used as fold 0 of 2"
+    ):
+        check_inputs(booking_plan(config, 0), config)
 
 
 def test_existing_outputs_are_refused_without_overwrite(tmp_path):

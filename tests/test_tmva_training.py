@@ -78,6 +78,7 @@ def test_weight_files_manifests_and_tmva_output(tmva_trained):
                 1 - fold,
             )
             assert manifest.details["title"] == method
+            assert (manifest.fold_file["fold"], manifest.fold_file["folds"]) == (fold, 2)
             assert manifest.details["tmva_output"] == f"fold{fold}_training.root"
             rocs = manifest.details["roc_integrals"]
             assert list(rocs) == CLASSES

@@ -122,23 +122,13 @@ def check_outputs(plan: BookingPlan, overwrite: bool) -> None:
         )
 
 
-def check_inputs(plan: BookingPlan) -> None:
-    """Every class tree and the branches TMVA will read exist (our errors, not TMVA's FATAL)."""
-    from htt_tmva._root import branch_names, get_tree, open_root_file
-    from htt_tmva.errors import EmptySelectionError, branch_missing
+def check_inputs(plan: BookingPlan, config) -> Optional[dict]:
+    """The fold file is read as for every engine, before TMVA runs: every class tree and
+    branch there, finite values, positive class weights, and the file holds fold ``plan.fold``
+    (its ``htt_tmva_fold`` record, else its event numbers). Returns that record."""
+    from htt_tmva.training import load_training_data
 
-    infile = open_root_file(plan.dataset)
-    try:
-        for c in plan.classes:
-            tree = get_tree(infile, c.name)
-            names = branch_names(tree)
-            for column in [*plan.variables, c.weight_expression]:
-                if column not in names:
-                    raise branch_missing(column, c.name, str(plan.dataset), names)
-            if tree.GetEntries() == 0:
-                raise EmptySelectionError(f"class '{c.name}' has no events in '{plan.dataset}'")
-    finally:
-        infile.Close()
+    return load_training_data(config, plan.fold).origin
 
 
 @contextlib.contextmanager
@@ -184,7 +174,7 @@ def save_untrained_keras_models(plan: BookingPlan, config) -> None:
         log.info("fold %d: untrained Keras model saved to %s", plan.fold, m.keras_model)
 
 
-def run_plan(plan: BookingPlan, config) -> TmvaTraining:
+def run_plan(plan: BookingPlan, config, fold_origin: Optional[dict] = None) -> TmvaTraining:
     """Train, test and evaluate the booked methods of one fold with TMVA."""
     from htt_tmva._root import get_tree, open_root_file, root
 
@@ -209,7 +199,7 @@ def run_plan(plan: BookingPlan, config) -> TmvaTraining:
     finally:
         infile.Close()
     os.replace(temporary, plan.output_file)
-    _write_manifests(plan, config, result)
+    _write_manifests(plan, config, result, fold_origin)
     return result
 
 
@@ -246,7 +236,9 @@ def _train_test_evaluate(ROOT, plan: BookingPlan, trees, output_name: Path, resu
         del loader
 
 
-def _write_manifests(plan: BookingPlan, config, result: TmvaTraining) -> None:
+def _write_manifests(
+    plan: BookingPlan, config, result: TmvaTraining, fold_origin: Optional[dict]
+) -> None:
     ROOT_version = _root_version()
     for m in plan.methods:
         if not m.weight_file.is_file():
@@ -278,6 +270,7 @@ def _write_manifests(plan: BookingPlan, config, result: TmvaTraining) -> None:
             keras_model=str(m.keras_model) if m.keras_model else None,
             root_version=ROOT_version,
         )
+        manifest.fold_file = fold_origin
         path = manifest_path(m.weight_file)
         manifest.write(path)
         result.weight_files[m.title] = m.weight_file
@@ -306,9 +299,10 @@ def train_tmva_folds(
                 print(f"# note: PyKeras cannot run in this environment: {problem}")
         return plans
     check_requirements(plans)
+    origins = {}
     for plan in plans:
         check_outputs(plan, overwrite)
-        check_inputs(plan)
+        origins[plan.fold] = check_inputs(plan, config)
     Path(config.output_path).mkdir(parents=True, exist_ok=True)
     results = []
     for plan in plans:
@@ -319,6 +313,6 @@ def train_tmva_folds(
             plan.dataset,
             plan.scores_fold,
         )
-        results.append(run_plan(plan, config))
+        results.append(run_plan(plan, config, origins[plan.fold]))
         config.write_resolved(plan.output_file.with_name(f"fold{plan.fold}_training.config.yaml"))
     return results
