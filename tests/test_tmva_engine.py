@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -421,3 +422,49 @@ def test_plan_keeps_root_urls_of_datasets_as_written(tmp_path):
     plan = plan_of(tmp_path, fold=1, datasets=["fold0_training_dataset.root", url])
     assert str(plan.dataset) == url
     assert f'auto input = TFile::Open("{url}");' in plan.describe()
+
+
+# --- a real multiclass TMVA weight file as an engine model (no TMVA) ---------------------
+
+TMVA_DATA = Path(
+    os.environ.get("HTT_TMVA_TMVA_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tmva"
+)
+DL_PAIR = "nasufsonmez__machine_learning_tmva/b8f78534d604/roottmva_example_folder"
+
+
+def test_tmva_weight_file_with_manifest_loads_through_the_engine_registry(tmp_path):
+    """TMVAMulticlass DL_CPU (ROOT 6.33): with an htt-tmva manifest, load_model gives the
+    tmva engine's model (our reader, no TMVA), which reproduces TMVA's TestTree."""
+    uproot = pytest.importorskip("uproot")
+    from htt_tmva.engines.base import load_model
+    from htt_tmva.engines.manifest import Manifest, manifest_path
+    from htt_tmva.engines.tmva import TmvaWeightsModel
+
+    source = TMVA_DATA / DL_PAIR / "dataset/weights/TMVAMulticlass_DL_CPU.weights.xml"
+    if not source.is_file():
+        pytest.skip(f"real TMVA files not present at {TMVA_DATA} (set HTT_TMVA_TMVA_DATA)")
+    weights = tmp_path / "fold0_training/weights" / source.name
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(source.read_bytes())
+    classes, variables = ["Signal", "bg0", "bg1", "bg2"], ["var1", "var2", "var3", "var4"]
+    Manifest(
+        engine="tmva",
+        model_file=weights.name,
+        variables=variables,
+        classes=classes,
+        fold=0,
+        n_folds=2,
+        trained_on=[0],
+        scores_fold=1,
+        config_hash="",
+        training_config="",
+        details={"title": "DL_CPU"},
+    ).write(manifest_path(weights))
+    model = load_model(weights, engine="tmva")
+    assert isinstance(model, TmvaWeightsModel)
+    with uproot.open(TMVA_DATA / DL_PAIR / "TMVAMulticlass.root") as f:
+        tree = f["dataset/TestTree"].arrays([*variables, "DL_CPU"], library="np")
+    x = np.column_stack([tree[v] for v in variables])
+    expected = np.column_stack([tree["DL_CPU"][c] for c in classes])
+    np.testing.assert_allclose(model.predict(x), expected, atol=1e-5, rtol=0)
