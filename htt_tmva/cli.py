@@ -76,6 +76,11 @@ def _apply(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    if args.format == "tmva":  # TMVA BDTG weight files, one per fold
+        from htt_tmva.exporters.tmva_weights import export_tmva_folds
+
+        export_tmva_folds(args.training_config, args.fold, args.engine, args.overwrite)
+        return
     from htt_tmva.exporters.run import export_models
 
     export_models(args.training_config, args.fold, engine=args.engine, fmt=args.format)
@@ -221,14 +226,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="write models as C++ headers or JSON",
+        help="write models as C++ headers, JSON or TMVA weight files",
         description="Export the model of FOLD (or, with --all-folds, one fold-aware C++ "
         "header of all folds, or one JSON per fold) next to the models.",
     )
     p.add_argument("training_config", metavar="TRAINING_CONFIG")
     p.add_argument("fold", metavar="FOLD", type=int, nargs="?", default=None)
     p.add_argument("--all-folds", action="store_true", help="every fold (C++: one header)")
-    p.add_argument("--format", choices=("cpp", "json"), default="cpp", help="default cpp")
+    p.add_argument(
+        "--format",
+        choices=("cpp", "json", "tmva"),
+        default="cpp",
+        help="cpp (default): C++17 header; json: JSON; tmva: a bdt model as a TMVA BDTG "
+        "weight file <model>.weights.xml (per fold)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="tmva: replace an existing file")
     _engine_option(p)
     p.set_defaults(func=_export)
 

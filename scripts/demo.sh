@@ -21,5 +21,9 @@ for engine in keras bdt; do
     "$HTT" apply configs/example_dataset.yaml configs/example_training.yaml \
         "configs/example_${engine}_application.yaml" "$DEMO/example_data.root" ntuple
 done
+# the BDTs as TMVA weight files, applied without TMVA (scores equal the bdt_* ones)
+"$HTT" export configs/example_training.yaml --all-folds --engine bdt --format tmva --overwrite
+"$HTT" apply configs/example_dataset.yaml configs/example_training.yaml \
+    configs/example_tmva_application.yaml "$DEMO/example_data.root" ntuple
 echo "demo: outputs are in $DEMO/ (models, matrices and figures in $DEMO/models/;"
-echo "      $DEMO/example_data.root now holds keras_* and bdt_* score branches)"
+echo "      $DEMO/example_data.root now holds keras_*, bdt_* and tmva_* score branches)"

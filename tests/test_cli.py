@@ -13,7 +13,7 @@ from conftest import dataset_document, write_yaml
 
 from htt_tmva.cli import build_parser, main
 
-SUBCOMMANDS = ["toy", "dataset", "train", "confusion", "apply"]
+SUBCOMMANDS = ["toy", "dataset", "train", "confusion", "apply", "export"]
 SCRIPT = Path(sys.executable).with_name("htt-tmva")
 
 

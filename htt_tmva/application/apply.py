@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 from htt_tmva.application.compiled import CompiledScorer, compiled_scorer, run_one_pass
+from htt_tmva.application.expressions import input_branches
 from htt_tmva.application.inputs import InputInfo, expand_inputs, inspect_input
 from htt_tmva.application.models import FoldModels, load_fold_models
 from htt_tmva.application.scores import (
@@ -117,7 +118,9 @@ def run_application(
     check_branch_names(names, application.source)
     files = expand_inputs(inputs)
     infos = [
-        inspect_input(f, tree, training.variables, dataset.event_branch, names, overwrite)
+        inspect_input(
+            f, tree, input_branches(training.variables), dataset.event_branch, names, overwrite
+        )
         for f in files
     ]
     plans = [plan_output(info, len(infos), friend, output, overwrite) for info in infos]

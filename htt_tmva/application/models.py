@@ -100,6 +100,7 @@ def load_fold_models(
         load_model_with(reader if manifests[fold].engine == "tmva" else None, path, engine, p)
         for fold, (path, p) in enumerate(zip(paths, pre))
     ]
+    columns = _bind_expression_inputs(models, paths, list(training.variables))
     for fold, path in enumerate(paths):
         log.info(
             "events of fold %d scored by %s (%s)", fold, path.name, models[fold].manifest.engine
@@ -107,6 +108,26 @@ def load_fold_models(
     return FoldModels(
         models=models,
         paths=paths,
-        variables=list(training.variables),
+        variables=columns,
         classes=list(training.classes),
     )
+
+
+def _bind_expression_inputs(models: list[Model], paths: list[Path], variables: list[str]):
+    """The branches pass 1 reads: the variables, or, where TMVA weight files have variables
+    that are expressions, the branches those read (the models then evaluate them)."""
+    from htt_tmva.application.expressions import input_branches
+    from htt_tmva.engines.weightfile import WeightFileModel
+
+    columns = input_branches(variables)
+    if columns == variables:
+        return columns
+    for model, path in zip(models, paths):
+        if not isinstance(model, WeightFileModel):
+            raise ModelError(
+                f"model '{path}' cannot evaluate variables that are expressions "
+                f"({[v for v in variables if v not in columns]}); only TMVA weight files can"
+            )
+        model.bind_columns(columns)
+    log.info("variables %s are evaluated on the branches %s", variables, columns)
+    return columns

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,8 @@ from htt_tmva.engines.base import FoldData
 from htt_tmva.errors import EmptySelectionError, NonFiniteError, branch_missing
 
 log = logging.getLogger(__name__)
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def read_fold_file(
@@ -58,12 +61,21 @@ def read_fold_file(
         for index, cls in enumerate(classes):
             tree = get_tree(tfile, cls)
             names = branch_names(tree)
+            expressions = [v for v in variables if v not in names and not _PLAIN.match(v)]
             for column in [*variables, weight_branch]:
-                if column not in names:
+                if column not in names and column not in expressions:
                     raise branch_missing(column, cls, str(path), names)
             if tree.GetEntries() == 0:
                 raise EmptySelectionError(f"class '{cls}' has no events in '{path}'")
-            frame, columns = ROOT.RDataFrame(tree), [*variables, weight_branch]
+            frame, read = ROOT.RDataFrame(tree), {v: v for v in variables}
+            if expressions:  # TMVA-style variables (``var1+var2``): evaluated, as float
+                from htt_tmva.tmva.inputs import define_inputs
+
+                frame, defined = define_inputs(
+                    frame, expressions, tree=cls, file=str(path), columns=names
+                )
+                read.update(zip(expressions, defined))
+            columns = [*dict.fromkeys(read.values()), weight_branch]
             check_events = by_events and expected.event_branch in names
             if check_events:
                 event_type = str(frame.GetColumnType(expected.event_branch))
@@ -77,7 +89,7 @@ def read_fold_file(
             data = frame.AsNumpy(columns)
             if check_events:
                 check_event_folds(data[EVENT_FOLD_COLUMN], expected, cls, path)
-            x = np.column_stack([np.asarray(data[v], dtype=np.float64) for v in variables])
+            x = np.column_stack([np.asarray(data[read[v]], dtype=np.float64) for v in variables])
             w = np.asarray(data[weight_branch], dtype=np.float64)
             _check_finite(x, w, variables, weight_branch, cls, path)
             w = w * (class_weights or {}).get(cls, 1.0) * scale

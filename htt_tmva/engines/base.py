@@ -121,7 +121,12 @@ def load_model(
 ) -> Model:
     """Load any saved model through its manifest; ``engine``, if given, must match it. Only
     the libraries that this model needs to run must be installed (a Dense network saved as
-    ``.dense.npz`` needs neither Keras nor TensorFlow)."""
+    ``.dense.npz`` needs neither Keras nor TensorFlow). A TMVA weight file (``*.xml``) loads
+    as a model read without TMVA."""
+    from htt_tmva.engines.weightfile import is_weight_file, load_weight_file
+
+    if is_weight_file(model_path):
+        return load_weight_file(Path(model_path), engine)
     manifest = read_manifest(model_path)
     if engine is not None and engine != manifest.engine:
         raise ModelError(

@@ -115,7 +115,10 @@ def checked_manifest(
     model of another engine, another number of folds, other variables or classes (or order),
     or one that was trained on that fold."""
     from htt_tmva.data.folds import check_never_seen
+    from htt_tmva.engines.weightfile import checked_weight_file, is_weight_file
 
+    if is_weight_file(model):  # a TMVA weight file: checked from its own contents
+        return checked_weight_file(model, scored_fold, n_folds, variables, classes, engine)
     manifest = read_manifest(model)
     if engine is not None and engine != manifest.engine:
         raise ModelError(
