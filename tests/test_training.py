@@ -90,7 +90,8 @@ def test_smhtt_model_trains(training_config):
     assert model.network.loss == "mean_squared_error"
 
 
-def test_user_model_from_python_file(training_config, tmp_path):
+def test_user_model_from_python_file(training_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a model file is relative to the working directory
     (tmp_path / "mymodels.py").write_text(
         "import keras\n"
         "def tiny(n_inputs, n_outputs):\n"
@@ -122,10 +123,10 @@ def test_manifest_records_the_fold_rule_and_refuses_leaks(trained_models):
 
 def test_keras_outputs_history_plot_and_readable_preprocessing(trained_models):
     output = trained_models["keras"]["output_path"]
-    history = json.loads((output / "fold0_keras_history.json").read_text())
+    history = json.loads((output / "fold0_keras_history_example.json").read_text())
     assert len(history["loss"]) == 8 and "val_loss" in history
-    assert (output / "fold0_keras_history.png").stat().st_size > 1000
-    pre = json.loads((output / "fold0_keras_preprocessing.json").read_text())
+    assert (output / "fold0_keras_history_example.png").stat().st_size > 1000
+    pre = json.loads((output / "fold0_keras_preprocessing_example.json").read_text())
     assert pre["kind"] == "standard" and pre["variables"] == ["x", "y"] and len(pre["scale"]) == 2
     assert (output / "fold0_keras_model_example.config.yaml").exists()
 

@@ -10,8 +10,13 @@ from typing import Optional
 from htt_tmva.config.stages import ApplicationConfig, TrainingConfig
 from htt_tmva.data.folds import model_for_fold
 from htt_tmva.engines.base import Model, load_model
-from htt_tmva.engines.manifest import Manifest, checked_manifest
-from htt_tmva.errors import ConfigError, ModelError
+from htt_tmva.engines.manifest import (
+    Manifest,
+    checked_manifest,
+    locate_model,
+    locate_preprocessing,
+)
+from htt_tmva.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +86,20 @@ def load_fold_models(
     """Check every manifest first (cheap), then load the models, one per event fold."""
     _check_counts(application, training, n_folds)
     engine = engine or application.engine
-    paths = list(application.classifiers)
+    hint = " (relative model paths are relative to the training config's output_path)"
+    paths = [locate_model(path, hint) for path in application.classifiers]
     pre = application.preprocessing or [None] * n_folds
-    for fold, path in enumerate(paths):
+    manifests = [
         checked_model_manifest(path, fold, n_folds, training, engine)
-        if pre[fold] is not None and not Path(pre[fold]).is_file():
-            raise ModelError(
-                f"preprocessing file '{pre[fold]}' (for model '{path.name}') does not exist"
-            )
-    models = [load_model(path, engine, pre[fold]) for fold, path in enumerate(paths)]
+        for fold, path in enumerate(paths)
+    ]
+    pre = [
+        None if p is None else locate_preprocessing(p, manifest, path)
+        for p, manifest, path in zip(pre, manifests, paths)
+    ]
+    models = [
+        load_model(path, engine, pre[fold], manifests[fold]) for fold, path in enumerate(paths)
+    ]
     for fold, path in enumerate(paths):
         log.info(
             "events of fold %d scored by %s (%s)", fold, path.name, models[fold].manifest.engine
