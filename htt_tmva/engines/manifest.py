@@ -214,7 +214,9 @@ def record_files(manifest: Manifest, written: dict[str, tuple[Path, Path]]) -> N
 
 
 def _is_model_file(path: Path) -> bool:
-    return path.suffix in (".keras", ".h5") or "_model" in path.name and path.suffix == ".json"
+    return path.suffix in (".keras", ".h5", ".xml") or (
+        path.suffix == ".json" and path.stem.endswith("_model")
+    )
 
 
 def _is_preprocessing_file(path: Path) -> bool:
