@@ -380,3 +380,36 @@ def test_missing_model_says_where_it_looked_and_what_is_there(classic_models, fo
     assert f"model file 'fold0_keras_model_exampel.h5' not found in '{output}'" in message
     assert "did you mean 'fold0_keras_model_example.h5'" in message
     assert "'fold1_keras_model_example.h5'" in message and "output_path" in message
+
+
+def test_missing_input_says_where_it_looked(tmp_path, toy_dir, monkeypatch):
+    from htt_tmva.config import load_dataset_config
+    from htt_tmva.data.dataset import create_training_dataset
+    from htt_tmva.errors import InputFileError
+
+    root = tmp_path / "htt-ml"
+    (root / "dataset").mkdir(parents=True)
+    config = root / "dataset" / "example_dataset_config.yaml"
+    config.write_text(CLASSIC_CONFIGS["dataset/example_dataset_config.yaml"])
+    for name in ("signal", "background_1"):
+        (root / f"example_{name}.root").write_bytes((toy_dir / f"example_{name}.root").read_bytes())
+    monkeypatch.chdir(root / "dataset")  # not the analysis folder: base_path '.' is this one
+    with pytest.raises(InputFileError) as error:
+        create_training_dataset(load_dataset_config("example_dataset_config.yaml"))
+    message = str(error.value)
+    assert "example_signal.root' does not exist" in message
+    assert f"looked in '{root / 'dataset'}'" in message and "ROOT files there: (none)" in message
+
+
+def test_commands_do_not_show_the_root_wheel_alpha_warning(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONWARNINGS": "always"}
+    result = subprocess.run(
+        [sys.executable, "-m", "htt_tmva", "toy", str(tmp_path), "--events", "10"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "example_data.root").is_file()
+    assert "alpha stage" not in result.stderr + result.stdout

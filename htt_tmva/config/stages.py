@@ -137,7 +137,7 @@ def load_yaml(path: str | Path) -> tuple[Path, Any]:
     """Read a YAML file safely; a missing file or bad YAML is a ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist")
+        raise ConfigError(f"config file '{path}' does not exist (looked for '{path.absolute()}')")
     try:
         with open(path) as f:
             return path.resolve(), yaml.safe_load(f)
