@@ -70,8 +70,18 @@ def atomic_outputs(finals: Sequence[Path]) -> Iterator[list[Path]]:
         yield temps
         for tmp in temps:
             fsync_file(tmp)
-        for tmp, final in zip(temps, finals):
-            os.replace(tmp, final)
+        for done, (tmp, final) in enumerate(zip(temps, finals)):
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot move '{tmp.name}' to '{final}': {exc.strerror}; "
+                    + (
+                        f"already in place: {', '.join(f.name for f in finals[:done])}"
+                        if done
+                        else "nothing was replaced"
+                    )
+                ) from None
         for folder in dict.fromkeys(f.parent for f in finals):
             fsync_folder(folder)
     finally:

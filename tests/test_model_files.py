@@ -13,7 +13,7 @@ import pytest
 from htt_tmva.config import load_training_config
 from htt_tmva.engines import get_engine, load_model
 from htt_tmva.engines.manifest import file_digest, manifest_path, read_manifest
-from htt_tmva.errors import ModelError
+from htt_tmva.errors import ModelError, OutputError
 from htt_tmva.training import load_training_data, train_fold
 
 TINY_MODEL = (
@@ -131,3 +131,28 @@ def test_manifest_without_digests_loads_with_a_warning(saved_models, caplog):
     with caplog.at_level(logging.WARNING):
         load_model(path)
     assert "records no digests" in caplog.text
+
+
+def test_an_interrupted_save_leaves_no_manifest_that_describes_other_files(training_config):
+    config = load_training_config(
+        training_config(model={"name": "example", "batch_size": 256, "epochs": 1, "seed": 1})
+    )
+    history = config.output_path / "fold0_keras_history_example.json"
+    history.mkdir(parents=True)  # its rename fails: the save stops half-way
+    with pytest.raises(OutputError, match="cannot move .* already in place"):
+        train_fold(config, 0, get_engine("keras"))
+    model = config.output_path / "fold0_keras_model_example.keras"
+    assert model.is_file() and not manifest_path(model).exists()  # the manifest comes last
+
+    # the same over a complete earlier save: its manifest no longer matches the new files
+    history.rmdir()
+    train_fold(config, 0, get_engine("keras"), overwrite=True)
+    history.unlink()
+    history.mkdir()
+    other_seed = load_training_config(
+        training_config(model={"name": "example", "batch_size": 256, "epochs": 1, "seed": 2})
+    )
+    with pytest.raises(OutputError):
+        train_fold(other_seed, 0, get_engine("keras"), overwrite=True)
+    with pytest.raises(ModelError, match="not the one saved with model"):
+        load_model(model)
