@@ -1,5 +1,5 @@
 """Config validation at the boundary: clear errors naming file, key path and choices;
-relative paths resolved against the config file's folder."""
+relative paths resolved against the working directory."""
 
 from __future__ import annotations
 

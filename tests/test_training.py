@@ -382,7 +382,8 @@ print("imported:", sorted(m for m in ("tensorflow", "keras") if sys.modules.get(
 """
 
 
-def user_model(training_config, tmp_path, function: str, epochs: int = 2):
+def user_model(training_config, tmp_path, monkeypatch, function: str, epochs: int = 2):
+    monkeypatch.chdir(tmp_path)  # a model file is relative to the working directory
     (tmp_path / "user_models.py").write_text(USER_MODELS)
     settings = {"name": f"user_models.py:{function}", "batch_size": 512, "epochs": epochs}
     return load_training_config(training_config(model=settings))
@@ -404,8 +405,8 @@ def predict_in_fresh_process(model_path, x, tmp_path, blocked=False):
     return np.load(tmp_path / "scores.npy"), result.stdout
 
 
-def test_dense_layers_without_bias_run_on_the_numpy_path(training_config, tmp_path):
-    config = user_model(training_config, tmp_path, "no_bias")
+def test_dense_layers_without_bias_run_on_the_numpy_path(training_config, tmp_path, monkeypatch):
+    config = user_model(training_config, tmp_path, monkeypatch, "no_bias")
     model = train_fold(config, 0, get_engine("keras"))
     assert model.dense is not None
     x = load_training_data(config, 1).x[:500]
@@ -416,8 +417,8 @@ def test_dense_layers_without_bias_run_on_the_numpy_path(training_config, tmp_pa
 
 
 @pytest.mark.slow
-def test_model_with_custom_layers_loads_in_a_fresh_process(training_config, tmp_path):
-    config = user_model(training_config, tmp_path, "custom")
+def test_model_with_custom_layers_loads_in_a_fresh_process(training_config, tmp_path, monkeypatch):
+    config = user_model(training_config, tmp_path, monkeypatch, "custom")
     model = train_fold(config, 0, get_engine("keras"))
     assert model.dense is None  # Scale and Shift have no numpy forward pass
     x = load_training_data(config, 1).x[:500]
@@ -436,9 +437,9 @@ def test_model_with_custom_layers_loads_in_a_fresh_process(training_config, tmp_
 
 
 def test_saved_keras_file_is_loaded_through_keras_when_numpy_cannot_run_it(
-    training_config, tmp_path
+    training_config, tmp_path, monkeypatch
 ):
-    config = user_model(training_config, tmp_path, "normalised")
+    config = user_model(training_config, tmp_path, monkeypatch, "normalised")
     model = train_fold(config, 0, get_engine("keras"))
     x = load_training_data(config, 1).x[:500]
     reloaded = load_model(config.output_path / model.manifest.model_file)
@@ -454,11 +455,11 @@ def test_saved_keras_file_is_loaded_through_keras_when_numpy_cannot_run_it(
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
-def test_failed_save_keeps_the_trained_weights(training_config, tmp_path):
+def test_failed_save_keeps_the_trained_weights(training_config, tmp_path, monkeypatch):
     from htt_tmva.engines.models import build_model
     from htt_tmva.errors import ModelError
 
-    config = user_model(training_config, tmp_path, "unsaveable")
+    config = user_model(training_config, tmp_path, monkeypatch, "unsaveable")
     with pytest.raises(ModelError) as info:
         train_fold(config, 0, get_engine("keras"))
     message = str(info.value)

@@ -235,7 +235,7 @@ class KerasEngine(Engine):
             self.model_path(config.output_path, fold, settings.name),
             fold,
             model_name=settings.name,
-            model_module=user_module(settings.name, config.source.parent),
+            model_module=user_module(settings.name, Path.cwd()),
             epochs_run=len(history.get("loss", [])),
             write_pickle=config.write_pickle,
         )
