@@ -143,7 +143,7 @@ def train_models(work: Path) -> dict[str, list[Path]]:
         app = {"branch_prefix": f"{label}_", "engine": engine}
         if engine == "keras":
             app["classifiers"] = [f"fold{i}_keras_model_{model}.keras" for i in (1, 0)]
-            app["preprocessing"] = [f"fold{i}_keras_preprocessing.json" for i in (1, 0)]
+            app["preprocessing"] = [f"fold{i}_keras_preprocessing_{model}.json" for i in (1, 0)]
         else:
             app["classifiers"] = [f"fold{i}_bdt_model.json" for i in (1, 0)]
         configs[label] = [dataset, training, write(work / f"application_{label}.yaml", app)]

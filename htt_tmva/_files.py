@@ -1,7 +1,9 @@
 """Atomic output files: write to a temporary name, verify, then rename.
 
 A failure (or a kill) at any moment leaves either no output or the previous one,
-never a file that looks complete but is not.
+never a file that looks complete but is not. Each file reaches the disk (fsync) before
+its rename, and the files are renamed in the order given: list a manifest last, so that
+it never describes files that are not in place yet.
 """
 
 from __future__ import annotations
@@ -30,17 +32,58 @@ def ensure_writable_folder(folder: Path) -> None:
         raise OutputError(f"output folder '{folder}' is not writable")
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a written file to the disk; a failure is an OutputError (the data may be lost)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot flush '{path}' to the disk: {exc.strerror}") from None
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make renames in ``folder`` durable; best effort (not every filesystem allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_outputs(finals: Sequence[Path]) -> Iterator[list[Path]]:
-    """Yield temporary paths for ``finals``; rename them all only if the block succeeds."""
+    """Yield temporary paths for ``finals``; if the block succeeds, flush each to the disk and
+    rename them in the order given (put a manifest last)."""
     finals = [Path(f) for f in finals]
     for folder in {f.parent for f in finals}:
         ensure_writable_folder(folder)
     temps = [temporary_name(f) for f in finals]
     try:
         yield temps
-        for tmp, final in zip(temps, finals):
-            os.replace(tmp, final)
+        for tmp in temps:
+            fsync_file(tmp)
+        for done, (tmp, final) in enumerate(zip(temps, finals)):
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot move '{tmp.name}' to '{final}': {exc.strerror}; "
+                    + (
+                        f"already in place: {', '.join(f.name for f in finals[:done])}"
+                        if done
+                        else "nothing was replaced"
+                    )
+                ) from None
+        for folder in dict.fromkeys(f.parent for f in finals):
+            fsync_folder(folder)
     finally:
         for tmp in temps:
             if tmp.exists():

@@ -146,7 +146,7 @@ def open_root_file(path: str | os.PathLike, mode: str = "READ"):
     if remote and mode != "READ":
         raise InputFileError(f"'{path}' is remote: htt_tmva only reads root:// URLs")
     if mode == "READ" and not remote and not path.is_file():
-        raise InputFileError(f"input file '{path}' does not exist")
+        raise InputFileError(missing_input_message(path))
     try:
         tfile = ROOT.TFile.Open(str(path), mode)
     except OSError:  # the pythonization raises instead of returning a null pointer
@@ -166,6 +166,21 @@ def open_root_file(path: str | os.PathLike, mode: str = "READ"):
             "refusing to use it (re-create it or check it with `rootls -l`)"
         )
     return tfile
+
+
+def missing_input_message(path: Path) -> str:
+    """``input file 'x' does not exist`` with where it looked and the ROOT files there."""
+    from htt_tmva.errors import choices_text
+
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        return f"input file '{path}' does not exist (folder '{folder}' does not exist)"
+    there = sorted(p.name for p in folder.iterdir() if p.suffix == ".root")
+    return (
+        f"input file '{path}' does not exist (looked in '{folder}'"
+        f"{did_you_mean(path.name, there)}; ROOT files there: {choices_text(there[:20])}"
+        + (" ...)" if len(there) > 20 else ")")
+    )
 
 
 def get_tree(tfile, tree_path: str):

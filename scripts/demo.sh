@@ -2,7 +2,7 @@
 # The whole toy workflow, step by step, as a user would type it (called by `make demo`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEMO=demo  # the example configs read and write ../demo
+DEMO=demo  # the example configs read and write demo/ (paths relative to the repository root)
 HTT="${VENV:-.venv}/bin/htt-tmva"
 
 "$HTT" toy "$DEMO"

@@ -528,7 +528,8 @@ def test_missing_model_file(setup, data_file):
         setup(classifiers=["fold1_keras_model_example.keras", "nope.keras"]),
         data_file,
         ModelError,
-        "nope.keras' does not exist",
+        r"model file 'nope.keras' not found in '.*'; model files there: .*"
+        r"'fold0_keras_model_example.keras'.*relative to the training config's output_path",
     )
 
 
@@ -556,7 +557,7 @@ def test_classifier_count_must_match_folds(setup, data_file):
     refused(
         setup(
             classifiers=["fold1_keras_model_example.keras"],
-            preprocessing=["fold1_keras_preprocessing.json"],
+            preprocessing=["fold1_keras_preprocessing_example.json"],
         ),
         data_file,
         ConfigError,

@@ -142,14 +142,15 @@ def test_toy_and_dataset_commands_build_the_folds_end_to_end(tmp_path):
     with uproot.open(toy / "example_signal.root") as f:
         assert f["ntuple"].num_entries == 400
 
-    # relative paths in the config resolve against its folder, not the working directory
+    # relative paths in the config resolve against the working directory, not its folder
     config_dir = tmp_path / "configs"
     config_dir.mkdir()
     config = write_yaml(
-        config_dir / "dataset.yaml", dataset_document(Path("../toy"), Path("../folds"), folds=3)
+        config_dir / "dataset.yaml", dataset_document(Path("toy"), Path("folds"), folds=3)
     )
-    result = run("-q", "dataset", str(config), cwd=Path("/"))
+    result = run("-q", "dataset", "configs/dataset.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert config.is_file()
     folds = tmp_path / "folds"
     for fold in range(3):
         with uproot.open(folds / f"fold{fold}_training_dataset.root") as f:

@@ -1,5 +1,5 @@
 """Config validation at the boundary: clear errors naming file, key path and choices;
-relative paths resolved against the config file's folder."""
+relative paths resolved against the working directory."""
 
 from __future__ import annotations
 
@@ -210,16 +210,17 @@ def test_top_level_that_is_not_a_mapping_is_refused(tmp_path, content):
     assert "expected a mapping" in message and "'processes'" in message
 
 
-def test_relative_paths_resolve_against_the_config_folder_not_the_cwd(tmp_path, monkeypatch):
+def test_relative_paths_resolve_against_the_working_directory_not_the_config_folder(
+    tmp_path, monkeypatch
+):
     config_dir = tmp_path / "analysis" / "configs"
     config_dir.mkdir(parents=True)
-    doc = dataset_document(Path("../inputs"), Path("../folds"))
+    doc = dataset_document(Path("inputs"), Path("folds"))
     doc["processes"]["signal"]["files"] = ["sub/example_signal.root", "/abs/other.root"]
     write_yaml(config_dir / "dataset.yaml", doc)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    config = load_dataset_config(Path("..") / "analysis" / "configs" / "dataset.yaml")
+    monkeypatch.chdir(tmp_path / "analysis")
+    config = load_dataset_config(Path("configs") / "dataset.yaml")
+    monkeypatch.chdir("/")  # resolved once, when loaded
     inputs = (tmp_path / "analysis" / "inputs").resolve()
     assert config.base_path == inputs
     assert config.output_path == (tmp_path / "analysis" / "folds").resolve()
@@ -234,15 +235,35 @@ def test_relative_paths_resolve_against_the_config_folder_not_the_cwd(tmp_path, 
     )
 
 
-def test_base_path_defaults_to_the_config_folder(tmp_path, monkeypatch):
+def test_base_path_defaults_to_the_working_directory(tmp_path, monkeypatch):
     doc = dataset_document(tmp_path, Path("out"))
     del doc["base_path"]
-    path = write_yaml(tmp_path / "dataset.yaml", doc)
-    monkeypatch.chdir("/")
+    path = write_yaml(tmp_path / "configs.yaml", doc)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
     config = load_dataset_config(path)
-    assert config.base_path == tmp_path.resolve()
-    assert config.output_path == (tmp_path / "out").resolve()
-    assert config.processes["signal"].files == [(tmp_path / "example_signal.root").resolve()]
+    assert config.base_path == work.resolve()
+    assert config.output_path == (work / "out").resolve()
+    assert config.processes["signal"].files == [(work / "example_signal.root").resolve()]
+
+
+def test_training_paths_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "training").mkdir()
+    doc = training_document(Path("."), Path("."))
+    doc["datasets"] = ["fold0_example_dataset.root", "fold1_example_dataset.root"]
+    path = write_yaml(tmp_path / "training" / "config.yaml", doc)
+    monkeypatch.chdir(tmp_path)
+    config = load_training_config(Path("training") / "config.yaml")
+    assert config.output_path == tmp_path.resolve()
+    assert config.datasets[1] == (tmp_path / "fold1_example_dataset.root").resolve()
+    assert path.exists()
+
+
+def test_classic_preprocessing_names_map_to_ours(tmp_path):
+    for classic, ours in (("standard_scaler", "standard"), ("min_max_scaler", "minmax")):
+        doc = training_document(tmp_path, tmp_path, preprocessing=classic)
+        assert load_training_config(write_yaml(tmp_path / "t.yaml", doc)).preprocessing == ours
 
 
 # --- training config: the same validator, a few stage-specific checks -----------------------

@@ -119,18 +119,26 @@ def test_nonfinite_inputs_counted_over_the_whole_tree(configs, tmp_path):
 
 
 def test_a_model_that_cannot_be_exported_runs_in_python(configs, trained_models, tmp_path, caplog):
+    import keras
     from sklearn.preprocessing import MinMaxScaler
 
+    # models of the classic scripts (.h5, no manifest) with a MinMaxScaler pickle: a
+    # preprocessing pickle is accepted only for them (htt-tmva models must get their own)
     scaler = MinMaxScaler().fit(np.random.default_rng(1).normal(size=(100, 2)))
     output = trained_models["keras"]["output_path"]
-    for name in ("mm0.pickle", "mm1.pickle"):
-        with open(tmp_path / name, "wb") as f:
+    for fold, model in enumerate(trained_models["keras"]["models"]):
+        keras.saving.load_model(model, compile=False).save(output / f"mm{fold}.h5")
+        with open(tmp_path / f"mm{fold}.pickle", "wb") as f:
             pickle.dump(scaler, f)
-        shutil.copy(tmp_path / name, output / name)
+        shutil.copy(tmp_path / f"mm{fold}.pickle", output / f"mm{fold}.pickle")
     data = ntuple(tmp_path / "data.root")
     with caplog.at_level(logging.INFO, logger="htt_tmva"):
         run_application(
-            *configs("keras", preprocessing=["mm1.pickle", "mm0.pickle"]),
+            *configs(
+                "keras",
+                classifiers=["mm1.h5", "mm0.h5"],
+                preprocessing=["mm1.pickle", "mm0.pickle"],
+            ),
             [str(data)],
             TREE,
             friend=str(tmp_path / "f.root"),

@@ -90,7 +90,8 @@ def test_smhtt_model_trains(training_config):
     assert model.network.loss == "mean_squared_error"
 
 
-def test_user_model_from_python_file(training_config, tmp_path):
+def test_user_model_from_python_file(training_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a model file is relative to the working directory
     (tmp_path / "mymodels.py").write_text(
         "import keras\n"
         "def tiny(n_inputs, n_outputs):\n"
@@ -122,10 +123,10 @@ def test_manifest_records_the_fold_rule_and_refuses_leaks(trained_models):
 
 def test_keras_outputs_history_plot_and_readable_preprocessing(trained_models):
     output = trained_models["keras"]["output_path"]
-    history = json.loads((output / "fold0_keras_history.json").read_text())
+    history = json.loads((output / "fold0_keras_history_example.json").read_text())
     assert len(history["loss"]) == 8 and "val_loss" in history
-    assert (output / "fold0_keras_history.png").stat().st_size > 1000
-    pre = json.loads((output / "fold0_keras_preprocessing.json").read_text())
+    assert (output / "fold0_keras_history_example.png").stat().st_size > 1000
+    pre = json.loads((output / "fold0_keras_preprocessing_example.json").read_text())
     assert pre["kind"] == "standard" and pre["variables"] == ["x", "y"] and len(pre["scale"]) == 2
     assert (output / "fold0_keras_model_example.config.yaml").exists()
 
@@ -383,7 +384,8 @@ print("imported:", sorted(m for m in ("tensorflow", "keras") if sys.modules.get(
 """
 
 
-def user_model(training_config, tmp_path, function: str, epochs: int = 2):
+def user_model(training_config, tmp_path, monkeypatch, function: str, epochs: int = 2):
+    monkeypatch.chdir(tmp_path)  # a model file is relative to the working directory
     (tmp_path / "user_models.py").write_text(USER_MODELS)
     settings = {"name": f"user_models.py:{function}", "batch_size": 512, "epochs": epochs}
     return load_training_config(training_config(model=settings))
@@ -405,8 +407,8 @@ def predict_in_fresh_process(model_path, x, tmp_path, blocked=False):
     return np.load(tmp_path / "scores.npy"), result.stdout
 
 
-def test_dense_layers_without_bias_run_on_the_numpy_path(training_config, tmp_path):
-    config = user_model(training_config, tmp_path, "no_bias")
+def test_dense_layers_without_bias_run_on_the_numpy_path(training_config, tmp_path, monkeypatch):
+    config = user_model(training_config, tmp_path, monkeypatch, "no_bias")
     model = train_fold(config, 0, get_engine("keras"))
     assert model.dense is not None
     x = load_training_data(config, 1).x[:500]
@@ -417,8 +419,8 @@ def test_dense_layers_without_bias_run_on_the_numpy_path(training_config, tmp_pa
 
 
 @pytest.mark.slow
-def test_model_with_custom_layers_loads_in_a_fresh_process(training_config, tmp_path):
-    config = user_model(training_config, tmp_path, "custom")
+def test_model_with_custom_layers_loads_in_a_fresh_process(training_config, tmp_path, monkeypatch):
+    config = user_model(training_config, tmp_path, monkeypatch, "custom")
     model = train_fold(config, 0, get_engine("keras"))
     assert model.dense is None  # Scale and Shift have no numpy forward pass
     x = load_training_data(config, 1).x[:500]
@@ -437,9 +439,9 @@ def test_model_with_custom_layers_loads_in_a_fresh_process(training_config, tmp_
 
 
 def test_saved_keras_file_is_loaded_through_keras_when_numpy_cannot_run_it(
-    training_config, tmp_path
+    training_config, tmp_path, monkeypatch
 ):
-    config = user_model(training_config, tmp_path, "normalised")
+    config = user_model(training_config, tmp_path, monkeypatch, "normalised")
     model = train_fold(config, 0, get_engine("keras"))
     x = load_training_data(config, 1).x[:500]
     reloaded = load_model(config.output_path / model.manifest.model_file)
@@ -455,11 +457,11 @@ def test_saved_keras_file_is_loaded_through_keras_when_numpy_cannot_run_it(
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
-def test_failed_save_keeps_the_trained_weights(training_config, tmp_path):
+def test_failed_save_keeps_the_trained_weights(training_config, tmp_path, monkeypatch):
     from htt_tmva.engines.models import build_model
     from htt_tmva.errors import ModelError
 
-    config = user_model(training_config, tmp_path, "unsaveable")
+    config = user_model(training_config, tmp_path, monkeypatch, "unsaveable")
     with pytest.raises(ModelError) as info:
         train_fold(config, 0, get_engine("keras"))
     message = str(info.value)

@@ -10,7 +10,12 @@ from typing import Optional
 from htt_tmva.config.stages import ApplicationConfig, TrainingConfig
 from htt_tmva.data.folds import model_for_fold
 from htt_tmva.engines.base import Model
-from htt_tmva.engines.manifest import Manifest, checked_manifest
+from htt_tmva.engines.manifest import (
+    Manifest,
+    checked_manifest,
+    locate_model,
+    locate_preprocessing,
+)
 from htt_tmva.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -82,23 +87,31 @@ def load_fold_models(
     """Check every manifest first (cheap), then load the models, one per event fold."""
     _check_counts(application, training, n_folds)
     engine = engine or application.engine
-    paths = list(application.classifiers)
+    hint = " (relative model paths are relative to the training config's output_path)"
+    paths = [locate_model(path, hint) for path in application.classifiers]
     pre = application.preprocessing or [None] * n_folds
-    manifests = []
-    for fold, path in enumerate(paths):
-        manifests.append(checked_model_manifest(path, fold, n_folds, training, engine))
-        if pre[fold] is not None and not Path(pre[fold]).is_file():
-            raise ModelError(
-                f"preprocessing file '{pre[fold]}' (for model '{path.name}') does not exist"
-            )
+    manifests = [
+        checked_model_manifest(path, fold, n_folds, training, engine)
+        for fold, path in enumerate(paths)
+    ]
+    pre = [
+        None if p is None else locate_preprocessing(p, manifest, path)
+        for p, manifest, path in zip(pre, manifests, paths)
+    ]
     from htt_tmva.engines.tmva_reader import load_model_with
 
     if reader and not any(m.engine == "tmva" for m in manifests):
         log.warning("--reader %s applies to TMVA weight files only; no model here is one", reader)
 
     models = [
-        load_model_with(reader if manifests[fold].engine == "tmva" else None, path, engine, p)
-        for fold, (path, p) in enumerate(zip(paths, pre))
+        load_model_with(
+            reader if manifests[fold].engine == "tmva" else None,
+            path,
+            engine,
+            pre[fold],
+            manifests[fold],
+        )
+        for fold, path in enumerate(paths)
     ]
     columns = _bind_expression_inputs(models, paths, list(training.variables))
     for fold, path in enumerate(paths):

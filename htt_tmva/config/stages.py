@@ -1,7 +1,11 @@
 """Schemas and typed objects of the four stage configs (dataset, training, testing, application).
 
 The classic keys of the original scripts keep working; new keys are optional.
-Relative paths resolve once here, so the rest of the code sees absolute paths only.
+Relative paths resolve once here, so the rest of the code sees absolute paths only. The rule:
+``base_path`` and ``output_path`` are relative to the working directory (as in the classic
+scripts), the files listed under them to them (process files and training datasets to
+``base_path``, testing and application models and preprocessing to the training
+``output_path``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ from htt_tmva.errors import ConfigError, choices_text
 
 ENGINES = ("keras", "bdt", "tmva")
 PREPROCESSING = ("standard", "identity", "minmax", "robust", "quantile")
+#: names of the classic training script (scikit-learn classes) -> ours
+CLASSIC_PREPROCESSING = {
+    "standard_scaler": "standard",
+    "robust_scaler": "robust",
+    "min_max_scaler": "minmax",
+    "quantile_transformer": "quantile",
+}
 
 _strings = Field(list, items=Field(str), check=non_empty)
 
@@ -94,7 +105,9 @@ TRAINING_SCHEMA = {
     "variables": Field(list, items=Field(str), check=lambda v: non_empty(v) or unique(v)),
     "train_test_split": Field(float, default=0.75, check=fraction),
     "engine": Field(str, default="keras", choices=ENGINES),
-    "preprocessing": Field(str, default="standard", choices=PREPROCESSING),
+    "preprocessing": Field(
+        str, default="standard", choices=PREPROCESSING + tuple(CLASSIC_PREPROCESSING)
+    ),
     "write_pickle": Field(bool, default=False, doc="also write a classic sklearn pickle"),
     "model": Field(dict, keys=MODEL_SCHEMA),
     "bdt": Field(dict, keys=BDT_SCHEMA, default=None),
@@ -128,12 +141,18 @@ def load_yaml(path: str | Path) -> tuple[Path, Any]:
     """Read a YAML file safely; a missing file or bad YAML is a ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist")
+        raise ConfigError(f"config file '{path}' does not exist (looked for '{path.absolute()}')")
     try:
         with open(path) as f:
             return path.resolve(), yaml.safe_load(f)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+
+
+def _working_directory() -> Path:
+    """What relative paths in configs are relative to: the working directory, as for the
+    classic scripts (run from the analysis folder; resolved once, when a config is loaded)."""
+    return Path.cwd()
 
 
 def _resolve(base: Path | RemoteUrl, value: str) -> Path | RemoteUrl:
@@ -302,10 +321,11 @@ class ApplicationConfig(StageConfig):
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
-    """Load and validate a dataset config; paths resolve against the config's folder."""
+    """Load and validate a dataset config; ``base_path`` and ``output_path`` resolve against
+    the working directory, process files against ``base_path``."""
     source, doc = load_yaml(path)
     raw = validate(doc, DATASET_SCHEMA, str(path))
-    here = source.parent
+    here = _working_directory()
     base = _resolve(here, raw["base_path"])
     processes = {
         name: ProcessConfig(
@@ -332,10 +352,11 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
 
 
 def load_training_config(path: str | Path) -> TrainingConfig:
-    """Load and validate a training config; class weights default to 1 per class."""
+    """Load and validate a training config; ``base_path`` and ``output_path`` resolve against
+    the working directory, datasets against ``base_path``; class weights default to 1."""
     source, doc = load_yaml(path)
     raw = validate(doc, TRAINING_SCHEMA, str(path))
-    here = source.parent
+    here = _working_directory()
     base = _resolve(here, raw["base_path"])
     classes = raw["classes"]
     weights = raw["class_weights"] or {c: 1.0 for c in classes}
@@ -363,7 +384,7 @@ def load_training_config(path: str | Path) -> TrainingConfig:
         variables=raw["variables"],
         train_test_split=raw["train_test_split"],
         engine=raw["engine"],
-        preprocessing=raw["preprocessing"],
+        preprocessing=CLASSIC_PREPROCESSING.get(raw["preprocessing"], raw["preprocessing"]),
         write_pickle=raw["write_pickle"],
         model=ModelConfig(**raw["model"]),
         bdt=BdtConfig(**(raw["bdt"] or {})),

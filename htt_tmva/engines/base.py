@@ -16,7 +16,12 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from htt_tmva.engines.manifest import Manifest, read_manifest
+from htt_tmva.engines.manifest import (
+    Manifest,
+    locate_preprocessing,
+    read_manifest,
+    verify_model_files,
+)
 from htt_tmva.errors import EngineError, ModelError, choices_text, did_you_mean
 
 
@@ -117,21 +122,30 @@ def get_engine(name: str, check: bool = True) -> Engine:
 
 
 def load_model(
-    model_path: Path, engine: Optional[str] = None, preprocessing: Optional[Path] = None
+    model_path: Path,
+    engine: Optional[str] = None,
+    preprocessing: Optional[Path] = None,
+    manifest: Optional[Manifest] = None,
 ) -> Model:
-    """Load any saved model through its manifest; ``engine``, if given, must match it. Only
-    the libraries that this model needs to run must be installed (a Dense network saved as
+    """Load any saved model through its manifest (read next to it unless given, e.g. the
+    checked one); ``engine``, if given, must match it. The files it reads must be those the
+    manifest records (digests), and ``preprocessing`` one saved with this model. Only the
+    libraries that this model needs to run must be installed (a Dense network saved as
     ``.dense.npz`` needs neither Keras nor TensorFlow). A TMVA weight file (``*.xml``) loads
     as a model read without TMVA."""
     from htt_tmva.engines.weightfile import is_weight_file, load_weight_file
 
     if is_weight_file(model_path):
         return load_weight_file(Path(model_path), engine)
-    manifest = read_manifest(model_path)
+    if manifest is None:
+        manifest = read_manifest(model_path)
     if engine is not None and engine != manifest.engine:
         raise ModelError(
             f"model '{model_path}' was trained with engine '{manifest.engine}', not '{engine}'"
         )
+    if preprocessing is not None:
+        preprocessing = locate_preprocessing(preprocessing, manifest, Path(model_path))
+    verify_model_files(manifest, Path(model_path), preprocessing)
     loader = get_engine(manifest.engine, check=False)
     loader.check_loadable(manifest)
     return loader.load(Path(model_path), manifest, preprocessing)

@@ -15,7 +15,7 @@ import numpy as np
 
 from htt_tmva._files import atomic_outputs
 from htt_tmva.engines.base import Engine, FoldData, Model
-from htt_tmva.engines.manifest import Manifest, manifest_for, manifest_path
+from htt_tmva.engines.manifest import Manifest, manifest_for, manifest_path, record_files
 from htt_tmva.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class BdtModel(Model):
         self.manifest.model_file = model_path.name
         with atomic_outputs(files) as (tmp_model, tmp_manifest):
             self.booster.save_model(str(tmp_model))
+            record_files(self.manifest, {"model": (model_path, tmp_model)})
             self.manifest.write(tmp_manifest)
         return files
 

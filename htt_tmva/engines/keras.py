@@ -19,7 +19,7 @@ from htt_tmva._files import atomic_outputs
 from htt_tmva._progress import progress_wanted, quiet_tensorflow_start
 from htt_tmva.engines.base import Engine, FoldData, Model
 from htt_tmva.engines.dense import DenseNetwork
-from htt_tmva.engines.manifest import Manifest, manifest_for, manifest_path
+from htt_tmva.engines.manifest import Manifest, manifest_for, manifest_path, record_files
 from htt_tmva.engines.preprocessing import Preprocessing, load_preprocessing
 from htt_tmva.errors import EngineError, ModelError
 
@@ -81,16 +81,20 @@ class KerasModel(Model):
         return []
 
     def save(self, model_path: Path) -> list[Path]:
+        """Write the model and every file that goes with it, each named after the model
+        (``fold{i}_keras_<role>_<name>.<ext>``), the manifest last with their digests."""
         model_path = Path(model_path)
-        stem = model_path.name.split("_keras_model_")[0]
-        files = {
-            "model": model_path,
-            "preprocessing": model_path.with_name(f"{stem}_keras_preprocessing.json"),
-            "manifest": manifest_path(model_path),
-            "history": model_path.with_name(f"{stem}_keras_history.json"),
-        }
-        if self.dense is not None:
-            files["dense"] = model_path.with_name(f"{model_path.stem}.dense.npz")
+        files = model_files(model_path)
+        if self.dense is None:
+            del files["dense"]
+        pickle_wanted = self.manifest.details.get("write_pickle")
+        if not (pickle_wanted and self.preprocessing.kind == "standard"):
+            if pickle_wanted:
+                log.warning(
+                    "a classic pickle is written only for standard scaling, not '%s'",
+                    self.preprocessing.kind,
+                )
+            del files["preprocessing_pickle"]
         self.manifest.model_file = model_path.name
         self.manifest.preprocessing = {
             "kind": self.preprocessing.kind,
@@ -101,24 +105,46 @@ class KerasModel(Model):
             tmp = dict(zip(files, temps))
             self.network.save(tmp["model"])
             self.preprocessing.to_json(tmp["preprocessing"])
+            if "preprocessing_pickle" in files:
+                self.preprocessing.to_pickle(tmp["preprocessing_pickle"])
             if "dense" in files:
                 self.dense.save(tmp["dense"])
             with open(tmp["history"], "w") as f:
                 json.dump(self.history or {}, f, indent=1)
+            record_files(
+                self.manifest,
+                {role: (files[role], tmp[role]) for role in files if role != "manifest"},
+            )
             self.manifest.write(tmp["manifest"])
         written = list(files.values())
-        pickle_path = model_path.with_name(f"{stem}_keras_preprocessing.pickle")
-        if self.manifest.details.get("write_pickle") and self.preprocessing.to_pickle(pickle_path):
-            written.append(pickle_path)
         if self.history:
             written.append(
                 plot_history(
                     self.history,
-                    model_path.with_name(f"{stem}_keras_history.png"),
+                    files["history"].with_suffix(".png"),
                     f"{self.manifest.details.get('model_name', '')}, fold {self.manifest.fold}",
                 )
             )
         return written
+
+
+def model_files(model_path: Path) -> dict[str, Path]:
+    """Every file saved with a Keras model, by role, named after the model; the manifest last.
+
+    ``fold0_keras_model_example.keras`` -> ``fold0_keras_preprocessing_example.json``,
+    ``fold0_keras_preprocessing_example.pickle``, ``fold0_keras_history_example.json``, ...
+    """
+    model_path = Path(model_path)
+    fold, _, name = model_path.stem.partition("_keras_model_")
+    suffix = f"_{name}" if name else ""
+    return {
+        "model": model_path,
+        "preprocessing": model_path.with_name(f"{fold}_keras_preprocessing{suffix}.json"),
+        "preprocessing_pickle": model_path.with_name(f"{fold}_keras_preprocessing{suffix}.pickle"),
+        "dense": model_path.with_name(f"{model_path.stem}.dense.npz"),
+        "history": model_path.with_name(f"{fold}_keras_history{suffix}.json"),
+        "manifest": manifest_path(model_path),
+    }
 
 
 class KerasEngine(Engine):
@@ -155,7 +181,7 @@ class KerasEngine(Engine):
             len(train.variables),
             n_classes,
             settings.learning_rate,
-            config.source.parent,
+            Path.cwd(),  # a model .py file is relative to the working directory
         )
         fit_data = (
             preprocessing.transform(train.x),
@@ -209,7 +235,7 @@ class KerasEngine(Engine):
             self.model_path(config.output_path, fold, settings.name),
             fold,
             model_name=settings.name,
-            model_module=user_module(settings.name, config.source.parent),
+            model_module=user_module(settings.name, Path.cwd()),
             epochs_run=len(history.get("loss", [])),
             write_pickle=config.write_pickle,
         )
@@ -222,7 +248,8 @@ class KerasEngine(Engine):
         if preprocessing is None:
             if not manifest.preprocessing:
                 raise ModelError(
-                    f"model '{model_path}' has no preprocessing in its manifest; give one"
+                    f"model '{model_path}' has no preprocessing in its manifest; give its "
+                    "file in the config's 'preprocessing' list"
                 )
             preprocessing = model_path.with_name(manifest.preprocessing["file"])
         pre = load_preprocessing(preprocessing, manifest.variables)

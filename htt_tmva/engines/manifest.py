@@ -1,20 +1,27 @@
 """The manifest written next to every model: what it was trained on and how to use it.
 
 Testing and application read it to check variables, classes and their order, and to
-refuse scoring events of a fold the model was trained on.
+refuse scoring events of a fold the model was trained on. It records the name and sha256
+digest of every file saved with the model (model, preprocessing, dense weights, history),
+and loading checks them: a preprocessing file of another model, or a file left over from
+an interrupted save, is refused instead of giving wrong scores.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
+import logging
 import platform
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from htt_tmva.errors import ModelError
+from htt_tmva.errors import ModelError, choices_text
+
+log = logging.getLogger(__name__)
 
 _VERSIONED = (
     "numpy",
@@ -60,6 +67,8 @@ class Manifest:
     preprocessing: Optional[dict[str, Any]] = None
     details: dict[str, Any] = field(default_factory=dict)
     fold_file: Optional[dict[str, Any]] = None  # the training fold file and how it was verified
+    #: role ("model", "preprocessing", "dense", ...) -> {"file": name, "sha256": digest}
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -83,7 +92,7 @@ def read_manifest(model_path: Path) -> Manifest:
     """Read the manifest next to a model file, with clear errors if the model or it is missing."""
     model_path = Path(model_path)
     if not model_path.exists():
-        raise ModelError(f"model file '{model_path}' does not exist")
+        raise ModelError(missing_file_message("model file", model_path, _is_model_file))
     path = manifest_path(model_path)
     if not path.is_file():
         raise ModelError(
@@ -114,12 +123,17 @@ def checked_manifest(
     """The manifest of ``model``, which is to score the events of ``scored_fold``; refuses a
     model of another engine, another number of folds, other variables or classes (or order),
     or one that was trained on that fold."""
-    from htt_tmva.data.folds import check_never_seen
+    from htt_tmva.data.folds import check_never_seen, model_for_fold
     from htt_tmva.engines.weightfile import checked_weight_file, is_weight_file
 
     if is_weight_file(model):  # a TMVA weight file: checked from its own contents
         return checked_weight_file(model, scored_fold, n_folds, variables, classes, engine)
-    manifest = read_manifest(model)
+    if is_classic_model(model):
+        manifest = classic_manifest(
+            model, variables, classes, model_for_fold(scored_fold, n_folds), n_folds
+        )
+    else:
+        manifest = read_manifest(model)
     if engine is not None and engine != manifest.engine:
         raise ModelError(
             f"model '{model}' was trained with engine '{manifest.engine}', not '{engine}'"
@@ -173,4 +187,206 @@ def manifest_for(
         training_config=str(config.source),
         preprocessing=preprocessing,
         details=details,
+    )
+
+
+# --- files of a model: where they are, and whether they belong together -------------------
+
+#: roles of preprocessing files: any one of them may be given for the model
+PREPROCESSING_ROLES = ("preprocessing", "preprocessing_pickle")
+#: roles that prediction never reads (not checked on loading)
+UNREAD_ROLES = ("history",)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's content, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_files(manifest: Manifest, written: dict[str, tuple[Path, Path]]) -> None:
+    """Record ``role -> (final path, file as written now)`` in the manifest: final names,
+    digests of the content written (e.g. under a temporary name before the rename)."""
+    manifest.files = {
+        role: {"file": Path(final).name, "sha256": file_digest(now)}
+        for role, (final, now) in written.items()
+    }
+
+
+def _is_model_file(path: Path) -> bool:
+    return path.suffix in (".keras", ".h5", ".xml") or (
+        path.suffix == ".json" and path.stem.endswith("_model")
+    )
+
+
+def _is_preprocessing_file(path: Path) -> bool:
+    return "preprocessing" in path.name or path.suffix in (".pickle", ".pkl")
+
+
+def missing_file_message(what: str, path: Path, wanted=None, hint: str = "") -> str:
+    """``what 'name' not found in 'folder'`` with the matching files that are there."""
+    from htt_tmva.errors import did_you_mean
+
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        return f"{what} '{path.name}' not found: folder '{folder}' does not exist{hint}"
+    there = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and (wanted is None or wanted(p))
+    )
+    return (
+        f"{what} '{path.name}' not found in '{folder}'{did_you_mean(path.name, there)}; "
+        f"{what}s there: {choices_text(there)}{hint}"
+    )
+
+
+def locate_model(path: Path, hint: str = "") -> Path:
+    """The model file ``path``; a classic ``.h5`` name that htt-tmva saved as ``.keras``
+    (same name otherwise, with a manifest) maps to that file."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.suffix == ".h5":
+        saved = path.with_suffix(".keras")
+        if saved.is_file() and manifest_path(saved).is_file():
+            log.info("model '%s': using '%s', as htt-tmva saves it", path.name, saved.name)
+            return saved
+    raise ModelError(missing_file_message("model file", path, _is_model_file, hint))
+
+
+def locate_preprocessing(path: Path, manifest: Manifest, model_path: Path) -> Path:
+    """The preprocessing file ``path``; a name the model's manifest does not have as a file
+    but as the stem of its preprocessing (the classic ``.pickle`` name of a model saved with
+    JSON preprocessing) maps to the file saved with the model."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    for role in PREPROCESSING_ROLES:
+        entry = manifest.files.get(role)
+        if entry and Path(entry["file"]).stem == path.stem:
+            saved = Path(model_path).with_name(entry["file"])
+            if saved.is_file():
+                log.info(
+                    "preprocessing '%s': using '%s', the preprocessing saved with model '%s'",
+                    path.name,
+                    saved.name,
+                    Path(model_path).name,
+                )
+                return saved
+    raise ModelError(
+        missing_file_message(
+            "preprocessing file", path, _is_preprocessing_file, f" (for model '{model_path}')"
+        )
+    )
+
+
+def _check_digest(path: Path, entry: dict, role: str, model_path: Path) -> None:
+    mpath = manifest_path(model_path)
+    if not path.is_file():
+        raise ModelError(
+            f"{role} file '{path}' of model '{model_path.name}' is missing (its manifest "
+            f"'{mpath.name}' lists it); retrain the model or restore the file"
+        )
+    digest = file_digest(path)
+    if digest != entry["sha256"]:
+        raise ModelError(
+            f"{role} file '{path}' is not the one saved with model '{model_path}': its sha256 "
+            f"is {digest[:16]}..., the manifest '{mpath}' records {entry['sha256'][:16]}... "
+            "(the file was replaced, or a save was interrupted); retrain the model or restore "
+            "its files together"
+        )
+
+
+def verify_model_files(
+    manifest: Manifest, model_path: Path, preprocessing: Optional[Path] = None
+) -> None:
+    """Check that the files prediction reads are those the model was saved with: the model,
+    its dense weights, and ``preprocessing`` (or the one in the manifest if None)."""
+    model_path = Path(model_path)
+    if manifest.details.get("classic"):
+        return
+    if not manifest.files:
+        log.warning(
+            "manifest '%s' records no digests of the model's files (written by an older "
+            "htt-tmva): cannot check that model and preprocessing belong together; retrain "
+            "to get them",
+            manifest_path(model_path),
+        )
+        return
+    for role, entry in manifest.files.items():
+        if role in PREPROCESSING_ROLES or role in UNREAD_ROLES:
+            continue
+        path = model_path if role == "model" else model_path.with_name(entry["file"])
+        _check_digest(path, entry, role, model_path)
+    recorded = {r: manifest.files[r] for r in PREPROCESSING_ROLES if r in manifest.files}
+    if not recorded:
+        return
+    if preprocessing is None:
+        role = "preprocessing" if "preprocessing" in recorded else next(iter(recorded))
+        _check_digest(
+            model_path.with_name(recorded[role]["file"]), recorded[role], role, model_path
+        )
+        return
+    digest = file_digest(preprocessing)
+    if any(entry["sha256"] == digest for entry in recorded.values()):
+        return
+    same_name = [e for e in recorded.values() if e["file"] == Path(preprocessing).name]
+    entry = same_name[0] if same_name else next(iter(recorded.values()))
+    raise ModelError(
+        f"preprocessing file '{preprocessing}' does not belong to model '{model_path}': "
+        f"the model was saved with '{model_path.with_name(entry['file'])}' (sha256 "
+        f"{entry['sha256'][:16]}..., recorded in '{manifest_path(model_path).name}'), this file "
+        f"has sha256 {digest[:16]}...; give the preprocessing written with this model (same "
+        "fold and model name)"
+    )
+
+
+# --- models trained by the classic scripts: a Keras .h5 file, no manifest ----------------
+
+
+def is_classic_model(model_path: Path) -> bool:
+    """A Keras ``.h5`` model without a manifest, as the classic scripts wrote them."""
+    model_path = Path(model_path)
+    return (
+        model_path.suffix == ".h5"
+        and model_path.is_file()
+        and not manifest_path(model_path).is_file()
+    )
+
+
+def classic_manifest(
+    model_path: Path, variables: list[str], classes: list[str], fold: int, n_folds: int
+) -> Manifest:
+    """A manifest for a classic model: variables and classes from the training config (as the
+    classic scripts took them), its fold from its place in the config, with a warning."""
+    from htt_tmva.data.folds import scored_fold
+
+    log.warning(
+        "model '%s' has no manifest (trained by the classic scripts?): its variables and "
+        "classes are taken from the training config, and its folds cannot be verified; "
+        "it is used as the model of fold %d, scoring fold %d: make sure it never saw those "
+        "events",
+        model_path,
+        fold,
+        scored_fold(fold, n_folds),
+    )
+    return Manifest(
+        engine="keras",
+        model_file=Path(model_path).name,
+        variables=list(variables),
+        classes=list(classes),
+        fold=fold,
+        n_folds=n_folds,
+        trained_on=[fold],
+        scores_fold=scored_fold(fold, n_folds),
+        config_hash="",
+        training_config="",
+        details={"classic": True},
+        versions={},
+        created="",
     )

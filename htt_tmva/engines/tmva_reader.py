@@ -133,10 +133,12 @@ def load_with_tmva_reader(model_path: Path) -> Model:
     return TmvaReaderModel(manifest, Path(model_path))
 
 
-def load_model_with(reader: str | None, model_path: Path, engine=None, preprocessing=None):
+def load_model_with(
+    reader: str | None, model_path: Path, engine=None, preprocessing=None, manifest=None
+):
     """``load_model`` with the ``--reader`` choice: ``tmva`` is TMVA::Reader, else ours."""
     if reader == "tmva":
         return load_with_tmva_reader(model_path)
     from htt_tmva.engines.base import load_model
 
-    return load_model(model_path, engine, preprocessing)
+    return load_model(model_path, engine, preprocessing, manifest)

@@ -25,7 +25,7 @@ from htt_tmva.data.arrays import read_fold_file
 from htt_tmva.data.fold_identity import ExpectedFold
 from htt_tmva.data.folds import scored_fold
 from htt_tmva.engines.base import FoldData, load_model
-from htt_tmva.engines.manifest import Manifest, checked_manifest
+from htt_tmva.engines.manifest import Manifest, checked_manifest, locate_model
 from htt_tmva.errors import ConfigError, ModelError
 from htt_tmva.evaluation.confusion import (
     REPRESENTATIONS,
@@ -40,6 +40,7 @@ from htt_tmva.evaluation.roc import Roc, one_vs_rest
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 500_000  # events per predict call
+RELATIVE_HINT = " (relative model paths are relative to the training config's output_path)"
 
 
 @dataclass
@@ -67,7 +68,7 @@ def checked_model(
             raise ConfigError(
                 f"{testing.source}: key '{key}' needs one entry per fold ({k}), got {len(entries)}"
             )
-    path = testing.model[fold]
+    path = locate_model(testing.model[fold], RELATIVE_HINT)
     engine = engine or testing.engine
     manifest = checked_manifest(
         path, scored_fold(fold, k), k, training.variables, training.classes, engine
@@ -105,7 +106,7 @@ def _score(scored: Scored, fold: int, x: np.ndarray, n_classes: int) -> None:
 
         model = load_with_tmva_reader(scored.model_path)
     else:
-        model = load_model(scored.model_path, scored.engine, preprocessing)
+        model = load_model(scored.model_path, scored.engine, preprocessing, scored.manifest)
     log.info(
         "scoring %d events with '%s' (%s)", len(x), scored.model_path.name, model.manifest.engine
     )
