@@ -439,7 +439,7 @@ def test_tmva_weight_file_with_manifest_loads_through_the_engine_registry(tmp_pa
     uproot = pytest.importorskip("uproot")
     from htt_tmva.engines.base import load_model
     from htt_tmva.engines.manifest import Manifest, manifest_path
-    from htt_tmva.engines.tmva import TmvaWeightsModel
+    from htt_tmva.engines.weightfile import WeightFileModel
 
     source = TMVA_DATA / DL_PAIR / "dataset/weights/TMVAMulticlass_DL_CPU.weights.xml"
     if not source.is_file():
@@ -462,7 +462,7 @@ def test_tmva_weight_file_with_manifest_loads_through_the_engine_registry(tmp_pa
         details={"title": "DL_CPU"},
     ).write(manifest_path(weights))
     model = load_model(weights, engine="tmva")
-    assert isinstance(model, TmvaWeightsModel)
+    assert isinstance(model, WeightFileModel)
     with uproot.open(TMVA_DATA / DL_PAIR / "TMVAMulticlass.root") as f:
         tree = f["dataset/TestTree"].arrays([*variables, "DL_CPU"], library="np")
     x = np.column_stack([tree[v] for v in variables])

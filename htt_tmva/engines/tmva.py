@@ -13,25 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from htt_tmva.engines.base import Engine, Model
 from htt_tmva.engines.manifest import Manifest
 from htt_tmva.engines.tmva_train import ALTERNATIVES  # noqa: F401 - kept for importers
-from htt_tmva.errors import EngineError, ModelError
-
-
-class TmvaWeightsModel(Model):
-    """A TMVA weight file evaluated by our own reader (batched numpy, no TMVA)."""
-
-    def __init__(self, manifest: Manifest, reader):
-        self.manifest, self.reader = manifest, reader
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.reader.response(np.asarray(x)), dtype=np.float64)
-
-    def save(self, model_path: Path) -> list[Path]:
-        raise ModelError("TMVA weight files are written by TMVA itself (htt-tmva train)")
+from htt_tmva.errors import EngineError
 
 
 class TmvaEngine(Engine):
@@ -57,12 +42,6 @@ class TmvaEngine(Engine):
     def load(
         self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None
     ) -> Model:
-        try:
-            from htt_tmva.tmva import read_weights
-        except ImportError:
-            raise ModelError(
-                f"model '{model_path}' is a TMVA weight file; reading it without TMVA needs "
-                "htt-tmva's weight-file reader (htt_tmva.tmva), which this version lacks; "
-                "where ROOT has TMVA, use --reader tmva"
-            ) from None
-        return TmvaWeightsModel(manifest, read_weights(model_path))
+        from htt_tmva.engines.weightfile import WeightFileModel, read_weight_file
+
+        return WeightFileModel(Path(model_path), read_weight_file(Path(model_path)), manifest)
