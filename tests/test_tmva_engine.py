@@ -25,6 +25,12 @@ CLASSIC_BDTG = (
 )
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """Relative paths of configs are relative to the working directory: run from tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+
 def write_config(tmp_path: Path, **overrides) -> Path:
     """A training config whose fold files need not exist (the plan never reads them)."""
     doc = {

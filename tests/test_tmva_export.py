@@ -180,7 +180,7 @@ def test_export_refusals(exported, tmp_path):
     with pytest.raises(ConfigError, match="fold 2 does not exist"):
         run_export(config, 2)
     files[0].with_name("fold1_bdt_model.json").unlink()
-    with pytest.raises(ModelError, match="fold1_bdt_model.json' does not exist"):
+    with pytest.raises(ModelError, match="model file 'fold1_bdt_model.json' not found in"):
         run_export(config, 1, overwrite=True)
 
 
