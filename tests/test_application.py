@@ -818,3 +818,197 @@ def test_unsigned_event_numbers_get_the_same_fold_in_dataset_and_application(tmp
         assert (distance.min(axis=0) < 1e-5).all()
         application_fold = (scorer + 1) % 3  # the model of fold m scores fold m + 1
         assert [dataset_fold[int(e)] for e in data["event"]] == list(application_fold)
+
+
+# ---------------------------------------------------------------- concurrent runs, scratch, commit
+
+
+def apply_command(configs, data_file: Path) -> list[str]:
+    return [sys.executable, "-m", "htt_tmva.cli", "apply", *map(str, configs), str(data_file), TREE]
+
+
+def start_and_stop_while_scoring(configs, data_file: Path) -> subprocess.Popen:
+    """Start an in-place application and freeze it (SIGSTOP) once it streams scores, i.e.
+    after it inspected (and, with locking, locked) its input and before it commits."""
+    process = subprocess.Popen(
+        apply_command(configs, data_file), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if list(data_file.parent.glob(f".{data_file.name}.scores*")):
+            process.send_signal(signal.SIGSTOP)
+            return process
+        time.sleep(0.005)
+    raise AssertionError(process.stderr.read().decode()[-2000:])
+
+
+def branch_names(path: Path) -> list[str]:
+    with uproot.open(path) as f:
+        return list(f[TREE].keys())
+
+
+def test_two_concurrent_in_place_applications_lose_no_branches(setup, big_ntuple, tmp_path):
+    """The Keras and the BDT scores applied to the same file at the same time, by two real
+    processes: the second is refused clearly while the first holds the file; whatever
+    a process reports as done is in the file at the end."""
+    data_file = tmp_path / "big.root"
+    shutil.copyfile(big_ntuple, data_file)
+    first = start_and_stop_while_scoring(setup("keras"), data_file)
+    try:
+        second = subprocess.run(
+            apply_command(setup("bdt"), data_file), capture_output=True, text=True, timeout=300
+        )
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, first_stderr = first.communicate(timeout=300)
+    names = branch_names(data_file)
+    for prefix, returncode in (("keras_", first.returncode), ("bdt_", second.returncode)):
+        if returncode == 0:
+            assert f"{prefix}max_index" in names, f"{prefix} scores reported written but lost"
+    assert first.returncode == 0, first_stderr.decode()[-2000:]
+    assert second.returncode == 1
+    assert "being written by another htt-tmva apply" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_input_rewritten_meanwhile_is_not_overwritten(setup, big_ntuple, tmp_path):
+    """Another program replaces the input (here with a version that has one more branch)
+    while the application runs: the application must fail, not drop that change."""
+    from htt_tmva._root import root
+
+    data_file = tmp_path / "big.root"
+    shutil.copyfile(big_ntuple, data_file)
+    process = start_and_stop_while_scoring(setup("keras"), data_file)
+    try:
+        other = tmp_path / "other_version.root"
+        frame = root().RDataFrame(TREE, str(data_file)).Define("z", "x + y")
+        frame.Snapshot(TREE, str(other), ["x", "y", "weights", "event", "z"])
+        os.replace(other, data_file)
+    finally:
+        process.send_signal(signal.SIGCONT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1, stderr.decode()[-2000:]
+    assert b"changed since it was read" in stderr
+    assert branch_names(data_file) == ["x", "y", "weights", "event", "z"]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_stale_scratch_files_only_of_this_host_and_dead_processes_are_removed(tmp_path):
+    from htt_tmva.application.writer import OutputPlan, host_name, remove_stale, scratch_names
+
+    final = tmp_path / "data.root"
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        own_dead = scratch_names(final, host_name(), dead_pid())
+        own_running = scratch_names(final, host_name(), sleeper.pid)
+        other_host = scratch_names(final, "another-node", dead_pid())
+        for path in (*own_dead, *own_running, *other_host):
+            path.write_bytes(b"scratch")
+        plan = OutputPlan("inplace", final, final, *scratch_names(final))
+        removed = remove_stale(plan)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sorted(removed) == sorted(own_dead)
+    assert all(p.exists() for p in (*own_running, *other_host))
+
+
+def test_fsync_failure_of_the_new_file_stops_the_commit(tmp_path):
+    """A file whose fsync fails (procfs refuses it) never replaces the output."""
+    from htt_tmva.application.writer import OutputPlan, commit_all
+
+    final = tmp_path / "out.root"
+    final.write_bytes(b"previous output")
+    plan = OutputPlan(
+        "output", tmp_path / "in.root", final, Path("/proc/self/status"), tmp_path / ".s"
+    )
+    with pytest.raises(OutputError, match="cannot flush the new file '/proc/self/status'"):
+        commit_all([plan])
+    assert final.read_bytes() == b"previous output"
+
+
+def test_several_inputs_all_or_nothing(setup, tmp_path):
+    """A failure on the third input leaves the first two untouched (nothing committed)."""
+    files = [
+        write_ntuple(tmp_path / f"sample_{i}.root", 600, seed=i, nan_rows=5 if i == 2 else 0)
+        for i in range(3)
+    ]
+    digests = [digest(f) for f in files]
+    with pytest.raises(NonFiniteError, match="sample_2.root"):
+        run_application(*setup("keras"), [str(f) for f in files], TREE)
+    assert [digest(f) for f in files] == digests
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert not list(tmp_path.glob("sample_*application.yaml"))
+
+
+# ---------------------------------------------------------------- tree metadata
+
+
+def add_tree_metadata(path: Path) -> None:
+    """Aliases, two friends (one in the same file, one in another), a TTreeIndex, UserInfo
+    and a tree weight, as analysis ntuples may carry them."""
+    from htt_tmva._root import root
+
+    ROOT = root()
+    calib = path.with_name("calib.root")
+    n = int(len(arrays(path)["event"]))
+    ROOT.RDataFrame(n).Define("c", "float(rdfentry_)").Snapshot("calib", str(calib), ["c"])
+    tfile = ROOT.TFile.Open(str(path), "UPDATE")
+    shift = ROOT.TNtuple("shift", "", "s")
+    for i in range(n):
+        shift.Fill(2.0 * i)
+    shift.Write()
+    tree = tfile.Get(TREE)
+    tree.SetAlias("r", "sqrt(x*x + y*y)")
+    tree.SetAlias("x2", "2*x")
+    tree.AddFriend("shift")
+    tree.AddFriend("cal=calib", str(calib))
+    tree.BuildIndex("run", "event")
+    for item in (ROOT.TNamed("production", "toy v1"), ROOT.TParameter("double")("lumi", 41.5)):
+        ROOT.SetOwnership(item, False)
+        tree.GetUserInfo().Add(item)
+    tree.SetWeight(0.25)
+    tree.Write("", ROOT.TObject.kOverwrite)
+    tfile.Close()
+
+
+def test_in_place_keeps_tree_metadata(trained_models, setup, tmp_path):
+    from htt_tmva._root import root
+
+    ROOT = root()
+    data_file = write_ntuple(tmp_path / "data.root", 1500)
+    add_tree_metadata(data_file)
+    before = arrays(data_file)
+    run_application(*setup("bdt"), [str(data_file)], TREE)
+    check_scores(arrays(data_file), trained_models, "bdt", "bdt_")
+    check_extras(data_file)
+
+    tfile = ROOT.TFile.Open(str(data_file))
+    tree = tfile.Get(TREE)
+    aliases = {str(a.GetName()): str(a.GetTitle()) for a in tree.GetListOfAliases()}
+    assert aliases == {"r": "sqrt(x*x + y*y)", "x2": "2*x"}
+    friends = [(str(f.GetName()), str(f.GetTreeName())) for f in tree.GetListOfFriends()]
+    assert friends == [("shift", "shift"), ("cal", "calib")]
+    index = tree.GetTreeIndex()
+    assert index.ClassName() == "TTreeIndex"
+    assert (str(index.GetMajorName()), str(index.GetMinorName())) == ("run", "event")
+    for entry in (0, 7, 1499):
+        run, event = int(before["run"][entry]), int(before["event"][entry])
+        assert tree.GetEntryNumberWithIndex(run, event) == entry
+    info = {str(o.GetName()): o for o in tree.GetUserInfo()}
+    assert sorted(info) == ["lumi", "production"]
+    assert info["production"].GetTitle() == "toy v1" and info["lumi"].GetVal() == 41.5
+    assert tree.GetWeight() == 0.25
+    # the aliases and friends work
+    assert tree.Draw("x2 - 2*x", "", "goff") == 1500
+    assert all(abs(tree.GetV1()[i]) < 1e-6 for i in range(1500))
+    assert tree.Draw("shift.s - 2*Entry$ + cal.c - Entry$", "", "goff") == 1500
+    assert all(tree.GetV1()[i] == 0 for i in range(1500))
+    tfile.Close()

@@ -15,6 +15,7 @@ number and the scores, as a friend tree with the same entry order).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -198,6 +199,9 @@ def remove_stale(plan: OutputPlan) -> list[Path]:
     return removed
 
 
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
 def lock_path(final: Path) -> Path:
     """The hidden lock file of an output."""
     return final.with_name(f".{final.name}.lock")
@@ -226,7 +230,18 @@ class OutputLock:
                 ) from None
             except OSError as exc:
                 os.close(fd)
-                raise OutputError(f"cannot lock '{self.path}': {exc.strerror}") from None
+                if exc.errno not in _NO_LOCKS:
+                    raise OutputError(f"cannot lock '{self.path}': {exc.strerror}") from None
+                with suppress(FileNotFoundError):
+                    os.unlink(self.path)
+                log.warning(
+                    "the file system of '%s' does not support locks (%s): only the check "
+                    "that the input is unchanged before the rename guards against a "
+                    "concurrent application",
+                    self.final,
+                    exc.strerror,
+                )
+                return self
             if _same_file(fd, self.path):
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{host_name()} {os.getpid()}\n".encode())
