@@ -439,21 +439,22 @@ def test_kill_during_write_leaves_input_untouched(setup, big_ntuple, tmp_path):
     assert "keras_max_index" in arrays(data_file)
 
 
-def interrupt(process: subprocess.Popen, tries: int = 5) -> bytes:
-    """Ctrl-C, repeated every 3 s until the run reports it: ROOT ignores SIGINT during each
-    file write (TFile::WriteBuffer), so a single one can be lost, as in a terminal."""
+def interrupt(process: subprocess.Popen, tries: int = 40) -> bytes:
+    """Ctrl-C, repeated every 0.3 s until the run reports it: ROOT ignores SIGINT during
+    each file write (TFile::WriteBuffer), so a single one can be lost, as in a terminal."""
     os.set_blocking(process.stderr.fileno(), False)
     stderr = b""
     for _ in range(tries):
+        stderr += process.stderr.read() or b""
+        if b"interrupted" in stderr or process.poll() is not None:
+            break
         process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 0.3
         while time.monotonic() < deadline and process.poll() is None:
             stderr += process.stderr.read() or b""
             if b"interrupted" in stderr:
                 break
-            time.sleep(0.05)
-        if b"interrupted" in stderr or process.poll() is not None:
-            break
+            time.sleep(0.02)
     process.wait(timeout=120)
     os.set_blocking(process.stderr.fileno(), True)
     return stderr + process.stderr.read()
