@@ -9,9 +9,11 @@ For each input, two passes run at the same time on two cores:
   the score branches from that stream and Snapshots them with all original branches
   (or, for ``--friend``, with the event number only), keeping the entry order.
 
-The new file is completed (other objects copied), verified, and renamed over the input
-(or to ``--output`` / ``--friend``). Nothing is written before all inputs, models and
-output places are checked.
+The new file is completed (other objects and the tree's metadata copied) and verified.
+A run is all-or-nothing: nothing is written before all inputs, models and output places
+are checked and locked; every input's new file is prepared and verified before any of
+them is renamed over its input (or to ``--output`` / ``--friend``), so a failure on any
+input leaves every input untouched.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -43,8 +46,9 @@ from htt_tmva.application.writer import (
     book_pass2,
     check_distinct,
     check_space,
-    commit,
+    commit_all,
     complete_copy,
+    locked,
     output_columns,
     plan_output,
     remove_stale,
@@ -151,14 +155,28 @@ def run_application(
 
 
 def _apply_all(infos, plans, scoring, dataset, training, application, tree) -> list[Path]:
-    written = []
-    for info, plan in zip(infos, plans):
-        final = apply_one(info, plan, scoring)
+    """All-or-nothing: lock every output, prepare and verify every new file, then commit
+    them all; any failure before the commit leaves every input untouched."""
+    with ExitStack() as stack:
+        for plan in plans:
+            stack.enter_context(locked(plan))
+        for plan in plans:
+            remove_stale(plan)
+        record_bytes = record_dtype(len(scoring.names)).itemsize
+        check_space(plans, [info.entries for info in infos], record_bytes)
+        for plan in plans:
+            stack.enter_context(scratch(plan))
+        for index, (info, plan) in enumerate(zip(infos, plans)):
+            if len(plans) > 1:
+                log.info("input %d of %d", index + 1, len(plans))
+            prepare_one(info, plan, scoring)
+        written = commit_all(plans)
+    log.info("committed %d output(s)", len(written))
+    for info, plan, final in zip(infos, plans, written):
         record = final.with_name(f"{final.stem}.{application.branch_prefix}application.yaml")
         write_resolved_configs(
             record, dataset, training, application, input=info.path, tree=tree, mode=plan.mode
         )
-        written.append(final)
     return written
 
 
@@ -187,7 +205,9 @@ def _run_passes(
     try:
         # pass 1's C++ calls compile before pass 2 starts, so that while pass 2 compiles its
         # graph in its thread, pass 1 already scores without needing the interpreter
-        chunk_reader = ChunkReader(info.path, info.tree_path, read_columns, event_branch)
+        chunk_reader = ChunkReader(
+            info.path, info.tree_path, read_columns, event_branch, info.event_unsigned
+        )
         if info.entries:
             chunk_reader.read(0, 1)
         reader = StreamReader(plan.stream, len(names), info.entries)
@@ -226,12 +246,10 @@ def _run_passes(
     return passed, reader
 
 
-def apply_one(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> Path:
-    """Score one input and write its output safely; return the output path."""
+def prepare_one(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> None:
+    """Score one input and write and verify its new file (``plan.temp``), not committed."""
     names, event_branch = scoring.names, scoring.event_branch
     start = time.perf_counter()
-    remove_stale(plan)
-    check_space(plan, info.entries, record_dtype(len(names)).itemsize)
     log.info(
         "%s: scoring %d entries of tree '%s' -> %s (%s)",
         info.path,
@@ -240,41 +258,39 @@ def apply_one(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> Path:
         plan.final,
         plan.mode,
     )
-    with scratch(plan):
-        if scoring.client is not None:
-            from htt_tmva.application.distributed import run_distributed
+    if scoring.client is not None:
+        from htt_tmva.application.distributed import run_distributed
 
-            reader = None
-            passed = run_distributed(
-                scoring.client, scoring.compiled, info, plan, list(names), event_branch,
-                scoring.nonfinite_default, scoring.partitions,
-            )  # fmt: skip
-        elif scoring.compiled is not None:
-            reader = None
-            passed = run_one_pass(
-                scoring.compiled, info, plan, names, event_branch, scoring.nonfinite_default
-            )
-        else:
-            passed, reader = _run_passes(info, plan, scoring)
-        times = {"passes": time.perf_counter() - start}
-        if plan.full_copy:
-            complete_copy(info, plan)
-            times["copy"] = time.perf_counter() - start - sum(times.values())
-        verify(
-            info,
-            plan,
-            output_columns(info, names, event_branch, plan.full_copy),
-            passed.order_hash,
-            event_branch,
-            scoring.chunk_size,
+        reader = None
+        passed = run_distributed(
+            scoring.client, scoring.compiled, info, plan, list(names), event_branch,
+            scoring.nonfinite_default, scoring.partitions,
+        )  # fmt: skip
+    elif scoring.compiled is not None:
+        reader = None
+        passed = run_one_pass(
+            scoring.compiled, info, plan, names, event_branch, scoring.nonfinite_default
         )
-        times["verify"] = time.perf_counter() - start - sum(times.values())
-        final = commit(plan)
-        times["commit"] = time.perf_counter() - start - sum(times.values())
+    else:
+        passed, reader = _run_passes(info, plan, scoring)
+        plan.stream.unlink()  # not needed any more; the new file waits for the others
+    times = {"passes": time.perf_counter() - start}
+    if plan.full_copy:
+        complete_copy(info, plan)
+        times["copy"] = time.perf_counter() - start - sum(times.values())
+    verify(
+        info,
+        plan,
+        output_columns(info, names, event_branch, plan.full_copy),
+        passed.order_hash,
+        event_branch,
+        scoring.chunk_size,
+    )
+    times["verify"] = time.perf_counter() - start - sum(times.values())
     seconds = time.perf_counter() - start
     log.info(
         "%s: %d events in %.1f s (%.0f events/s); per fold %s",
-        final,
+        info.path,
         info.entries,
         seconds,
         info.entries / max(seconds, 1e-9),
@@ -282,14 +298,13 @@ def apply_one(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> Path:
     )
     steps = ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
     if reader is None:
-        log.info("%s: %s (one pass, compiled models)", final.name, steps)
+        log.info("%s: %s (one pass, compiled models)", info.path.name, steps)
     else:
         log.info(
             "%s: %s; pass 1 read %.1f s, inference %.1f s; pass 2 waited %.1f s for scores",
-            final.name,
+            info.path.name,
             steps,
             passed.seconds_read,
             passed.seconds_predict,
             reader.cpp.WaitedSeconds(),
         )
-    return final

@@ -82,6 +82,12 @@ def check_remote_outputs(
         )
 
 
+def file_identity(path: Path) -> tuple:
+    """What tells a file apart from a rewritten one: device, inode, size, mtime (ns)."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @dataclass
 class InputInfo:
     """What the application needs to know about one input tree."""
@@ -94,6 +100,8 @@ class InputInfo:
     compression: int
     existing: list[str] = field(default_factory=list)
     event_limit: int = 0  # > 0: the event branch is floating point, exact up to this value
+    event_unsigned: bool = False  # the event branch is an unsigned 64-bit integer
+    identity: Optional[tuple] = None  # file_identity() before it was read
 
     @property
     def tree_name(self) -> str:
@@ -124,6 +132,8 @@ _INTEGER_TYPES = {
     "unsigned long long",
     "bool",
 }
+# read as int64 these wrap for values >= 2^63: the fold rule must see them as uint64
+UNSIGNED_64_TYPES = {"ULong64_t", "ULong_t", "unsigned long", "unsigned long long"}
 _FLOAT_LIMITS = {
     "Float_t": FLOAT_EXACT_LIMIT,
     "float": FLOAT_EXACT_LIMIT,
@@ -171,6 +181,8 @@ def inspect_input(
     of the new names (without ``overwrite``) are refused here, before anything is written.
     """
     path = input_path(path)
+    # before reading it; remote inputs are never rewritten, so they need none
+    identity = file_identity(path) if not is_remote(path) and path.is_file() else None
     tfile = open_root_file(path)
     try:
         tree = get_tree(tfile, tree_path)
@@ -180,7 +192,7 @@ def inspect_input(
             if name not in branches and name not in leaves:
                 raise branch_missing(name, tree_path, str(path), branches)
             scalar_type(tree, name, tree_path, path)
-        event_limit = _FLOAT_LIMITS.get(scalar_type(tree, event_branch, tree_path, path), 0)
+        event_type = scalar_type(tree, event_branch, tree_path, path)
         existing = [b for b in new_branches if b in branches]
         if existing and not overwrite:
             raise OutputError(
@@ -195,7 +207,9 @@ def inspect_input(
             tree_title=str(tree.GetTitle()),
             compression=int(tfile.GetCompressionSettings()),
             existing=existing,
-            event_limit=event_limit,
+            event_limit=_FLOAT_LIMITS.get(event_type, 0),
+            event_unsigned=event_type in UNSIGNED_64_TYPES,
+            identity=identity,
         )
     finally:
         tfile.Close()

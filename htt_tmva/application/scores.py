@@ -36,10 +36,19 @@ def reader_columns(variables: Sequence[str], event_branch: str, float_event: boo
 
 
 class ChunkReader:
-    """Reads ranges of entries of numeric columns (as float64) and the event number (int64)."""
+    """Reads ranges of entries of numeric columns (as float64) and the event number: int64,
+    or uint64 with ``unsigned_events`` (a ULong64_t branch, whose values >= 2^63 would wrap)."""
 
-    def __init__(self, path: Path, tree_path: str, columns: Sequence[str], event_branch: str):
+    def __init__(
+        self,
+        path: Path,
+        tree_path: str,
+        columns: Sequence[str],
+        event_branch: str,
+        unsigned_events: bool = False,
+    ):
         self.path, self.tree_path, self.columns = input_path(path), tree_path, list(columns)
+        self.unsigned_events = unsigned_events
         try:
             self.cpp = declare().LeafReader(str(path), tree_path, self.columns, event_branch)
         except Exception as exc:  # a C++ exception through cppyy
@@ -53,6 +62,8 @@ class ChunkReader:
             self.cpp.Read(begin, end, values, events)
         except Exception as exc:  # a C++ exception through cppyy
             raise self._error(exc) from None
+        if self.unsigned_events:  # the C++ reader copies the 64 bits unchanged
+            events = events.view(np.uint64)
         return values[:, : len(self.columns)], events
 
     def _error(self, exc: Exception) -> InputFileError:
@@ -82,22 +93,29 @@ def check_float_events(raw: np.ndarray, branch: str, limit: int, where: str) -> 
 
 
 def folds_of(events: np.ndarray, n_folds: int) -> np.ndarray:
-    """Fold of each event, ``((e % k) + k) % k`` like the dataset step."""
-    return np.mod(events, n_folds)
+    """Fold of each event, ``((e % k) + k) % k`` like the dataset step: numpy's modulo has
+    the sign of k, and uint64 events (ULong64_t branches) are taken modulo k unsigned."""
+    return np.mod(events, np.array(n_folds, dtype=events.dtype))
 
 
 @dataclass
 class Pass1Result:
-    """What pass 1 saw: entries scored, the order hash of (entry, event), per-fold counts."""
+    """What pass 1 saw: entries scored, the order hash of (entry, event), per-fold counts,
+    events with non-finite inputs (per variable) and with non-finite scores (per fold)."""
 
     entries: int = 0
     order_hash: int = 0
     per_fold: list[int] = field(default_factory=list)
     nonfinite: dict[str, int] = field(default_factory=dict)
     nonfinite_events: int = 0
+    nonfinite_scores: list[int] = field(default_factory=list)
     seconds_read: float = 0.0
     seconds_predict: float = 0.0
 
+
+# max_index of events without a valid score (non-finite inputs with --nonfinite-default):
+# no class has it, so a ``max_index==0`` cut never selects them
+NO_CLASS = -1
 
 # Events per predict call: the numpy Dense pass is fastest on cache-sized batches, XGBoost
 # on large ones (its DMatrix has a fixed cost per call).
@@ -119,23 +137,31 @@ def batched_predict(model, x: np.ndarray, n_classes: int, path: Path) -> np.ndar
 
 def predict_chunk(
     models: FoldModels, x: np.ndarray, folds: np.ndarray, good: np.ndarray, default: Optional[float]
-) -> tuple[np.ndarray, list[int]]:
-    """Scores (n, n_classes + 2) float32 of a chunk: each event by the model of its fold."""
+) -> tuple[np.ndarray, list[int], list[int]]:
+    """Scores (n, n_classes + 2) float32 of a chunk: each event by the model of its fold.
+
+    Returns the scores, the events scored per fold and, per fold, the events whose scores
+    are not finite (NaN or inf from the model). Events with non-finite inputs (``~good``)
+    get ``default`` as every score and max_index NO_CLASS."""
     n_classes = len(models.classes)
     scores = np.empty((len(x), n_classes + 2), dtype=np.float32)
-    counts = []
+    counts, bad_scores = [], []
     for fold, model in enumerate(models.models):
         index = np.flatnonzero((folds == fold) & good)
         counts.append(len(index))
         if len(index) == 0:
+            bad_scores.append(0)
             continue
-        scores[index, :n_classes] = batched_predict(model, x[index], n_classes, models.paths[fold])
+        predicted = batched_predict(model, x[index], n_classes, models.paths[fold])
+        scores[index, :n_classes] = predicted
+        bad_scores.append(int((~np.isfinite(scores[index, :n_classes]).all(axis=1)).sum()))
     body = scores[:, :n_classes]
     scores[:, n_classes] = body.max(axis=1)
     scores[:, n_classes + 1] = body.argmax(axis=1)
     if default is not None:
         scores[~good] = default
-    return scores, counts
+        scores[~good, n_classes + 1] = NO_CLASS
+    return scores, counts, bad_scores
 
 
 def _count_nonfinite(x: np.ndarray, variables: Sequence[str], result: Pass1Result) -> np.ndarray:
@@ -156,7 +182,19 @@ def _nonfinite_error(result: Pass1Result, where: str) -> NonFiniteError:
     return NonFiniteError(
         f"{result.nonfinite_events} of {result.entries} events of {where} have non-finite inputs "
         f"(NaN or inf): {listed}; nothing was written. Give --nonfinite-default VALUE to write "
-        "VALUE as every score of such events"
+        f"VALUE as every score of such events (and {NO_CLASS} as max_index)"
+    )
+
+
+def _nonfinite_scores_error(result: Pass1Result, models: FoldModels, where: str) -> ModelError:
+    listed = ", ".join(
+        f"{n} by '{models.paths[fold]}'" for fold, n in enumerate(result.nonfinite_scores) if n
+    )
+    return ModelError(
+        f"{sum(result.nonfinite_scores)} of {result.entries} events of {where} got non-finite "
+        f"scores (NaN or inf) from the model although their inputs are finite: {listed}; "
+        "nothing was written. Check the inputs' ranges (e.g. values beyond the float32 range) "
+        "and the model"
     )
 
 
@@ -174,18 +212,26 @@ def run_pass1(
 ) -> Pass1Result:
     """Score every entry and write its record to ``writer``.
 
-    Non-finite inputs without a default stop the writing (``on_abort``), are counted over
-    the whole tree and raise NonFiniteError. ``keep_going`` returning False (pass 2 ended
-    early) stops the loop. ``event_limit`` > 0: the event branch is floating point, exact
-    up to that value (the reader then reads it as its last column).
+    Non-finite inputs without a default, and non-finite scores, stop the writing
+    (``on_abort``); the loop then goes on over the whole tree only to count them, and
+    raises NonFiniteError (inputs) or ModelError (scores) with the counts. ``keep_going``
+    returning False (pass 2 ended early) stops the loop. ``event_limit`` > 0: the event
+    branch is floating point, exact up to that value (the reader reads it as its last column).
     """
     variables = models.variables
     where = f"tree '{reader.tree_path}' in '{reader.path}'"
-    result = Pass1Result(per_fold=[0] * models.n_folds)
+    result = Pass1Result(per_fold=[0] * models.n_folds, nonfinite_scores=[0] * models.n_folds)
     aborted = False
+
+    def abort(why: str) -> None:
+        nonlocal aborted
+        if not aborted and on_abort is not None:
+            on_abort(why)
+        aborted = True
+
     steps = tracked(chunks(n_entries, chunk_size), n_entries, "scoring", lambda c: c[0])
     for begin, end in steps:
-        if keep_going is not None and not keep_going():
+        if not aborted and keep_going is not None and not keep_going():
             break
         start = time.perf_counter()
         values, events = reader.read(begin, end)
@@ -196,26 +242,33 @@ def run_pass1(
         result.seconds_read += time.perf_counter() - start
         good = _count_nonfinite(x, variables, result)
         if result.nonfinite_events and nonfinite_default is None:
-            if not aborted and on_abort is not None:
-                on_abort(f"non-finite inputs in {where}")
-            aborted = True
+            abort(f"non-finite inputs in {where}")
             continue
         start = time.perf_counter()
-        scores, counts = predict_chunk(
+        scores, counts, bad_scores = predict_chunk(
             models, x, folds_of(events, models.n_folds), good, nonfinite_default
         )
         result.seconds_predict += time.perf_counter() - start
         result.per_fold = [a + b for a, b in zip(result.per_fold, counts)]
+        result.nonfinite_scores = [a + b for a, b in zip(result.nonfinite_scores, bad_scores)]
+        if any(bad_scores):
+            abort(f"non-finite scores for {where}")
+        if aborted:
+            continue
         result.order_hash = (result.order_hash + event_hash(np.arange(begin, end), events)) % 2**64
         writer.write(events, scores)
-    if aborted:
+    if aborted and result.nonfinite_events and nonfinite_default is None:
         raise _nonfinite_error(result, where)
+    if aborted:
+        raise _nonfinite_scores_error(result, models, where)
     if result.nonfinite_events:
         log.warning(
-            "%d events of %s have non-finite inputs (%s): all their scores are set to %g",
+            "%d events of %s have non-finite inputs (%s): all their scores are set to %g, "
+            "their max_index to %d",
             result.nonfinite_events,
             where,
             ", ".join(f"{v}: {n}" for v, n in result.nonfinite.items()),
             nonfinite_default,
+            NO_CLASS,
         )
     return result

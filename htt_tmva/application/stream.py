@@ -7,8 +7,14 @@
   order (``rdfentry_``) and that each record belongs to the entry's event number.
 * ``LoopThread``: runs pass 2's event loop in a C++ thread, so both passes run at the same
   time, each on its own core, with memory independent of the number of events.
-* ``LeafReader``: pass 1's input, a compiled TTree loop over the needed leaves only.
-* ``Mix``: the order hash of (entry, event) pairs used to verify the output.
+* ``LeafReader``: pass 1's input, a compiled TTree loop over the needed leaves only; it
+  copies the event number's 64 bits unchanged (a ULong64_t above 2^63 arrives as a
+  negative int64, which Python views as uint64 again).
+
+Event numbers travel as their 64 bits: the stream's int64 and pass 2's
+``static_cast<Long64_t>`` of the branch agree for signed and unsigned branches alike.
+The order hash of (entry, event) pairs that verifies the output is computed in numpy
+(:func:`event_hash`), on pass 1's chunks and on the written file alike.
 """
 
 from __future__ import annotations
@@ -264,14 +270,6 @@ inline const float *NextScores(ULong64_t entry, Long64_t event)
    return stream->Next(entry, event);
 }
 
-inline ULong64_t Mix(ULong64_t entry, Long64_t event)
-{
-   ULong64_t z = entry * 0x9E3779B97F4A7C15ULL + ULong64_t(event);
-   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-   return z ^ (z >> 31);
-}
-
 } // namespace htt_tmva_apply
 """
 
@@ -300,8 +298,10 @@ def record_dtype(n_scores: int) -> np.dtype:
 
 
 def event_hash(entries: np.ndarray, events: np.ndarray) -> int:
-    """Order-sensitive hash of (entry, event) pairs, the same as the C++ ``Mix`` summed."""
-    events = events.astype(np.int64).view(np.uint64)
+    """Order-sensitive hash of (entry, event) pairs: a splitmix64 finaliser of each pair,
+    summed modulo 2^64. Events count by their 64 bits (int64 and uint64 alike)."""
+    events = events.astype(np.int64, copy=False) if events.dtype != np.uint64 else events
+    events = events.view(np.uint64)
     with np.errstate(over="ignore"):
         z = entries.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + events
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -320,7 +320,7 @@ class StreamWriter:
 
     def write(self, events: np.ndarray, scores: np.ndarray) -> None:
         record = np.empty(len(events), dtype=self.dtype)
-        record["event"] = events
+        record["event"] = events.view(np.int64) if events.dtype == np.uint64 else events
         record["scores"] = scores
         view = memoryview(record.view(np.uint8))
         while view:

@@ -2,6 +2,12 @@
 verified, and only then renamed into place (``os.replace``), so a kill at any moment
 leaves the input untouched (or, in place, either untouched or fully updated).
 
+Each output is locked (``flock`` on a hidden ``.<name>.lock`` beside it) from before its
+input is read until it is committed, and the commit refuses an input that changed since it
+was inspected (device, inode, size, mtime), so two applications on the same file never lose
+each other's branches. Scratch files carry the host name and process id, so that a later
+run removes only those of dead processes on its own host (shared file systems).
+
 Modes: ``inplace`` (classic: the input ends up with its original content plus the score
 branches), ``output`` (the same content in a new file) and ``friend`` (only the event
 number and the scores, as a friend tree with the same entry order).
@@ -9,10 +15,13 @@ number and the scores, as a friend tree with the same entry order).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import re
 import shutil
+import socket
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -22,9 +31,14 @@ from typing import Optional
 
 import numpy as np
 
-from htt_tmva._files import ensure_writable_folder, temporary_name
+from htt_tmva._files import ensure_writable_folder
 from htt_tmva._root import file_size, get_tree, input_path, is_remote, open_root_file, root
-from htt_tmva.application.inputs import InputInfo, check_remote_outputs, top_level_branches
+from htt_tmva.application.inputs import (
+    InputInfo,
+    check_remote_outputs,
+    file_identity,
+    top_level_branches,
+)
 from htt_tmva.application.scores import ChunkReader, chunks
 from htt_tmva.application.stream import SCORES_COLUMN, event_hash, scores_expression
 from htt_tmva.errors import OutputError
@@ -43,6 +57,7 @@ class OutputPlan:
     final: Path
     temp: Path
     stream: Path
+    source_identity: Optional[tuple] = None  # the input as it was inspected
 
     @property
     def full_copy(self) -> bool:
@@ -88,10 +103,38 @@ def plan_output(
                 f"output file '{final}' exists already; give --overwrite to replace it"
             )
     ensure_writable_folder(final.parent)
-    stream = final.with_name(f".{final.name}.scores{os.getpid()}")
+    temp, stream = scratch_names(final)
     return OutputPlan(
-        mode=mode, source=source, final=final, temp=temporary_name(final), stream=stream
+        mode=mode,
+        source=source,
+        final=final,
+        temp=temp,
+        stream=stream,
+        source_identity=info.identity,
     )
+
+
+def host_name() -> str:
+    """This machine's name, as it goes into scratch and lock file names."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "localhost"
+
+
+def scratch_names(final: Path, host: str = "", pid: int = 0) -> tuple[Path, Path]:
+    """Hidden siblings of ``final`` (same folder, so the rename is atomic): the temporary
+    output (suffix kept) and the score stream, both named after the host and process."""
+    tag = f"{host or host_name()}.{pid or os.getpid()}"
+    return (
+        final.with_name(f".{final.stem}.tmp.{tag}{final.suffix}"),
+        final.with_name(f".{final.name}.scores.{tag}"),
+    )
+
+
+def _scratch_patterns(final: Path) -> list[re.Pattern]:
+    tail = r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>[0-9]+)"
+    return [
+        re.compile(rf"^\.{re.escape(final.stem)}\.tmp{tail}{re.escape(final.suffix)}$"),
+        re.compile(rf"^\.{re.escape(final.name)}\.scores{tail}$"),
+    ]
 
 
 def check_distinct(plans: Sequence[OutputPlan]) -> None:
@@ -107,17 +150,24 @@ def check_distinct(plans: Sequence[OutputPlan]) -> None:
         seen[key] = plan.source
 
 
-def check_space(plan: OutputPlan, n_entries: int, record_bytes: int) -> None:
-    """Refuse early when the output folder cannot hold the copy and the score stream."""
-    needed = n_entries * record_bytes
-    if plan.full_copy:
-        needed += file_size(plan.source)
-    free = shutil.disk_usage(plan.final.parent).free
-    if free < needed:
-        raise OutputError(
-            f"not enough free space in '{plan.final.parent}': about {needed / 1e6:.0f} MB "
-            f"needed, {free / 1e6:.0f} MB free"
-        )
+def check_space(plans: Sequence[OutputPlan], entries: Sequence[int], record_bytes: int) -> None:
+    """Refuse early when an output file system cannot hold, at the same time, the new files
+    of all inputs on it and a score stream (all are committed together at the end)."""
+    needed: dict[int, int] = {}
+    folders: dict[int, Path] = {}
+    for plan, n_entries in zip(plans, entries):
+        device = os.stat(plan.final.parent).st_dev
+        folders.setdefault(device, plan.final.parent)
+        needed[device] = needed.get(device, 0) + n_entries * record_bytes
+        if plan.full_copy:
+            needed[device] += file_size(plan.source)
+    for device, bytes_needed in needed.items():
+        free = shutil.disk_usage(folders[device]).free
+        if free < bytes_needed:
+            raise OutputError(
+                f"not enough free space in '{folders[device]}': about "
+                f"{bytes_needed / 1e6:.0f} MB needed, {free / 1e6:.0f} MB free"
+            )
 
 
 def _alive(pid: int) -> bool:
@@ -131,22 +181,125 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale(plan: OutputPlan) -> list[Path]:
-    """Remove the scratch files of earlier runs for the same output that were killed (their
-    process is gone); a kill leaves the input intact, but these hidden files behind."""
-    pid, removed = str(os.getpid()), []
-    for own in (plan.temp, plan.stream):
-        at = own.name.rfind(pid)
-        pattern = re.compile(
-            f"^{re.escape(own.name[:at])}([0-9]+){re.escape(own.name[at + len(pid) :])}$"
-        )
+    """Remove the scratch files of earlier runs for the same output that were killed: those
+    of this host whose process is gone. Files of other hosts (a shared file system) are
+    left alone, since their process cannot be checked from here."""
+    host, removed = host_name(), []
+    for pattern in _scratch_patterns(plan.final):
         for candidate in plan.final.parent.iterdir():
             match = pattern.match(candidate.name)
-            if match and match.group(1) != pid and not _alive(int(match.group(1))):
+            if not match or match.group("host") != host:
+                continue
+            pid = int(match.group("pid"))
+            if pid != os.getpid() and not _alive(pid):
                 with suppress(FileNotFoundError):
                     candidate.unlink()
                     removed.append(candidate)
                     log.info("removed %s, left behind by a killed run", candidate)
     return removed
+
+
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+def lock_path(final: Path) -> Path:
+    """The hidden lock file of an output."""
+    return final.with_name(f".{final.name}.lock")
+
+
+class OutputLock:
+    """An exclusive, non-blocking ``flock`` on the lock file of an output, held until the
+    output is committed. The lock file is removed (while still locked) on release; a lock
+    taken on a file that its holder removed meanwhile is retaken on the new one."""
+
+    def __init__(self, final: Path):
+        self.final, self.path, self.fd = final, lock_path(final), None
+
+    def acquire(self) -> OutputLock:
+        for _ in range(20):
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 256).decode(errors="replace").strip() or "unknown process"
+                os.close(fd)
+                raise OutputError(
+                    f"'{self.final}' is being written by another htt-tmva apply right now "
+                    f"(host and pid: {holder}; lock file '{self.path}'); nothing was written: "
+                    "run the applications one after the other, or write --friend files"
+                ) from None
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in _NO_LOCKS:
+                    raise OutputError(f"cannot lock '{self.path}': {exc.strerror}") from None
+                with suppress(FileNotFoundError):
+                    os.unlink(self.path)
+                log.warning(
+                    "the file system of '%s' does not support locks (%s): only the check "
+                    "that the input is unchanged before the rename guards against a "
+                    "concurrent application",
+                    self.final,
+                    exc.strerror,
+                )
+                return self
+            if _same_file(fd, self.path):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{host_name()} {os.getpid()}\n".encode())
+                self.fd = fd
+                return self
+            os.close(fd)  # its holder removed it after we opened it: lock the new one
+        raise OutputError(f"cannot lock '{self.path}': it keeps being replaced")
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot create lock file '{self.path}': {exc.strerror}") from None
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+@contextmanager
+def locked(plan: OutputPlan) -> Iterator[OutputPlan]:
+    """Hold the output's lock for the block; the input must still be as inspected."""
+    lock = OutputLock(plan.final).acquire()
+    try:
+        check_unchanged(plan)
+        yield plan
+    finally:
+        lock.release()
+
+
+def check_unchanged(plan: OutputPlan) -> None:
+    """Refuse to go on when the input is no longer the file that was inspected and read
+    (another program rewrote or replaced it): committing would drop its changes."""
+    if plan.source_identity is None:
+        return
+    try:
+        now = file_identity(plan.source)
+    except FileNotFoundError:
+        now = None
+    if now != plan.source_identity:
+        raise OutputError(
+            f"input '{plan.source}' changed since it was read (another program replaced or "
+            "wrote it, e.g. a second htt-tmva apply); the new file was discarded and nothing "
+            "was written: run the application again"
+        )
 
 
 @contextmanager
@@ -271,23 +424,63 @@ def key_paths(directory, prefix: str = "") -> set[str]:
     return paths
 
 
+def tree_metadata(tree) -> dict:
+    """What a tree carries besides its branches and entries, and what the in-place rewrite
+    keeps: title, aliases, friends (alias, tree, file), TTreeIndex, UserInfo, weight."""
+    aliases, friends, index = tree.GetListOfAliases(), tree.GetListOfFriends(), None
+    if tree.GetTreeIndex():
+        found = tree.GetTreeIndex()
+        index = (str(found.GetMajorName()), str(found.GetMinorName()), int(found.GetN()))
+    return {
+        "title": str(tree.GetTitle()),
+        "aliases": sorted((str(a.GetName()), str(a.GetTitle())) for a in aliases or []),
+        "friends": [
+            (str(f.GetName()), str(f.GetTreeName()), str(f.GetTitle())) for f in friends or []
+        ],
+        "index": index,
+        "user_info": [
+            (str(o.ClassName()), str(o.GetName()), str(o.GetTitle())) for o in tree.GetUserInfo()
+        ],
+        "weight": float(tree.GetWeight()),
+    }
+
+
+def restore_tree_metadata(source_tree, tree) -> None:
+    """Give ``tree`` (the Snapshot's copy) the metadata of ``source_tree`` and rewrite it."""
+    ROOT = root()
+    tree.SetTitle(source_tree.GetTitle())
+    for alias in source_tree.GetListOfAliases() or []:
+        tree.SetAlias(alias.GetName(), alias.GetTitle())
+    for friend in source_tree.GetListOfFriends() or []:
+        tree.AddFriend(f"{friend.GetName()}={friend.GetTreeName()}", friend.GetTitle())
+    index = source_tree.GetTreeIndex()
+    if index:
+        if index.ClassName() != "TTreeIndex":  # pragma: no cover - TChainIndex: chains only
+            raise OutputError(f"cannot rebuild a {index.ClassName()} of tree '{tree.GetName()}'")
+        tree.BuildIndex(index.GetMajorName(), index.GetMinorName())
+    for item in source_tree.GetUserInfo():
+        clone = item.Clone()
+        ROOT.SetOwnership(clone, False)  # the tree's UserInfo list owns it
+        tree.GetUserInfo().Add(clone)
+    tree.SetWeight(source_tree.GetWeight())
+    tree.GetDirectory().cd()  # TTree::Write writes into the current directory
+    tree.Write("", ROOT.TObject.kOverwrite)
+
+
 def complete_copy(info: InputInfo, plan: OutputPlan) -> None:
-    """Copy all other objects of the input into the new file and restore the tree's title."""
+    """Copy all other objects of the input into the new file and restore the tree's
+    metadata (title, aliases, friends, index, UserInfo, weight)."""
     source = open_root_file(info.path)
     try:
-        if (
-            len(key_paths(source)) <= info.tree_path.count("/") + 1
-            and info.tree_title == info.tree_name
-        ):
-            return
+        source_tree = get_tree(source, info.tree_path)
+        wanted = tree_metadata(source_tree)
+        others = len(key_paths(source)) > info.tree_path.count("/") + 1
         target = open_root_file(plan.temp, "UPDATE")
         try:
-            copied = copy_directory(source, target, info.tree_path.split("/"))
+            copied = copy_directory(source, target, info.tree_path.split("/")) if others else 0
             tree = get_tree(target, info.tree_path)
-            if str(tree.GetTitle()) != info.tree_title:
-                tree.SetTitle(info.tree_title)
-                tree.GetDirectory().cd()  # TTree::Write writes into the current directory
-                tree.Write("", root().TObject.kOverwrite)
+            if tree_metadata(tree) != wanted:
+                restore_tree_metadata(source_tree, tree)
             log.debug("copied %d other object(s) of %s", copied, info.path)
         finally:
             target.Close()
@@ -319,13 +512,14 @@ def verify(
     chunk_size: int,
 ) -> None:
     """Check the temporary output: readable, not recovered, same entries, branches, other
-    objects and event order as the input."""
+    objects, tree metadata and event order as the input."""
     tfile = open_root_file(plan.temp)
     try:
         tree = get_tree(tfile, info.tree_path)
         entries = int(tree.GetEntries())
         branches = top_level_branches(tree)
         paths = key_paths(tfile)
+        metadata = tree_metadata(tree)
     finally:
         tfile.Close()
     problems = []
@@ -337,10 +531,17 @@ def verify(
         source = open_root_file(info.path)
         try:
             missing = sorted(key_paths(source) - paths)
+            wanted = tree_metadata(get_tree(source, info.tree_path))
         finally:
             source.Close()
         if missing:
             problems.append(f"objects {missing} of the input are missing")
+        differing = [k for k in wanted if metadata[k] != wanted[k]]
+        if differing:
+            problems.append(
+                "tree metadata differs from the input's: "
+                + ", ".join(f"{k} {metadata[k]!r} instead of {wanted[k]!r}" for k in differing)
+            )
     if (
         not problems
         and output_hash(plan.temp, info.tree_path, event_branch, chunk_size) != order_hash
@@ -354,21 +555,61 @@ def verify(
         )
 
 
-def _fsync(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+def fsync_file(path: Path) -> None:
+    """Flush a new file to disk before it replaces anything; a failure stops the commit."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot flush the new file '{path}' to disk ({exc.strerror}); nothing was replaced"
+        ) from None
+
+
+def fsync_directory(path: Path) -> None:
+    """Flush a folder's entries (the rename), best effort: some file systems refuse it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # pragma: no cover - depends on the file system
+        return
     try:
         os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
-        pass
+    except OSError:  # pragma: no cover - depends on the file system
+        log.debug("fsync of folder %s refused", path)
     finally:
         os.close(fd)
 
 
-def commit(plan: OutputPlan) -> Path:
-    """Make the verified temporary file the output, atomically (same folder, os.replace)."""
+def prepare_commit(plan: OutputPlan) -> None:
+    """Everything before the rename: the input is unchanged, the new file has the input's
+    permissions (in place) and is on disk."""
+    check_unchanged(plan)
     if plan.mode == "inplace":
         os.chmod(plan.temp, stat.S_IMODE(plan.final.stat().st_mode))
-    _fsync(plan.temp)
-    os.replace(plan.temp, plan.final)
-    _fsync(plan.final.parent, directory=True)
-    return plan.final
+    fsync_file(plan.temp)
+
+
+def commit_all(plans: Sequence[OutputPlan]) -> list[Path]:
+    """Commit verified outputs together: every input is checked unchanged and every new
+    file flushed first, then all are renamed into place, one ``os.replace`` each. Only a
+    failing rename itself (a disk error) can leave some outputs committed and others not;
+    the error then names them."""
+    for plan in plans:
+        prepare_commit(plan)
+    done: list[Path] = []
+    for plan in plans:
+        try:
+            os.replace(plan.temp, plan.final)
+        except OSError as exc:
+            raise OutputError(
+                f"renaming '{plan.temp}' to '{plan.final}' failed ({exc.strerror}); "
+                f"{len(done)} of {len(plans)} outputs were committed before: "
+                f"{[str(d) for d in done]}; the others are untouched"
+            ) from None
+        done.append(plan.final)
+    for folder in dict.fromkeys(plan.final.parent for plan in plans):
+        fsync_directory(folder)
+    return done
