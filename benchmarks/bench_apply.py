@@ -10,7 +10,9 @@ subprocesses, start-up included, each on a fresh copy of the ntuple:
   expressions, single-threaded, with the input file's compression;
 * (b) ``htt-tmva apply`` in place with the Keras ``example`` model;
 * (c) the same with ``smhtt``;
-* (d) the same with the BDT.
+* (d) the same with the BDT;
+* (e), (f), (g): the three models with ``--compile`` (one pass, the models compiled to C++)
+  instead of the default Python path (two passes, batched inference).
 
 For every command it prints the wall time, events per second, the ratio to (a), the CPU
 time (user + system of the child process and the children it waited for, from
@@ -169,12 +171,22 @@ def measure(events: int, configs: dict, work: Path, repeat: int) -> list[tuple]:
             str(N_NEW),
         ]
     }
-    for label, key in (
-        ("(b) apply keras example", "example"),
-        ("(c) apply keras smhtt", "smhtt"),
-        ("(d) apply bdt", "bdt"),
+    for label, key, extra in (
+        ("(b) apply keras example", "example", []),
+        ("(c) apply keras smhtt", "smhtt", []),
+        ("(d) apply bdt", "bdt", []),
+        ("(e) example, --compile", "example", ["--compile"]),
+        ("(f) smhtt, --compile", "smhtt", ["--compile"]),
+        ("(g) bdt, --compile", "bdt", ["--compile"]),
     ):
-        commands[label] = [*htt_tmva(), "apply", *map(str, configs[key]), str(copy), "ntuple"]
+        commands[label] = [
+            *htt_tmva(),
+            "apply",
+            *map(str, configs[key]),
+            str(copy),
+            "ntuple",
+            *extra,
+        ]
     best: dict[str, tuple[float, float, float]] = {}
     for _ in range(repeat):
         for label, command in commands.items():  # interleaved, so load changes hit all alike

@@ -94,7 +94,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", MAKE_NTUPLE, str(ntuple), str(args.events)], check=True)
     copy, out = work / "input.root", work / "out.root"
     commands = {
-        "local (one pass)": [],
+        "local (one pass)": ["--compile"],
         "dask, 2 workers": ["--executor", "dask", "--workers", "2"],
     }
     best: dict[str, tuple[float, float]] = {}

@@ -68,7 +68,7 @@ def _apply(args: argparse.Namespace) -> None:
         engine=args.engine,
         nonfinite_default=args.nonfinite_default,
         chunk_size=args.chunk_size,
-        compile_models=not args.no_compile,
+        compile_models=args.compile,
         executor=args.executor,
         workers=args.workers,
         reader=args.reader,
@@ -208,9 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--chunk-size", type=int, default=500_000, help="events per inference batch")
     p.add_argument(
-        "--no-compile",
-        action="store_true",
-        help="score in Python (two passes) even where the models compile to C++",
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="score inside the writing event loop with the models compiled to C++ (one pass); "
+        "default: the Python path (two passes, batched inference)",
     )
     p.add_argument(
         "--executor",

@@ -469,7 +469,7 @@ def test_interrupt_cleans_up_and_leaves_input_untouched(setup, big_ntuple, tmp_p
     digest_before = digest(data_file)
     # the two-pass path: its Python loop sees Ctrl-C at once (the compiled one-pass path
     # runs its event loop in one C++ call, so Ctrl-C takes effect when that loop ends)
-    process = start_and_wait_for_write(configs, data_file, "--no-compile")
+    process = start_and_wait_for_write(configs, data_file)
     stderr = interrupt(process)
     assert process.returncode == 130, stderr.decode()[-2000:]
     assert b"interrupted" in stderr

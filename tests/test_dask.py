@@ -1,5 +1,6 @@
 """The application on a real local Dask cluster (two workers, distributed RDataFrame): the same
-output, event by event, as the local run; the same refusals; nothing left behind."""
+output, event by event, as the local run with the same compiled models; the same refusals;
+nothing left behind."""
 
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ def arrays(path):
 @pytest.mark.parametrize("engine", ["bdt", "keras"])
 def test_dask_output_equals_the_local_run(configs, engine, tmp_path):
     data = ntuple(tmp_path / "data.root")
-    run_application(*configs(engine), [str(data)], TREE, output=str(tmp_path / "local.root"))
+    run_application(
+        *configs(engine), [str(data)], TREE, output=str(tmp_path / "local.root"),
+        compile_models=True,
+    )  # fmt: skip
     run_application(
         *configs(engine), [str(data)], TREE, output=str(tmp_path / "dask.root"),
         executor="dask", workers=2,

@@ -1,5 +1,5 @@
-"""One-pass application with the models compiled to C++: the same output as the Python path,
-compiled once (cached by content), and the same refusals."""
+"""One-pass application with the models compiled to C++ (``--compile``): the same output as
+the Python path, compiled once (cached by content), and the same refusals."""
 
 from __future__ import annotations
 
@@ -63,7 +63,10 @@ def branches(path):
 def test_one_pass_equals_the_python_path(configs, engine, tmp_path, caplog):
     data = ntuple(tmp_path / "data.root")
     with caplog.at_level(logging.INFO, logger="htt_tmva"):
-        run_application(*configs(engine), [str(data)], TREE, output=str(tmp_path / "c.root"))
+        run_application(
+            *configs(engine), [str(data)], TREE, output=str(tmp_path / "c.root"),
+            compile_models=True,
+        )  # fmt: skip
     assert "scoring in one pass" in caplog.text
     run_application(
         *configs(engine), [str(data)], TREE, output=str(tmp_path / "p.root"), compile_models=False
@@ -79,7 +82,9 @@ def test_one_pass_equals_the_python_path(configs, engine, tmp_path, caplog):
 
 def test_compiled_library_is_reused_by_a_new_process(configs, tmp_path):
     data = ntuple(tmp_path / "data.root")
-    command = [sys.executable, "-m", "htt_tmva", "apply", *map(str, configs("bdt")), str(data)]
+    command = [
+        sys.executable, "-m", "htt_tmva", "apply", "--compile", *map(str, configs("bdt")), str(data)
+    ]  # fmt: skip
     env = {**os.environ, "HTT_TMVA_CACHE": str(tmp_path / "cache")}
     first = subprocess.run(
         [*command, TREE, "--friend", str(tmp_path / "a.root")], env=env, capture_output=True,
@@ -107,9 +112,9 @@ def test_nonfinite_inputs_counted_over_the_whole_tree(configs, tmp_path):
     data = ntuple(tmp_path / "data.root", n=3000, nan_rows=40)
     before = data.read_bytes()
     with pytest.raises(NonFiniteError, match="40 of 3000 events .*'x' in 40 events"):
-        run_application(*configs("bdt"), [str(data)], TREE)
+        run_application(*configs("bdt"), [str(data)], TREE, compile_models=True)
     assert data.read_bytes() == before
-    run_application(*configs("bdt"), [str(data)], TREE, nonfinite_default=-2.0)
+    run_application(*configs("bdt"), [str(data)], TREE, nonfinite_default=-2.0, compile_models=True)
     out = branches(data)
     bad = ~np.isfinite(out["x"])
     assert bad.sum() == 40
@@ -142,6 +147,7 @@ def test_a_model_that_cannot_be_exported_runs_in_python(configs, trained_models,
             [str(data)],
             TREE,
             friend=str(tmp_path / "f.root"),
+            compile_models=True,
         )
     assert "MinMaxScaler preprocessing pickle cannot be exported" in caplog.text
     assert "scoring runs in Python" in caplog.text
