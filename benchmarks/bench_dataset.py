@@ -64,7 +64,8 @@ def write_inputs(folder: Path, events: int, processes: int, seed: int = 1) -> li
 
 
 def write_config(path: Path, names: list[str], inputs: str, outputs: str) -> Path:
-    """A dataset config with the classic keys only (paths relative to the config)."""
+    """A dataset config with the classic keys only; paths relative to the folder of the config,
+    from which both commands run (so both rules for relative paths agree)."""
     doc = {
         "base_path": inputs,
         "output_path": outputs,
@@ -87,10 +88,10 @@ def write_config(path: Path, names: list[str], inputs: str, outputs: str) -> Pat
     return path
 
 
-def timed_command(command: list[str]) -> tuple[float, float, float]:
+def timed_command(command: list[str], cwd: Path) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system) and peak memory (MB, resident) of a command."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -126,10 +127,10 @@ def compare_commands(work: Path, names: list[str], repeat: int, classic: Path) -
     }
     times: dict[str, list[tuple[float, float, float]]] = {k: [] for k in commands}
     for command in commands.values():  # untimed first run of each
-        timed_command(command)
+        timed_command(command, work)
     for _ in range(repeat):
         for label, command in commands.items():
-            times[label].append(timed_command(command))
+            times[label].append(timed_command(command, work))
     medians = {}
     for label, runs in times.items():
         wall = statistics.median(r[0] for r in runs)
@@ -182,10 +183,14 @@ def time_reference(inputs: Path, names: list[str], out: Path) -> float:
 def compare_in_process(work: Path, names: list[str], events: int, repeat: int) -> None:
     warm = work / "warm"
     write_inputs(warm / "inputs", 1000, len(names), seed=2)
-    warm_config = write_config(warm / "dataset.yaml", names, "inputs", "folds")
+    warm_config = write_config(
+        warm / "dataset.yaml", names, str(warm / "inputs"), str(warm / "folds")
+    )
     time_dataset(warm_config, warm / "folds")
     time_reference(warm / "inputs", names, warm / "reference")
-    config = write_config(work / "inprocess.yaml", names, "inputs", "inprocess")
+    config = write_config(
+        work / "inprocess.yaml", names, str(work / "inputs"), str(work / "inprocess")
+    )
     dataset_times, reference_times = [], []
     for _ in range(repeat):
         reference_times.append(time_reference(work / "inputs", names, work / "reference"))
