@@ -33,7 +33,8 @@ def ensure_writable_folder(folder: Path) -> None:
 
 
 def fsync_file(path: Path) -> None:
-    """Flush a written file to the disk; a failure is an OutputError (the data may be lost)."""
+    """Flush a new file to disk before it replaces anything; a failure is an OutputError (and
+    stops the commit: only a folder's fsync may be best-effort)."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -41,7 +42,9 @@ def fsync_file(path: Path) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise OutputError(f"cannot flush '{path}' to the disk: {exc.strerror}") from None
+        raise OutputError(
+            f"cannot flush the new file '{path}' to disk ({exc.strerror}); nothing was replaced"
+        ) from None
 
 
 def fsync_folder(folder: Path) -> None:

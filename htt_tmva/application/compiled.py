@@ -157,6 +157,23 @@ def compiled_scorer(models: FoldModels) -> Optional[CompiledScorer]:
     )
 
 
+def inputs_array(variables: list[str]) -> str:
+    """C++ expression of an event's inputs as ``std::array<double, n>``."""
+    inputs = ", ".join(f"static_cast<double>({v})" for v in variables)
+    return f"std::array<double, {len(variables)}>{{{inputs}}}"
+
+
+def define_scores(node, names: list[str], existing: list[str]) -> list:
+    """Define (or, for ``existing`` branches, Redefine) each of ``names`` from the scores
+    column; return the new nodes in order (they must stay alive until the loop has run)."""
+    nodes = []
+    for index, name in enumerate(names):
+        define = node.Redefine if name in existing else node.Define
+        node = define(name, f"{SCORES}[{index}]")
+        nodes.append(node)
+    return nodes
+
+
 def run_one_pass(
     scorer: CompiledScorer,
     info: InputInfo,
@@ -174,20 +191,15 @@ def run_one_pass(
         )
     run = scorer.run
     run.Reset(nonfinite_default is not None, float(nonfinite_default or 0.0), info.event_limit)
-    inputs = ", ".join(f"static_cast<double>({v})" for v in scorer.variables)
     call = (
         f"htt_tmva_onepass::{scorer.run_name}(rdfentry_, {event_branch}, "
-        f"std::array<double, {len(scorer.variables)}>{{{inputs}}})"
+        f"{inputs_array(scorer.variables)})"
     )
     start = time.perf_counter()
     frame = ROOT.RDataFrame(info.tree_path, str(info.path))
-    node = frame.Define(SCORES, call)
-    nodes = [frame, node]
-    for index, name in enumerate(names):
-        expression = f"{SCORES}[{index}]"
-        define = node.Redefine if name in info.existing else node.Define
-        node = define(name, expression)
-        nodes.append(node)
+    nodes = [frame, frame.Define(SCORES, call)]
+    nodes += define_scores(nodes[-1], names, info.existing)
+    node = nodes[-1]
     columns = output_columns(info, names, event_branch, plan.full_copy)
     if progress_wanted() and sys.stdout.isatty():  # ROOT's bar: events, rate, time left
         ROOT.RDF.Experimental.AddProgressBar(ROOT.RDF.AsRNode(node))

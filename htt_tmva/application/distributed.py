@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from htt_tmva._root import root
-from htt_tmva.application.compiled import CompiledScorer
+from htt_tmva.application.compiled import SCORES, CompiledScorer, define_scores, inputs_array
 from htt_tmva.application.inputs import InputInfo
 from htt_tmva.application.scores import Pass1Result
 from htt_tmva.application.writer import OutputPlan, output_columns, output_hash, snapshot_options
@@ -135,18 +135,15 @@ def run_distributed(
     code, tag = score_code(scorer, symbol), symbol.rsplit("_", 1)[-1]
     setup_worker(scorer.header, scorer.namespace, code, tag)
     ROOT.RDF.Distributed.initialize(setup_worker, scorer.header, scorer.namespace, code, tag)
-    inputs = ", ".join(f"static_cast<double>({v})" for v in scorer.variables)
-    array = f"std::array<double, {len(scorer.variables)}>{{{inputs}}}"
+    array = inputs_array(scorer.variables)
     default = "true" if nonfinite_default is not None else "false"
     frame = ROOT.RDataFrame(info.tree_path, str(info.path), executor=client, npartitions=partitions)
     node = frame.Define(
-        "htt_tmva_scores_",
+        SCORES,
         f"htt_tmva_dist_{tag}::score({event_branch}, {array}, {default}, "
         f"{float(nonfinite_default or 0.0)!r}f)",
     )
-    for index, name in enumerate(names):
-        define = node.Redefine if name in info.existing else node.Define
-        node = define(name, f"htt_tmva_scores_[{index}]")
+    node = define_scores(node, names, info.existing)[-1]
     good = " && ".join(f"std::isfinite(static_cast<double>({v}))" for v in scorer.variables)
     counts = {
         v: node.Define(f"htt_tmva_bad_{i}_", f"int(!std::isfinite(static_cast<double>({v})))").Sum(
@@ -156,7 +153,7 @@ def run_distributed(
     }
     bad_events = node.Define("htt_tmva_bad_", f"int(!({good}))").Sum("htt_tmva_bad_")
     nan = node.Define(
-        "htt_tmva_nan_", f"int({good}) * htt_tmva_dist_{tag}::nan_scores(htt_tmva_scores_)"
+        "htt_tmva_nan_", f"int({good}) * htt_tmva_dist_{tag}::nan_scores({SCORES})"
     ).Sum("htt_tmva_nan_")
     per_fold = [
         node.Define(

@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from htt_tmva._files import ensure_writable_folder
+from htt_tmva._files import ensure_writable_folder, fsync_file
 from htt_tmva._root import file_size, get_tree, input_path, is_remote, open_root_file, root
 from htt_tmva.application.inputs import (
     InputInfo,
@@ -553,20 +553,6 @@ def verify(
             + "; ".join(problems)
             + "; the input is untouched"
         )
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a new file to disk before it replaces anything; a failure stops the commit."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot flush the new file '{path}' to disk ({exc.strerror}); nothing was replaced"
-        ) from None
 
 
 def fsync_directory(path: Path) -> None:
