@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from htt_tmva.data.folds import model_for_fold
 from htt_tmva.errors import ExportError
+from htt_tmva.exporters.cpp_tmva import TMVA_HELPERS, is_tmva_spec, tmva_model
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -160,7 +161,9 @@ def model_body(spec: dict[str, Any]) -> str:
     """The declarations and ``predict`` of one model (to be put inside a namespace)."""
     nv, nc = len(spec["variables"]), len(spec["classes"])
     lines = _names(spec)
-    if spec["kind"] == "network":
+    if is_tmva_spec(spec):  # a TMVA weight file: transformations, then double precision
+        lines += tmva_model(spec, nv, nc)
+    elif spec["kind"] == "network":
         lines += _network(spec, nv, nc)
     elif spec["kind"] == "trees":
         lines += _trees(spec, nv, nc)
@@ -314,7 +317,7 @@ def _trees(spec, nv: int, nc: int) -> list[str]:
 NAMESPACE_MARKER = "// htt-tmva namespace: "
 
 
-def _header(title: str, namespace: str) -> list[str]:
+def _header(title: str, namespace: str, specs: Sequence[dict[str, Any]] = ()) -> list[str]:
     return [
         f"// {title}",
         f"{NAMESPACE_MARKER}{namespace}",
@@ -323,13 +326,27 @@ def _header(title: str, namespace: str) -> list[str]:
         *INCLUDES,
         "#include <limits>",
         HELPERS,
+        *([TMVA_HELPERS] if any(is_tmva_spec(s) for s in specs) else []),
+        *_expression_notes(specs[0] if specs else {}),
+    ]
+
+
+def _expression_notes(spec: dict[str, Any]) -> list[str]:
+    """A TMVA file's variables are expressions: the header takes their values, in order."""
+    expressions = spec.get("tmva", {}).get("expressions", [])
+    if all(e.strip().isidentifier() for e in expressions):
+        return []
+    return [
+        "// The inputs are the values of these TMVA variable expressions, in this order",
+        "// (evaluate them as TMVA does: in double, stored as float):",
+        *[f"//   {i}: {e}" for i, e in enumerate(expressions)],
     ]
 
 
 def model_header(spec: dict[str, Any], namespace: str, title: str = "") -> str:
     """A header with one model in ``namespace``."""
     check_identifier(namespace)
-    lines = _header(title or f"model {namespace}", namespace)
+    lines = _header(title or f"model {namespace}", namespace, [spec])
     lines += [
         f"namespace {namespace} {{",
         "inline constexpr bool fold_aware = false;",
@@ -371,7 +388,7 @@ def fold_header(
                 raise ExportError(
                     f"the model of fold {i} has {key} {spec[key]}, fold 0 has {first[key]}"
                 )
-    lines = _header(title or f"fold-aware model {namespace}", namespace)
+    lines = _header(title or f"fold-aware model {namespace}", namespace, specs)
     lines += [
         f"namespace {namespace} {{",
         "inline constexpr bool fold_aware = true;",

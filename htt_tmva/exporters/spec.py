@@ -25,7 +25,13 @@ _SKIPPED_LAYERS = ("InputLayer", "Dropout", "GaussianNoise", "GaussianDropout", 
 
 
 def model_spec(model) -> dict[str, Any]:
-    """The neutral description of a loaded model of any engine."""
+    """The neutral description of a loaded model of any engine, of a TMVA weight file read as
+    a model, or of what :func:`htt_tmva.tmva.read_weights` returns."""
+    weights = _tmva_weights(model)
+    if weights is not None:
+        from htt_tmva.exporters.tmva_spec import weights_spec
+
+        return weights_spec(weights)
     engine = model.manifest.engine
     if engine == "keras":
         spec = network_spec(model)
@@ -36,6 +42,18 @@ def model_spec(model) -> dict[str, Any]:
     spec["variables"] = list(model.manifest.variables)
     spec["classes"] = list(model.manifest.classes)
     return spec
+
+
+def _tmva_weights(model):
+    """The TMVA weight file behind ``model`` (a WeightFileModel or a TmvaModel), or None."""
+    from htt_tmva.engines.weightfile import WeightFileModel
+    from htt_tmva.tmva.model import TmvaModel
+
+    if isinstance(model, TmvaModel):
+        return model
+    if isinstance(model, WeightFileModel):
+        return model.weights
+    return None
 
 
 def network_spec(model) -> dict[str, Any]:
