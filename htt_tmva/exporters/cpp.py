@@ -427,3 +427,63 @@ def fold_header(
         "",
     ]
     return "\n".join(lines)
+
+
+def application_header(
+    specs: Sequence[dict[str, Any]],
+    namespace: str,
+    branches: Sequence[str],
+    classes: Sequence[str],
+    scorer_of_fold: Optional[Sequence[int]] = None,
+) -> str:
+    """The fold-aware header of the application, whose inputs are ``branches`` (in order)
+    and whose outputs are ``classes``.
+
+    Where the models' variables are TMVA expressions of those branches, an outer namespace
+    evaluates them as the Python path does (branches as double, each value stored as float)
+    and calls the models' fold-aware header (inner namespace ``<namespace>_on_expressions``).
+    Models whose outputs are not ``classes`` (e.g. a two-class TMVA job's one response) are
+    refused.
+    """
+    for i, spec in enumerate(specs):
+        if list(spec["classes"]) != list(classes):
+            raise ExportError(
+                f"the model scoring fold {i} gives the outputs {spec['classes']}, the "
+                f"application needs one probability per class {list(classes)}"
+            )
+    variables = list(specs[0]["variables"])
+    if variables == list(branches):
+        return fold_header(specs, namespace, scorer_of_fold=scorer_of_fold)
+    inner = f"{namespace}_on_expressions"
+    text = fold_header(specs, inner, scorer_of_fold=scorer_of_fold)
+    reads = [f"  const double {b} = htt_tmva_in_[{i}];" for i, b in enumerate(branches)]
+    values = ",\n".join(f"      static_cast<double>(static_cast<float>(({e})))" for e in variables)
+    return "\n".join(
+        [
+            text,
+            f"namespace {check_identifier(namespace)} {{",
+            "inline constexpr bool fold_aware = true;",
+            f"inline constexpr const char* event_branch = {inner}::event_branch;",
+            f"inline constexpr unsigned n_folds = {inner}::n_folds;",
+            f"inline constexpr std::size_t n_variables = {len(branches)};",
+            f"inline constexpr std::size_t n_classes = {inner}::n_classes;",
+            f"inline constexpr const char* variables[n_variables] = {{{_strings(branches)}}};",
+            f"inline constexpr const auto& classes = {inner}::classes;",
+            "/// Class probabilities from the branches that the variables' expressions read.",
+            "inline std::array<float, n_classes> predict_in_fold(unsigned htt_tmva_fold_, "
+            "const std::array<double, n_variables>& htt_tmva_in_) {",
+            *reads,
+            f"  const std::array<double, {inner}::n_variables> htt_tmva_values_{{",
+            values,
+            "  };",
+            f"  return {inner}::predict_in_fold(htt_tmva_fold_, htt_tmva_values_);",
+            "}",
+            "template <typename E>",
+            "inline std::array<float, n_classes> predict(E event, "
+            "const std::array<double, n_variables>& input) {",
+            "  return predict_in_fold(htt_tmva_export::fold_of(event, n_folds), input);",
+            "}",
+            f"}}  // namespace {namespace}",
+            "",
+        ]
+    )

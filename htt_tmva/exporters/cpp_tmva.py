@@ -122,6 +122,7 @@ _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 _ACTIVATIONS = {
     "linear": None,
     "relu": "v < 0.0 ? 0.0 : v",
+    "tmva_relu": "v > 0.0 ? v : 0.0",
     "sigmoid": "1.0 / (1.0 + std::exp(-v))",
     "tanh": "std::tanh(v)",
     "tmva_fast_tanh": "htt_tmva_export_tmva::fast_tanh(v)",

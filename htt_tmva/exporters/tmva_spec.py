@@ -38,7 +38,13 @@ _DL_ACTIVATIONS = {
     "softsign": "softsign",
     "gauss": "gauss",
 }
-_MLP_ACTIVATIONS = {"sigmoid": "sigmoid", "linear": "linear", "radial": "radial", "relu": "relu"}
+# MLP's ReLU sends NaN to 0 (np.where(v > 0, v, 0)); Keras' and DL's propagate it
+_MLP_ACTIVATIONS = {
+    "sigmoid": "sigmoid",
+    "linear": "linear",
+    "radial": "radial",
+    "relu": "tmva_relu",
+}
 
 
 def weights_spec(weights) -> dict[str, Any]:
