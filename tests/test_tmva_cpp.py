@@ -438,3 +438,15 @@ def test_unknown_activation_in_a_spec_is_refused_by_name(tmp_path):
     spec["ops"][0]["activation"] = "mish"
     with pytest.raises(ExportError, match="activation 'mish' cannot be exported; supported: "):
         model_header(spec, "m")
+
+
+def test_application_header_refuses_a_two_class_response(tmp_path):
+    """apply refuses two-class weight files when it loads them; the compiled path's header
+    refuses them too (one response, not one probability per class)."""
+    from htt_tmva.exporters.cpp import application_header
+
+    path = tmp_path / "m.weights.xml"
+    path.write_text(fisher())
+    spec = model_spec(read_weights(path))
+    with pytest.raises(ExportError, match=r"outputs \['response'\], the application needs"):
+        application_header([spec, spec], "m", list(VARIABLES), ["Signal", "Background"])
