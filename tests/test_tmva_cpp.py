@@ -450,3 +450,20 @@ def test_application_header_refuses_a_two_class_response(tmp_path):
     spec = model_spec(read_weights(path))
     with pytest.raises(ExportError, match=r"outputs \['response'\], the application needs"):
         application_header([spec, spec], "m", list(VARIABLES), ["Signal", "Background"])
+
+
+def test_tmva_header_in_root_interpreter(tmp_path):
+    """Without a C++ compiler the application lets ROOT's interpreter compile the header."""
+    from htt_tmva._root import root
+
+    ROOT = root()
+    x = synthetic_inputs(60)
+    for name in ("bdt_grad_multiclass_D_G", "mlp_fast_tanh_multiclass_N"):
+        path = tmp_path / f"{name}.weights.xml"
+        path.write_text(SYNTHETIC[name]())
+        model = read_weights(path)
+        assert ROOT.gInterpreter.Declare(model_header(model_spec(model), f"interp_{name}"))
+        predict = getattr(ROOT, f"interp_{name}").predict
+        got = np.array([list(predict(np.asarray(row, dtype=np.float64))) for row in x])
+        with np.errstate(all="ignore"):
+            assert_matches_reader(got, model, x)
