@@ -317,15 +317,15 @@ def dl(classes=("Signal", "Background"), output="S", codes=(3, 1), transforms=()
     return _xml("DL::DL_CPU", weights, classes=classes, transforms=transforms)
 
 
-def _tree(rng, depth: int, leaf, level: int = 0, pos: str = "s") -> str:
+def _tree(rng, depth: int, leaf, level: int = 0, pos: str = "s", p_leaf: float = 0.2) -> str:
     """A random tree; some nodes have cType=0 (inverted), leaves from ``leaf(rng)``."""
-    if level == depth or (level > 0 and rng.uniform() < 0.2):
+    if level == depth or (level > 0 and rng.uniform() < p_leaf):
         ntype, value = leaf(rng)
         return (
             f'<Node pos="{pos}" depth="{level}" NCoef="0" IVar="-1" Cut="0" cType="1" '
             f'res="{value}" purity="{value}" nType="{ntype}"/>'
         )
-    children = _tree(rng, depth, leaf, level + 1, "l") + _tree(rng, depth, leaf, level + 1, "r")
+    children = "".join(_tree(rng, depth, leaf, level + 1, side, p_leaf) for side in "lr")
     return (
         f'<Node pos="{pos}" depth="{level}" NCoef="0" IVar="{rng.integers(3)}" '
         f'Cut="{rng.normal(scale=0.8)}" cType="{int(rng.uniform() > 0.3)}" res="0" purity="0.5" '
@@ -333,7 +333,8 @@ def _tree(rng, depth: int, leaf, level: int = 0, pos: str = "s") -> str:
     )
 
 
-def bdt(boost="Grad", classes=("Signal", "Background"), yes_no=True, transforms=()) -> str:
+def bdt(boost="Grad", classes=("Signal", "Background"), yes_no=True, transforms=(), deep=False):
+    """12 trees per output of depth 3 (walked padded), or deep and unbalanced (node walk)."""
     rng = np.random.default_rng(9)
     if boost == "Grad":
         leaf = lambda r: (1, r.normal(scale=0.3))  # noqa: E731
@@ -343,7 +344,7 @@ def bdt(boost="Grad", classes=("Signal", "Background"), yes_no=True, transforms=
         leaf = lambda r: (1, r.uniform())  # noqa: E731
     trees = "".join(
         f'<BinaryTree type="DecisionTree" boostWeight="{rng.uniform(0.2, 1.5)}" itree="{i}">'
-        f"{_tree(rng, 3, leaf)}</BinaryTree>"
+        f"{_tree(rng, 16, leaf, p_leaf=0.45) if deep else _tree(rng, 3, leaf)}</BinaryTree>"
         for i in range(12 * (len(classes) if len(classes) > 2 else 1))
     )
     options = {"BoostType": boost, "UseYesNoLeaf": str(yes_no)}
@@ -372,6 +373,7 @@ SYNTHETIC = {
     "dl_sigmoid_two_class_N_G": lambda: dl(codes=(4, 2), transforms=[normalize(), gauss()]),
     "bdt_grad_multiclass_D_G": lambda: bdt("Grad", THREE, transforms=[decorrelate(), gauss()]),
     "bdt_grad_two_class": lambda: bdt("Grad"),
+    "bdt_grad_deep_unbalanced_multiclass": lambda: bdt("Grad", THREE, deep=True),
     "bdt_adaboost_yes_no_N": lambda: bdt("AdaBoost", transforms=[normalize()]),
     "bdt_adaboost_purity_U": lambda: bdt("AdaBoost", yes_no=False, transforms=[gauss(flat=True)]),
 }

@@ -373,50 +373,85 @@ def _network(spec: dict[str, Any], nv: int, data: list, body: list) -> str:
     return f"{current}[{width}]"
 
 
-def _trees(spec: dict[str, Any], nv: int, nc: int, data: list, body: list) -> str:
-    """TMVA forests walked as the XGBoost trees of cpp.py (a leaf points to itself), with
-    double leaf values summed in tree order and TMVA's output step."""
-    from htt_tmva.exporters.cpp import _floats, _tree_depth
+def _cuts(values) -> str:
+    """float32 cuts; NaN (a padded leaf above the bottom: every event goes left) as nan_."""
+    values = np.asarray(values, dtype=np.float32)
+    parts = _floats32(values).split(", ")
+    return ", ".join("nan_" if v != v else part for v, part in zip(values, parts))
 
-    output = spec.get("output")
-    if output not in OUTPUTS:
-        raise ExportError(f"trees output '{output}' in a TMVA spec; valid: {', '.join(OUTPUTS)}")
-    n_out = len(spec["base_margin"])
-    starts, classes, nodes, values = [], [], [], []
-    for tree in spec["trees"]:
+
+def _padded_walk(trees: list, depth: int, data: list, body: list) -> None:
+    """Complete trees of ``depth`` in heap order (children of slot k at 2k+1 and 2k+2): an
+    event goes right when ``x >= cut`` (false for NaN: left, as TMVA); a leaf above the
+    bottom becomes slots with cut NaN (everything left) and its value fills the leaves below."""
+    n_inner, n_leaf = (1 << depth) - 1, 1 << depth
+    feat = np.zeros((len(trees), n_inner), dtype=np.int64)
+    cut = np.full((len(trees), n_inner), np.nan, dtype=np.float32)
+    leaf = np.zeros((len(trees), n_leaf), dtype=np.float64)
+    for t, tree in enumerate(trees):
+        stack = [(0, 0, 0)]  # node, slot, level
+        while stack:
+            node, slot, level = stack.pop()
+            if tree["left"][node] < 0:
+                first = slot
+                for _ in range(depth - level):
+                    first = 2 * first + 1
+                width = 1 << (depth - level)
+                leaf[t, first - n_inner : first - n_inner + width] = tree["threshold"][node]
+                continue
+            feat[t, slot] = tree["feature"][node]
+            cut[t, slot] = tree["threshold"][node]
+            stack.append((tree["left"][node], 2 * slot + 1, level + 1))
+            stack.append((tree["right"][node], 2 * slot + 2, level + 1))
+    data += [
+        "inline constexpr float nan_ = std::numeric_limits<float>::quiet_NaN();",
+        f"inline constexpr int n_inner = {n_inner}, n_leaf = {n_leaf};",
+        f"inline constexpr int feature[{feat.size}] = {{{_ints(feat.ravel())}}};",
+        f"inline constexpr float cut[{cut.size}] = {{{_cuts(cut.ravel())}}};",
+        f"inline constexpr double leaf[{leaf.size}] = {{{_doubles(leaf.ravel())}}};",
+    ]
+    body += [
+        "  // complete trees, no branches: right when x >= cut (NaN: left, as TMVA)",
+        "  for (std::size_t tree = 0; tree < detail::n_trees; ++tree) {",
+        "    const int* f = detail::feature + tree * detail::n_inner;",
+        "    const float* c = detail::cut + tree * detail::n_inner;",
+        "    int k = 0;",
+        "    for (int level = 0; level < detail::depth; ++level)",
+        "      k = 2 * k + 1 + (t[f[k]] >= c[k]);",
+        "    sums[detail::tree_class[tree]] += detail::leaf[tree * detail::n_leaf + "
+        "(k - detail::n_inner)];",
+        "  }",
+    ]
+
+
+def _node_walk(trees: list, data: list, body: list) -> None:
+    """Trees on their node arrays (a leaf points to itself), walked ``depth`` levels."""
+    from htt_tmva.exporters.cpp import _floats
+
+    starts, nodes, values = [], [], []
+    for tree in trees:
         offset = len(nodes)
         starts.append(offset)
-        classes.append(tree["class"])
         for n, left in enumerate(tree["left"]):
             if left < 0:
                 nodes.append(f"{{0.f, 0, {offset + n}, {offset + n}, false}}")
                 values.append(tree["threshold"][n])
             else:
-                feature = int(tree["feature"][n])
-                if not 0 <= feature < nv:
-                    raise ExportError(f"a node cuts on variable {feature} of {nv}")
                 default = "true" if tree["default_left"][n] else "false"
                 nodes.append(
-                    f"{{{_floats([tree['threshold'][n]])}, {feature}, "
+                    f"{{{_floats([tree['threshold'][n]])}, {int(tree['feature'][n])}, "
                     f"{offset + left}, {offset + tree['right'][n]}, {default}}}"
                 )
                 values.append(0.0)
-    if any(not 0 <= c < n_out for c in classes):
-        raise ExportError(f"a tree belongs to a class outside the {n_out} outputs")
-    depth = max((_tree_depth(t) for t in spec["trees"]), default=0)
     nt, nn = len(starts), len(nodes)
     data += [
         "struct Node { float threshold; int feature; int left; int right; bool default_left; };",
-        f"inline constexpr std::size_t n_trees = {nt};",
-        f"inline constexpr int depth = {depth};",
         f"inline constexpr int tree_start[{max(nt, 1)}] = {{{_ints(starts)}}};",
-        f"inline constexpr int tree_class[{max(nt, 1)}] = {{{_ints(classes)}}};",
         f"inline constexpr Node nodes[{max(nn, 1)}] = {{{', '.join(nodes) or '{}'}}};",
         f"inline constexpr double value[{max(nn, 1)}] = {{{_doubles(values) or '0.0'}}};",
     ]
     body += [
-        "  // TMVA: right when x >= cut (as floats), NaN left; here x < cut goes left",
-        f"  double sums[{n_out}] = {{}};",
+        "  // x < cut goes left, NaN the default way (left for TMVA's cuts)",
         "  constexpr std::size_t block = 8;",
         "  for (std::size_t first = 0; first < detail::n_trees; first += block) {",
         "    const std::size_t n = std::min(block, detail::n_trees - first);",
@@ -434,6 +469,41 @@ def _trees(spec: dict[str, Any], nv: int, nc: int, data: list, body: list) -> st
         "      sums[detail::tree_class[first + j]] += detail::value[node[j]];",
         "  }",
     ]
+
+
+def _trees(spec: dict[str, Any], nv: int, nc: int, data: list, body: list) -> str:
+    """TMVA forests with double leaf values summed in tree order, then TMVA's output step.
+
+    Trees are walked as complete (padded) trees in heap order without branches when padding
+    costs little (as the Python reader's kernel does), else on their node arrays as the
+    XGBoost trees of cpp.py."""
+    from htt_tmva.exporters.cpp import _tree_depth
+
+    output = spec.get("output")
+    if output not in OUTPUTS:
+        raise ExportError(f"trees output '{output}' in a TMVA spec; valid: {', '.join(OUTPUTS)}")
+    n_out = len(spec["base_margin"])
+    trees = spec["trees"]
+    classes = [int(t["class"]) for t in trees]
+    if any(not 0 <= c < n_out for c in classes):
+        raise ExportError(f"a tree belongs to a class outside the {n_out} outputs")
+    for tree in trees:
+        for feature, left in zip(tree["feature"], tree["left"]):
+            if left >= 0 and not 0 <= int(feature) < nv:
+                raise ExportError(f"a node cuts on variable {feature} of {nv}")
+    depth = max(max((_tree_depth(t) for t in trees), default=0), 1)
+    n_nodes = sum(len(t["left"]) for t in trees)
+    nan_left = all(all(t["default_left"]) for t in trees)
+    data += [
+        f"inline constexpr std::size_t n_trees = {len(trees)};",
+        f"inline constexpr int depth = {depth};",
+        f"inline constexpr int tree_class[{max(len(trees), 1)}] = {{{_ints(classes)}}};",
+    ]
+    body.append(f"  double sums[{n_out}] = {{}};")
+    if nan_left and len(trees) << depth <= max(4 * n_nodes, 1 << 12):
+        _padded_walk(trees, depth, data, body)
+    else:
+        _node_walk(trees, data, body)
     if output == "tmva_multiclass":
         body += [
             f"  double p[{n_out}];",
