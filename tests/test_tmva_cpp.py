@@ -469,3 +469,58 @@ def test_tmva_header_in_root_interpreter(tmp_path):
         got = np.array([list(predict(np.asarray(row, dtype=np.float64))) for row in x])
         with np.errstate(all="ignore"):
             assert_matches_reader(got, model, x)
+
+
+@needs_gxx
+def test_pykeras_activations_and_layers_export_to_cpp_equal_to_the_reader(tmp_path):
+    """A PyKeras job (Keras model saved as .h5, run with numpy by the reader) with every
+    activation and activation layer the reader runs, after N,G transformations."""
+    keras = pytest.importorskip("keras")
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            layers.Dense(6, activation="selu"),
+            layers.Dense(6, activation="softplus"),
+            layers.LeakyReLU(negative_slope=0.1),
+            layers.Dense(6, activation="swish"),
+            layers.BatchNormalization(),
+            layers.Dense(5, activation="softsign"),
+            layers.ELU(alpha=0.7),
+            layers.Dense(5, activation="hard_sigmoid"),
+            layers.Dense(5, activation="exponential"),
+            layers.Dense(4, activation="elu"),
+            layers.Activation("tanh"),
+            layers.ReLU(),
+            layers.Dense(4, activation="sigmoid"),
+            layers.Dense(3),
+            layers.Softmax(),
+        ]
+    )
+    # moving statistics away from 0 and 1, so that BatchNormalization does something
+    bn = next(layer for layer in model.layers if isinstance(layer, layers.BatchNormalization))
+    rng = np.random.default_rng(5)
+    bn.set_weights(
+        [rng.uniform(0.5, 2, 6), rng.normal(size=6), rng.normal(size=6), np.full(6, 2.0)]
+    )
+    model.save(tmp_path / "TrainedModel.h5")
+    specs, models = {}, {}
+    for name, classes in (("pykeras_multiclass", THREE), ("pykeras_two_class", ("S", "B"))):
+        text = _xml(
+            "PyKeras::PyKeras",
+            "<Weights/>",
+            classes=classes,
+            options={"FilenameTrainedModel": "TrainedModel.h5"},
+            transforms=[normalize(), gauss()],
+        )
+        path = tmp_path / f"{name}.weights.xml"
+        path.write_text(text)
+        models[name] = read_weights(path)
+        assert models[name]._method.backend == "numpy"
+        specs[name] = model_spec(models[name])
+    program = compile_models(specs, tmp_path)
+    x = synthetic_inputs(2000)
+    for name, model in models.items():
+        got = run_model(program, name, x, len(specs[name]["classes"]))
+        with np.errstate(all="ignore"):
+            assert_matches_reader(got, model, x)
