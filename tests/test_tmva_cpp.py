@@ -482,8 +482,8 @@ def test_pykeras_activations_and_layers_export_to_cpp_equal_to_the_reader(tmp_pa
             keras.Input((3,)),
             layers.Dense(6, activation="selu"),
             layers.Dense(6, activation="softplus"),
-            layers.LeakyReLU(negative_slope=0.1),
             layers.Dense(6, activation="swish"),
+            layers.LeakyReLU(negative_slope=0.1),  # swish gives negative values
             layers.BatchNormalization(),
             layers.Dense(5, activation="softsign"),
             layers.ELU(alpha=0.7),
