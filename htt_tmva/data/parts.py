@@ -246,7 +246,7 @@ def check_parts(config: DatasetConfig, folder) -> tuple[dict, dict]:
         for fold in range(config.folds):
             path = part_path(folder, name, fold)
             if not path.exists():
-                problems[(name, fold)] = f"part '{path}' is missing"
+                problems[(name, fold)] = f"process '{name}', fold {fold}: '{path}' is missing"
                 continue
             record = {
                 "config_digest": digest,
@@ -287,10 +287,10 @@ def _adds_up(process: str, records: list[dict]) -> str:
 
 def _raise_part_problems(config, folder, problems: dict) -> None:
     lines = [f"{text}" for text in dict.fromkeys(problems.values())]
-    missing = sorted({(f, n) for (n, f), t in problems.items() if t.endswith("is missing")})
+    missing = [key for key, text in problems.items() if text.endswith("is missing")]
     hint = ""
     if missing:
-        fold, name = missing[0]
+        name, fold = missing[0]
         hint = (
             f"\nwrite a missing part with: htt-tmva dataset {config.source} --process {name} "
             f"--fold {fold} --partial-output {folder}"
