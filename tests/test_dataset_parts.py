@@ -51,12 +51,17 @@ def mixed_document(toy_dir: Path, rich: list[Path], out: Path, folds: int = 3) -
     return doc
 
 
+def write_rich_inputs(folder: Path) -> list[Path]:
+    """Two rich trees; the second lacks the leaf list, arrays and vector of the first."""
+    return [
+        write_rich_tree(folder / "rich0.root", np.arange(0, 300)),
+        write_rich_tree(folder / "rich1.root", np.arange(1000, 1200), extra=False),
+    ]
+
+
 @pytest.fixture
 def rich_inputs(tmp_path) -> list[Path]:
-    return [
-        write_rich_tree(tmp_path / "rich0.root", np.arange(0, 300)),
-        write_rich_tree(tmp_path / "rich1.root", np.arange(1000, 1200), extra=False),
-    ]
+    return write_rich_inputs(tmp_path)
 
 
 def describe(path: Path) -> dict:
