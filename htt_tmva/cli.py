@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset",
         help="build k-fold training datasets from a dataset config",
         description="Write fold{i}_<output_filename> with one tree per class; "
-        "events with event %% k == i go to fold i.",
+        "events with event % k == i go to fold i.",
     )
     p.add_argument("dataset_config", metavar="DATASET_CONFIG")
     part = p.add_argument_group(
