@@ -45,10 +45,6 @@ class JobSet:
             middle = middle.replace(f"$({column})", value)
         return [*self.prefix, *middle.split(), *self.suffix]
 
-    def final_command(self) -> list[str]:
-        """The ``htt-tmva`` arguments of the final job."""
-        return [*self.prefix, *self.final.values, *self.suffix]
-
     def to_dict(self) -> dict:
         return asdict(self)
 
