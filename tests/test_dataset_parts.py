@@ -216,6 +216,7 @@ def test_unknown_process_and_fold_are_refused(tmp_path, toy_dir):
     assert not (tmp_path / "parts").exists()
 
 
+@pytest.mark.slow
 def test_cli_writes_parts_and_merges_them(tmp_path, toy_dir):
     config = write_yaml(tmp_path / "d.yaml", dataset_document(toy_dir, tmp_path / "out"))
     parts = tmp_path / "parts"
