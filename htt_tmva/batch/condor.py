@@ -195,6 +195,8 @@ def submit_description(description: Path) -> int:
             "HTCondor's Python bindings are not installed (pip install htcondor); "
             f"or submit by hand: {submit_command(description)}"
         ) from None
+    dagman_submit = Path(f"{description}.condor.sub")  # written by from_dag
+    written_before = dagman_submit.exists()
     try:
         if Path(description).suffix == ".dag":
             # as condor_submit_dag -force: a fresh DAG file each time, earlier tries' files go
@@ -203,6 +205,8 @@ def submit_description(description: Path) -> int:
             submit = htcondor2.Submit(Path(description).read_text())
         result = htcondor2.Schedd().submit(submit)
     except Exception as exc:  # the bindings raise their own HTCondorException
+        if not written_before and dagman_submit.exists():
+            dagman_submit.unlink()  # else condor_submit_dag by hand would ask for -force
         reason = str(exc).rstrip(". ")
         raise BatchError(
             f"could not submit {description}: {reason}; the job folder is written: submit it "
