@@ -179,7 +179,10 @@ def dataset_jobs(dataset_config: str, parts: str) -> JobSet:
     config = load_dataset_config(dataset_config)
     parts = str(Path(parts).absolute())
     if any(c.isspace() for c in parts):
-        raise ConfigError(f"the parts folder '{parts}' has white space; job arguments cannot")
+        raise ConfigError(
+            f"the parts folder '{parts}' has white space, which a job argument cannot hold; "
+            "give --partial-output a folder without"
+        )
     bad = [n for n in config.processes if not n or any(c in n for c in " \t\n\r,'\"$")]
     if bad:
         raise ConfigError(
