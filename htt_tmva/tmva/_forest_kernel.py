@@ -58,7 +58,7 @@ __attribute__((optimize("no-tree-vectorize"), noinline))
 #endif
 void descend(const float* xt, long m, const int* f, const float* c, int* idx)
 {
-#ifdef __clang__
+#if defined(__clang__) && !defined(__CLING__)
 #pragma clang loop vectorize(disable)
 #endif
    for (long i = 0; i < m; ++i) {
