@@ -355,7 +355,7 @@ def build_library(extra_flags: tuple = ()) -> Optional[Path]:
         return library
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        source = folder / "forest.cxx"
+        source = folder / f"forest.{os.getpid()}.cxx"  # processes may build at the same time
         source.write_text(_SOURCE)
         temporary = folder / f".{library.name}.{os.getpid()}"
         log.info("compiling the BDT kernel with %s %s (once; cached in %s)", cxx, flags, folder)
@@ -364,6 +364,7 @@ def build_library(extra_flags: tuple = ()) -> Optional[Path]:
         )
         if result.returncode != 0:
             temporary.unlink(missing_ok=True)
+            source.unlink(missing_ok=True)
             log.warning(
                 "compiling the BDT kernel failed (%s); trying ROOT's interpreter:\n%s",
                 cxx,
@@ -371,6 +372,7 @@ def build_library(extra_flags: tuple = ()) -> Optional[Path]:
             )
             return None
         os.replace(temporary, library)
+        os.replace(source, folder / "forest.cxx")
     except OSError as exc:
         log.warning("could not build the BDT kernel in %s (%s)", folder, exc)
         return None

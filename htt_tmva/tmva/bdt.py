@@ -216,11 +216,13 @@ def _numpy_sums(x, depth, feat, cut, leaf, outputs) -> np.ndarray:
 def _tree_order_sums(values: np.ndarray, outputs: int) -> np.ndarray:
     """Per-event sums of the trees' values (events x trees), tree t adding to output
     t % outputs, in tree order as TMVA (and the compiled kernel) adds them; numpy's ``sum``
-    adds pairwise, which rounds differently."""
+    adds pairwise, which rounds differently. ``values`` is overwritten (running sums)."""
     sums = np.zeros((len(values), outputs), dtype=np.float64)
     for o in range(min(outputs, values.shape[1])):
+        trees = values[:, o::outputs]
         with np.errstate(invalid="ignore"):
-            sums[:, o] = np.cumsum(values[:, o::outputs], axis=1)[:, -1]
+            np.cumsum(trees, axis=1, out=trees)
+        sums[:, o] = trees[:, -1]
     return sums
 
 
