@@ -12,9 +12,11 @@ Both on one core, on the same events, measured in the same run:
   ``response`` of the real 850-tree depth-3 TMVA file of pair #4 (compiled kernel).
 
 Prints events/s of each, the ratio to (a) and the issue's target (1 M events/s on one core).
-Measured on the 2-core development VM (AMD EPYC, AVX-512, load < 1): (a) about 280 k, (b)
-about 3.9 M events/s with the AVX-512 kernel (g++ 12 -O3 -march=native); ROOT's interpreter
-alone walks the trees at about 0.5 M.
+Measured on the 2-core development VM (AMD EPYC, AVX-512, load < 1): (a) about 290 k,
+(b) and (d) about 3.8 M events/s (13x) with the AVX-512 kernel (g++ 12 -O3 -march=native);
+measured apart, the same kernel built without AVX-512 (as on AVX2 CPUs) about 1.4 M and ROOT's
+interpreter alone (it walks the trees) about 0.5 M.
+
 Usage::
 
     python benchmarks/bench_tmva_reader.py [--events 200000] [--variables 4] [--repeat 3]
