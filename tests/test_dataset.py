@@ -718,13 +718,6 @@ def test_a_crash_while_renaming_never_leaves_a_mixed_set_that_looks_complete(
     assert np.all(read(out / f"fold0_{FILENAME}", "signal")["x"] > 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, not fixed yet: a branch read by the cut of a class's first process is "
-    "cloned into the class tree even when another process of the class lacks it (its "
-    "entries of that process hold stale values); hiding it from CloneTree broke the fold "
-    "assignment in a first attempt",
-)
 def test_a_branch_read_by_a_cut_but_missing_from_another_process_of_the_class_is_dropped(
     tmp_path,
 ):
@@ -746,3 +739,61 @@ def test_a_branch_read_by_a_cut_but_missing_from_another_process_of_the_class_is
         events = tree["event"].array(library="np")
     expected = [e for e in range(40) if e % 2 == 0 and e % 4 >= 1] + list(range(100, 140, 2))
     assert events.tolist() == expected
+
+
+def test_a_branch_read_by_a_weight_but_missing_from_another_process_of_the_class_is_dropped(
+    tmp_path,
+):
+    """The weight of the class's first process reads ``n``, which the second process lacks:
+    the weight uses it, the class tree does not get it."""
+    first = write_rich_tree(tmp_path / "r0.root", np.arange(0, 40))
+    second = write_rich_tree(tmp_path / "r1.root", np.arange(100, 140), extra=False)
+    doc = custom_document(first, tmp_path / "out")
+    doc["processes"] = {
+        "a": {"files": [first.name], "weight_string": "weights * (1 + n)", "class": "c"},
+        "b": {"files": [second.name], "weight_string": "weights", "class": "c"},
+    }
+    finals = create_training_dataset(
+        load_dataset_config(write_yaml(tmp_path / "dataset.yaml", doc))
+    )
+    for fold, final in enumerate(finals):
+        with uproot.open(final) as f:
+            tree = f["c"]
+            assert tree.keys() == ["event", "x", "weights", "training_weight"]
+            events = tree["event"].array(library="np").tolist()
+            weights = tree["training_weight"].array(library="np").tolist()
+        ours = [e for e in range(40) if e % 2 == fold]
+        assert events == ours + list(range(100 + fold, 140, 2))
+        assert weights == [0.5 * (1 + e % 4) for e in ours] + [0.5] * 20
+
+
+def test_a_branch_read_by_a_later_process_but_missing_from_another_is_dropped(tmp_path):
+    """The first and second process of a class have ``n``, the third lacks it; the cut and
+    weight of the second read it (the first's do not): it is read for the second process
+    and is not in the class tree."""
+    first = write_rich_tree(tmp_path / "r0.root", np.arange(0, 40))
+    second = write_rich_tree(tmp_path / "r1.root", np.arange(200, 240))
+    third = write_rich_tree(tmp_path / "r2.root", np.arange(100, 140), extra=False)
+    doc = custom_document(first, tmp_path / "out")
+    doc["processes"] = {
+        "a": {"files": [first.name], "weight_string": "weights", "class": "c"},
+        "b": {
+            "files": [second.name],
+            "cut_string": "n >= 1",
+            "weight_string": "weights * n",
+            "class": "c",
+        },
+        "c": {"files": [third.name], "weight_string": "weights", "class": "c"},
+    }
+    finals = create_training_dataset(
+        load_dataset_config(write_yaml(tmp_path / "dataset.yaml", doc))
+    )
+    for fold, final in enumerate(finals):
+        with uproot.open(final) as f:
+            tree = f["c"]
+            assert tree.keys() == ["event", "x", "weights", "training_weight"]
+            events = tree["event"].array(library="np").tolist()
+            weights = tree["training_weight"].array(library="np").tolist()
+        b = [e for e in range(200, 240) if e % 2 == fold and e % 4 >= 1]
+        assert events == [*range(fold, 40, 2), *b, *range(100 + fold, 140, 2)]
+        assert weights == [0.5] * 20 + [0.5 * (e % 4) for e in b] + [0.5] * 20

@@ -125,6 +125,46 @@ def test_merged_parts_equal_the_direct_command_event_by_event(tmp_path, toy_dir,
                                if e % 3 == 1 and e % 7 != 0]  # fmt: skip
 
 
+def test_merged_parts_equal_the_direct_command_when_a_cut_reads_a_branch_another_lacks(
+    tmp_path,
+):
+    """The cut and weight of the first process of a class read ``n``, which the second
+    process lacks: neither the direct fold files nor the merged ones have ``n``, and they
+    are the same."""
+    first = write_rich_tree(tmp_path / "r0.root", np.arange(0, 60))
+    second = write_rich_tree(tmp_path / "r1.root", np.arange(100, 160), extra=False)
+
+    def config(name: str):
+        doc = {
+            "base_path": str(tmp_path),
+            "output_path": str(tmp_path / name),
+            "output_filename": FILENAME,
+            "tree_path": "ntuple",
+            "event_branch": "event",
+            "training_weight_branch": "training_weight",
+            "folds": 3,
+            "processes": {
+                "a": {"files": [first.name], "cut_string": "n >= 1",
+                      "weight_string": "weights * n", "class": "c"},
+                "b": {"files": [second.name], "weight_string": "weights", "class": "c"},
+            },
+        }  # fmt: skip
+        return load_dataset_config(write_yaml(tmp_path / f"{name}.yaml", doc))
+
+    expected = create_training_dataset(config("direct"))
+    merged = config("merged")
+    write_all_parts(merged, tmp_path / "parts")
+    finals = merge_parts(merged, tmp_path / "parts")
+    assert_same_fold_files(expected, finals)
+    for fold, final in enumerate(finals):
+        with uproot.open(final) as f:
+            tree = f["c"]
+            assert tree.keys() == ["event", "x", "weights", "training_weight"]
+            events = tree["event"].array(library="np").tolist()
+        ours = [e for e in range(60) if e % 3 == fold and e % 4 >= 1]
+        assert events == ours + [e for e in range(100, 160) if e % 3 == fold]
+
+
 def test_a_missing_part_stops_the_merge_and_leaves_the_old_outputs(tmp_path, toy_dir):
     doc = dataset_document(toy_dir, tmp_path / "out")
     config = load_dataset_config(write_yaml(tmp_path / "d.yaml", doc))

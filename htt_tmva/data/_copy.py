@@ -4,10 +4,13 @@ its fold trees, with the training weight, in one read pass.
 The loop (C++, declared once per session through ROOT's interpreter) reads the event
 number and the branches of the cut first, and the whole entry only for selected events of
 the folds it writes; entries are filled in input order, so the output is the same for any
-number of workers. Cut and weight are C++ expressions (the syntax RDataFrame's ``Filter``
-and ``Define`` take), compiled as two small functions per process, all processes in one
-declaration. Every branch type that ``TTree::CloneTree`` handles is copied; expressions may
-use the scalar branches.
+number of workers. The whole entry is the active branches of the input, exactly those of
+the class tree; branches that only the cut or weight read (absent from some process of the
+class) stay inactive and are read on their own (``TBranch::GetEntry(entry, 1)``). Cut and
+weight are C++ expressions (the syntax RDataFrame's ``Filter`` and ``Define`` take),
+compiled as two small functions per process, all processes in one declaration. Every
+branch type that ``TTree::CloneTree`` handles is copied; expressions may use the scalar
+branches.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ inline Long64_t fold_unsigned(ULong64_t value, Long64_t folds) { return FOLD_UNS
 struct Pass {
    TChain *chain = nullptr;
    std::vector<TTree *> outputs;           // one per fold; nullptr: written by another worker
-   std::vector<std::string> first_reads;   // branches read before the cut (event, cut inputs)
+   std::vector<std::string> first_reads;   // read before the cut (event, expression inputs)
+   std::vector<void *> first_buffers;      // their buffers (8 bytes each)
    std::vector<void *> inputs;             // buffers of the expression inputs
    bool (*cut)(void *const *) = nullptr;
    double (*weight)(void *const *) = nullptr;
@@ -84,10 +88,16 @@ inline bool event_is_exact(const Pass &p)
    return !(std::abs(value) > p.exact_limit || value != std::floor(value));
 }
 
-// Branch address without type check: the caller gives 8 bytes, room for any scalar.
-inline void attach(TChain *chain, const char *branch, void *buffer)
+// Branch address without type check (the caller gives 8 bytes, room for any scalar), set
+// on the branch itself (TTree::SetBranchAddress would look the name up in the tree's clones,
+// the class trees, which need not have it) and also on an inactive branch (which
+// TBranch::SetAddress ignores): the loop reads those on their own.
+inline void connect(TBranch *branch, void *buffer)
 {
-   chain->SetBranchAddress(branch, buffer);
+   const bool inactive = branch->TestBit(kDoNotProcess);
+   branch->ResetBit(kDoNotProcess);
+   branch->SetAddress(buffer);
+   if (inactive) branch->SetBit(kDoNotProcess);
 }
 
 void run(Pass &p)
@@ -104,15 +114,17 @@ void run(Pass &p)
       if (p.chain->GetTreeNumber() != tree_number) {
          tree_number = p.chain->GetTreeNumber();
          tree = p.chain->GetTree();
-         for (size_t i = 0; i < first.size(); ++i)
+         for (size_t i = 0; i < first.size(); ++i) {
             first[i] = tree->GetBranch(p.first_reads[i].c_str());
+            connect(first[i], p.first_buffers[i]);
+         }
          for (TTree *out : p.outputs)
             if (out) tree->CopyAddresses(out);
       }
       ++p.total;
       if ((entry & 0x3fff) == 0) __atomic_store_n(p.done, entry, __ATOMIC_RELAXED);
-      for (TBranch *b : first)
-         if (b->GetEntry(local) < 0) ++p.read_errors;
+      for (TBranch *b : first)  // getall: also those inactive (not in the class tree)
+         if (b->GetEntry(local, 1) < 0) ++p.read_errors;
       if (!p.cut(p.inputs.data())) continue;
       ++p.selected;
       if (p.exact_limit > 0 && !event_is_exact(p)) {

@@ -236,14 +236,24 @@ def _raise_expression_error(config, process, kind, text, messages, layout) -> No
 # --- the passes --------------------------------------------------------------------------------
 
 
-def _input_chain(ROOT, config, plan: _Plan, reads: list[str]):
-    """The chained inputs of a process with the kept branches and ``reads`` active (the
-    active branches are those a class tree cloned from it gets)."""
+def _input_chain(ROOT, config, plan: _Plan):
+    """The chained inputs of a process with exactly the kept branches active.
+
+    A class tree cloned from the chain gets the active branches; the loop copies the
+    addresses of the active branches into the class trees at every input tree. Branches
+    that only the cut or weight read stay inactive (the loop reads them on their own): had
+    they been active, they would be cloned into the class tree of a class in which another
+    process lacks them (stale values there). And they cannot be active but left out of
+    the class tree either: ``TTree::CloneTree`` deletes the inactive branches from the clone
+    but leaves their names in its by-name lookup, so ``CopyAddresses`` from an input where
+    such a branch is active finds a deleted branch in the clone and sets an address through
+    it, onto whichever branch reuses that memory (the event number, say: wrong folds).
+    """
     chain = ROOT.TChain(config.tree_path)
     for path in plan.process.files:
         chain.Add(str(path))
     chain.SetBranchStatus("*", 0)
-    for name in [*plan.keep, *reads]:
+    for name in plan.keep:
         chain.SetBranchStatus(name, 1)
     return chain
 
@@ -252,14 +262,13 @@ def _prepare_pass(config, plan: _Plan, weight_buffer, done) -> object:
     """One worker's pass over one process (its outputs are added by the caller)."""
     ROOT = _copy.declare_helper()
     reads = list(dict.fromkeys([*plan.expressions.inputs, config.event_branch]))
-    chain = _input_chain(ROOT, config, plan, reads)
-    buffers = {}
-    for name in reads:
-        buffers[name] = array("d", [0.0])  # 8 bytes, room for any scalar type
-        ROOT.htt_tmva_dataset.attach(chain, name, buffers[name])
+    chain = _input_chain(ROOT, config, plan)
+    buffers = {name: array("d", [0.0]) for name in reads}  # 8 bytes: room for any scalar
     work = ROOT.htt_tmva_dataset.Pass()
     work.chain = chain
     work.first_reads = ROOT.std.vector["std::string"](list(buffers))
+    for name in reads:
+        work.first_buffers.push_back(buffers[name])
     for name in plan.expressions.inputs:
         work.inputs.push_back(buffers[name])
     work.event = buffers[config.event_branch]

@@ -159,11 +159,7 @@ def _fill_part(config, plans, process, first, fold, path, compression, progress)
         work = _prepare_pass(config, plan, weight, done)
         chain = work.chain
         if first != process:  # the class tree's branches are those of the class's first process
-            layout, p = plans[first].layout, plans[first].process
-            reads = _copy.used_columns(
-                [p.cut_string, p.weight_string, config.event_branch], layout.scalars
-            )
-            chain = _input_chain(ROOT, config, plans[first], [*reads, config.event_branch])
+            chain = _input_chain(ROOT, config, plans[first])
             plan.keepalive.append(chain)
         tree = _class_tree(config, plans[first], chain, tfile, weight)
         for f in range(config.folds):
