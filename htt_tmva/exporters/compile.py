@@ -1,12 +1,15 @@
 """A C++ header compiled once into a shared library, cached by content.
 
 The library exports ``void <symbol>(unsigned fold, const double* inputs, float* out)``: the
-class probabilities of an event of event fold ``fold`` from the fold-aware header. It is
-built with the system's C++ compiler (``$CXX``, else ``c++``/``g++``) at ``-O2``; where no
-compiler exists, ROOT's interpreter compiles the header instead (slower code, logged).
-The cache (``$HTT_TMVA_CACHE``, else ``$XDG_CACHE_HOME/htt_tmva``, else
-``~/.cache/htt_tmva``) holds one folder per header content; a second run loads the
-library without compiling.
+class probabilities of an event of event fold ``fold`` from the fold-aware header, and
+``void <symbol>_batch(const unsigned* folds, const double* inputs, size_t n, float* out)``
+for n events at once (the header's ``predict_batch_in_folds``). It is built with the
+system's C++ compiler (``$CXX``, else ``c++``/``g++``) at ``-O3`` for this machine's CPU
+(``-march=native``, without it where the compiler refuses it); where no compiler exists,
+ROOT's interpreter compiles the header instead (slower code, logged). The cache
+(``$HTT_TMVA_CACHE``, else ``$XDG_CACHE_HOME/htt_tmva``, else ``~/.cache/htt_tmva``)
+holds one folder per header content and CPU (a cache shared by different machines never
+hands out code for another CPU); a second run loads the library without compiling.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,7 +28,24 @@ from htt_tmva.errors import ExportError
 
 log = logging.getLogger(__name__)
 
-FLAGS = ["-std=c++17", "-O2", "-shared", "-fPIC"]
+# no fused multiply-adds: the per-event and the batched code give the same bits
+FLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-shared", "-fPIC"]
+NATIVE = "-march=native"
+
+
+def cpu_signature() -> str:
+    """What identifies this machine's instruction set: the architecture and CPU flags."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "Features", "model name")):
+                    flags += line
+                if line.strip() == "":
+                    break
+    except OSError:  # not Linux
+        flags = platform.processor()
+    return f"{platform.machine()} {flags}"
 
 
 def cache_folder() -> Path:
@@ -49,13 +70,18 @@ def _entry_point(namespace: str, symbol: str) -> str:
         f"  const auto p = {namespace}::predict_in_fold(fold, x);\n"
         "  std::copy(p.begin(), p.end(), out);\n"
         "}\n"
+        f'extern "C" void {symbol}_batch(const unsigned* fold, const double* in, '
+        "std::size_t n, float* out) {\n"
+        f"  {namespace}::predict_batch_in_folds(fold, in, n, out);\n"
+        "}\n"
     )
 
 
 def load_compiled(header_text: str, namespace: str) -> str:
     """Make ``<symbol>(fold, inputs, out)`` callable from ROOT's interpreter; return its name."""
     ROOT = root()
-    digest = hashlib.sha256((header_text + " ".join(FLAGS)).encode()).hexdigest()[:20]
+    key = header_text + " ".join([*FLAGS, NATIVE]) + cpu_signature()
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     symbol = f"htt_tmva_predict_{digest}"
     if hasattr(ROOT, symbol):
         return symbol
@@ -67,7 +93,11 @@ def load_compiled(header_text: str, namespace: str) -> str:
     library = _library(header_text, namespace, symbol, digest, cxx)
     if ROOT.gSystem.Load(str(library)) < 0 or not ROOT.gSystem.DynFindSymbol(str(library), symbol):
         raise ExportError(f"ROOT could not load '{symbol}' from the compiled model '{library}'")
-    _declare(f'extern "C" void {symbol}(unsigned fold, const double* in, float* out);')
+    _declare(
+        f'extern "C" void {symbol}(unsigned fold, const double* in, float* out);\n'
+        f'extern "C" void {symbol}_batch(const unsigned* fold, const double* in, '
+        "std::size_t n, float* out);"
+    )
     return symbol
 
 
@@ -89,10 +119,14 @@ def _library(header_text: str, namespace: str, symbol: str, digest: str, cxx: st
     source = folder / "model.cxx"
     source.write_text(f'#include "{header}"\n' + _entry_point(namespace, symbol))
     temporary = folder / f".{library.name}.{os.getpid()}"
-    log.info("compiling the model with %s -O2 (once; cached in %s)", Path(cxx).name, folder)
+    log.info("compiling the model with %s -O3 (once; cached in %s)", Path(cxx).name, folder)
     result = subprocess.run(
-        [cxx, *FLAGS, str(source), "-o", str(temporary)], capture_output=True, text=True
+        [cxx, *FLAGS, NATIVE, str(source), "-o", str(temporary)], capture_output=True, text=True
     )
+    if result.returncode != 0 and NATIVE in result.stderr:  # a compiler without -march=native
+        result = subprocess.run(
+            [cxx, *FLAGS, str(source), "-o", str(temporary)], capture_output=True, text=True
+        )
     if result.returncode != 0:
         temporary.unlink(missing_ok=True)
         raise ExportError(
