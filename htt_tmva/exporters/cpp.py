@@ -82,16 +82,19 @@ inline double interp(double x, const double* xp, const double* fp, std::size_t n
 // Batched dense layer for many events: y[n][m] = x[n][k] w[k][m] + b, with w and b padded
 // to m (a multiple of 16) columns by pack_dense; float accumulation with the bias first.
 // A register tile of R events x 16 outputs (GCC/Clang vector extensions when available).
+// Inputs are rows of `stride` floats, of which the first k are used (the padding of the
+// previous layer's outputs never enters: it may hold NaN * 0).
 struct PackedDense {
-  std::size_t k = 0, m = 0;
+  std::size_t k = 0, stride = 0, m = 0;
   std::vector<float> w, b;
 };
 inline PackedDense pack_dense(const float* w, std::size_t n_in, std::size_t n_out,
-                              std::size_t k, const float* b) {
+                              std::size_t stride, const float* b) {
   PackedDense p;
-  p.k = k;
+  p.k = n_in;
+  p.stride = stride;
   p.m = (n_out + 15) / 16 * 16;
-  p.w.assign(k * p.m, 0.f);
+  p.w.assign(n_in * p.m, 0.f);
   p.b.assign(p.m, 0.f);
   for (std::size_t i = 0; i < n_in; ++i)
     for (std::size_t j = 0; j < n_out; ++j) p.w[i * p.m + j] = w[i * n_out + j];
@@ -108,7 +111,7 @@ inline constexpr std::size_t dense_rows = 4;
 // n must be a multiple of dense_rows (callers pad their batches)
 inline void dense_batch(const float* x, std::size_t n, const PackedDense& p, float* y) {
   constexpr std::size_t R = dense_rows;
-  const std::size_t k = p.k, m = p.m;
+  const std::size_t k = p.k, m = p.m, s = p.stride;
   for (std::size_t e = 0; e < n; e += R) {
     for (std::size_t j = 0; j < m; j += 16) {
       htt_v8f a[R][2], b[2], w[2];  // (memcpy: unaligned loads and stores)
@@ -118,7 +121,7 @@ inline void dense_batch(const float* x, std::size_t n, const PackedDense& p, flo
       for (std::size_t i = 0; i < k; ++i, wp += m) {
         std::memcpy(w, wp, sizeof w);
         for (std::size_t r = 0; r < R; ++r) {
-          const htt_v8f v = x[(e + r) * k + i] - htt_v8f{};
+          const htt_v8f v = x[(e + r) * s + i] - htt_v8f{};
           a[r][0] += v * w[0];
           a[r][1] += v * w[1];
         }
@@ -133,7 +136,7 @@ inline void dense_batch(const float* x, std::size_t n, const PackedDense& p, flo
   for (std::size_t e = 0; e < n; ++e)
     for (std::size_t j = 0; j < p.m; ++j) {
       float sum = p.b[j];
-      for (std::size_t i = 0; i < p.k; ++i) sum += x[e * p.k + i] * p.w[i * p.m + j];
+      for (std::size_t i = 0; i < p.k; ++i) sum += x[e * p.stride + i] * p.w[i * p.m + j];
       y[e * p.m + j] = sum;
     }
 }
