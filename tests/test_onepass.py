@@ -260,9 +260,18 @@ def test_a_failing_scoring_thread_stops_the_loop_and_writes_nothing(configs, tmp
         *configs("bdt"), [str(data)], TREE, output=str(tmp_path / "ok.root"), compile_models=True
     )
     ROOT = root()
-    settings = ROOT.htt_tmva_onepass.Pipeline.Settings()
+    settings = ROOT.htt_tmva_onepass.Settings()
     settings.file, settings.tree, settings.event = str(data), "missing_tree", "event"
     settings.nv, settings.nc, settings.entries = 2, 3, 500
+    with pytest.raises(Exception, match="incomplete settings"):
+        ROOT.htt_tmva_onepass.Pipeline(settings)
+    ROOT.gInterpreter.Declare(
+        "void test_inputs(const double*, std::size_t, double*) {}"
+        "void test_batch(const unsigned*, const double*, std::size_t, float*) {}"
+        "void test_functions(htt_tmva_onepass::Settings& s) "
+        "{ s.inputs = &test_inputs; s.batch = &test_batch; }"
+    )
+    ROOT.test_functions(settings)
     pipeline = ROOT.htt_tmva_onepass.Pipeline(settings)
     pipeline.Start()
     with pytest.raises(Exception, match="no tree 'missing_tree'"):

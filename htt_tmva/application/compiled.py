@@ -2,14 +2,15 @@
 event loop that writes the output (no Python per chunk, no score stream).
 
 Used when every fold's model exports (:mod:`htt_tmva.exporters`); otherwise the two-pass
-Python path runs. Scoring runs ahead of the writing loop, in C++ threads of its own
-(:class:`Pipeline`): each reads blocks of entries of the variables' branches and the event
-number, and scores a whole block at once with the models' batched code (vector
-instructions), so that the writing loop, single-threaded to keep the entry order, only
-picks up each entry's scores. The writing loop checks that every entry's event number is
-the one that was scored and computes the order hash of (entry, event); the scoring threads
-count what the Python path checks: the events per fold, non-finite inputs (per variable,
-over the whole tree), NaN scores and float event numbers that are not exact integers.
+Python path runs. Scoring runs ahead of the writing loop, in C++ threads of its own (the
+pipeline of :mod:`htt_tmva.application.pipeline`): each reads blocks of entries of the
+variables' branches and the event number, and scores a whole block at once with the models'
+batched code (vector instructions), so that the writing loop, single-threaded to keep the
+entry order, only picks up each entry's scores. The writing loop checks that every entry's
+event number is the one that was scored and computes the order hash of (entry, event); the
+scoring threads count what the Python path checks: the events per fold, non-finite inputs
+(per variable, over the whole tree), NaN scores and float event numbers that are not exact
+integers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from functools import cache
 from typing import Optional
 
 from htt_tmva._progress import progress_wanted
@@ -30,6 +30,7 @@ from htt_tmva._root import captured_stderr, jit_errors, root
 from htt_tmva.application.expressions import branches_of, input_branches, is_plain
 from htt_tmva.application.inputs import InputInfo
 from htt_tmva.application.models import FoldModels
+from htt_tmva.application.pipeline import declare as declare_pipeline
 from htt_tmva.application.scores import Pass1Result
 from htt_tmva.application.writer import OutputPlan, output_columns, snapshot_options
 from htt_tmva.errors import (
@@ -50,288 +51,7 @@ BLOCK = 8192
 #: scoring threads for models above this many multiply-adds (or tree nodes) per event
 HEAVY = 20000
 
-_PIPELINE = r"""
-#include <algorithm>
-#include <atomic>
-#include <cmath>
-#include <condition_variable>
-#include <memory>
-#include <mutex>
-#include <stdexcept>
-#include <string>
-#include <thread>
-#include <vector>
-#include "TFile.h"
-#include "TLeaf.h"
-#include "TBranch.h"
-#include "TTree.h"
-namespace htt_tmva_onepass {
-using BatchFunction = void (*)(const unsigned*, const double*, std::size_t, float*);
-using InputsFunction = void (*)(const double*, std::size_t, double*);
-
-/// Scores blocks of entries in threads of its own, ahead of the event loop that writes them.
-/// Block b is read and scored by thread b % threads into slot b % slots; the writing loop
-/// takes the slots in entry order and frees each when it moves on.
-class Pipeline {
-public:
-  struct Settings {
-    std::string file, tree, event;
-    std::vector<std::string> branches;  // read as double, in this order, for `inputs`
-    int event_kind = 0;                 // 0 signed, 1 unsigned 64-bit, 2 floating point
-    double event_limit = 0.;            // floating point: exact integers up to this value
-    unsigned nv = 0, nc = 0, folds = 2, threads = 1;
-    Long64_t entries = 0, block = 8192;
-    bool has_default = false;
-    float default_value = 0.f;
-    InputsFunction inputs = nullptr;
-    BatchFunction batch = nullptr;
-  };
-  struct Counts {
-    std::vector<ULong64_t> nonfinite, per_fold;
-    ULong64_t nonfinite_events = 0, nan_scores = 0, bad_events = 0;
-  };
-
-  explicit Pipeline(const Settings& s) : fS(s), fSlots(2 * std::max(1u, s.threads)) {
-    for (auto& slot : fSlots) {
-      slot.out.resize(s.block * (s.nc + 2));
-      slot.events.resize(s.block);
-    }
-    fCounts.resize(std::max(1u, s.threads));
-    for (auto& c : fCounts) { c.nonfinite.assign(s.nv, 0); c.per_fold.assign(s.folds, 0); }
-  }
-  ~Pipeline() { Finish(); }
-
-  void Start() {
-    for (unsigned w = 0; w < std::max(1u, fS.threads); ++w)
-      fThreads.emplace_back([this, w] { Work(w); });
-  }
-
-  /// The writing loop: the scores (n_classes, max_score, max_index) of `entry`.
-  const float* Row(ULong64_t entry, ULong64_t event_bits) {
-    const Long64_t b = static_cast<Long64_t>(entry) / fS.block;
-    if (b != fCurrent) {
-      std::unique_lock<std::mutex> lock(fMutex);
-      if (fCurrentSlot) { fCurrentSlot->block = -1; fChanged.notify_all(); }
-      fCurrentSlot = nullptr;
-      Slot& slot = fSlots[b % fSlots.size()];
-      fChanged.wait(lock, [&] { return fFailed || slot.block == b; });
-      if (fFailed) throw std::runtime_error(fError);
-      fCurrentSlot = &slot;
-      fCurrent = b;
-    }
-    const std::size_t i = entry - b * fS.block;
-    if (fCurrentSlot->events[i] != event_bits)
-      throw std::runtime_error("entry " + std::to_string(entry) + ": the event loop read event " +
-                               std::to_string(event_bits) + ", the scoring thread read " +
-                               std::to_string(fCurrentSlot->events[i]));
-    return fCurrentSlot->out.data() + i * (fS.nc + 2);
-  }
-
-  /// Stop the threads (when the loop ended early) and wait for them; the error, or "".
-  std::string Finish() {
-    {
-      std::lock_guard<std::mutex> lock(fMutex);
-      fStop = true;
-    }
-    fChanged.notify_all();
-    for (auto& t : fThreads) if (t.joinable()) t.join();
-    fThreads.clear();
-    return fFailed ? fError : std::string();
-  }
-
-  Counts Total() const {
-    Counts total = fCounts[0];
-    for (std::size_t w = 1; w < fCounts.size(); ++w) {
-      const Counts& c = fCounts[w];
-      for (unsigned v = 0; v < fS.nv; ++v) total.nonfinite[v] += c.nonfinite[v];
-      for (unsigned f = 0; f < fS.folds; ++f) total.per_fold[f] += c.per_fold[f];
-      total.nonfinite_events += c.nonfinite_events;
-      total.nan_scores += c.nan_scores;
-      total.bad_events += c.bad_events;
-    }
-    return total;
-  }
-  double ScoringSeconds() const { return fSeconds; }
-
-private:
-  struct Slot {
-    std::vector<float> out;
-    std::vector<ULong64_t> events;
-    Long64_t block = -1;  // the block it holds, -1: free
-  };
-
-  void Fail(const std::string& message) {
-    {
-      std::lock_guard<std::mutex> lock(fMutex);
-      if (!fFailed) fError = message;
-      fFailed = true;
-    }
-    fChanged.notify_all();
-  }
-
-  static TLeaf* Leaf(TTree* tree, const std::string& name) {
-    TLeaf* leaf = tree->GetLeaf(name.c_str());
-    if (!leaf) throw std::runtime_error("no leaf '" + name + "' in tree '" + tree->GetName() + "'");
-    tree->AddBranchToCache(leaf->GetBranch());
-    return leaf;
-  }
-  static void Load(TLeaf* leaf, Long64_t entry) {
-    if (leaf->GetBranch()->GetEntry(entry) < 0)
-      throw std::runtime_error("cannot read entry " + std::to_string(entry) + " of branch '" +
-                               leaf->GetBranch()->GetName() + "'");
-  }
-
-  void Work(unsigned w) {
-    try {
-      std::unique_ptr<TFile> file(TFile::Open(fS.file.c_str(), "READ"));
-      if (!file || file->IsZombie()) throw std::runtime_error("cannot open '" + fS.file + "'");
-      TTree* tree = file->Get<TTree>(fS.tree.c_str());
-      if (!tree) throw std::runtime_error("no tree '" + fS.tree + "' in '" + fS.file + "'");
-      if (tree->GetEntries() != fS.entries)
-        throw std::runtime_error("tree '" + fS.tree + "' of '" + fS.file + "' has " +
-                                 std::to_string(tree->GetEntries()) + " entries, expected " +
-                                 std::to_string(fS.entries));
-      std::vector<TLeaf*> leaves;
-      for (const auto& b : fS.branches) leaves.push_back(Leaf(tree, b));
-      TLeaf* event = Leaf(tree, fS.event);
-      const std::size_t nb = leaves.size(), nv = fS.nv, nc = fS.nc;
-      std::vector<double> values(fS.block * std::max<std::size_t>(nb, 1)), x(fS.block * nv);
-      std::vector<unsigned> folds(fS.block);
-      std::vector<float> scores(fS.block * nc);
-      std::vector<char> good(fS.block);
-      Counts& count = fCounts[w];
-      const unsigned threads = std::max(1u, fS.threads);
-      for (Long64_t b = w; b * fS.block < fS.entries; b += threads) {
-        Slot& slot = fSlots[b % fSlots.size()];
-        {
-          std::unique_lock<std::mutex> lock(fMutex);
-          fChanged.wait(lock, [&] { return fStop || fFailed || slot.block == -1; });
-          if (fStop || fFailed) return;
-        }
-        const auto start = std::chrono::steady_clock::now();
-        const Long64_t begin = b * fS.block, end = std::min(fS.entries, begin + fS.block);
-        const std::size_t n = end - begin;
-        for (std::size_t i = 0; i < n; ++i) {
-          const Long64_t entry = begin + i;
-          for (std::size_t k = 0; k < nb; ++k) {
-            Load(leaves[k], entry);
-            values[i * nb + k] = leaves[k]->GetValue(0);
-          }
-          Load(event, entry);
-          ULong64_t bits;
-          if (fS.event_kind == 2) {
-            const double e = event->GetValue(0);
-            if (!(std::isfinite(e) && e == std::trunc(e) && std::abs(e) <= fS.event_limit))
-              ++count.bad_events;
-            bits = static_cast<ULong64_t>(static_cast<Long64_t>(e));
-          } else {
-            bits = static_cast<ULong64_t>(event->GetValueLong64(0));
-          }
-          slot.events[i] = bits;
-          folds[i] = fS.event_kind == 1 ? static_cast<unsigned>(bits % fS.folds)
-                                        : htt_tmva_export::fold_of(static_cast<Long64_t>(bits),
-                                                                   fS.folds);
-        }
-        fS.inputs(values.data(), n, x.data());
-        for (std::size_t i = 0; i < n; ++i) {
-          bool ok = true;
-          for (std::size_t v = 0; v < nv; ++v)
-            if (!std::isfinite(x[i * nv + v])) { ++count.nonfinite[v]; ok = false; }
-          good[i] = ok;
-          if (!ok) {
-            ++count.nonfinite_events;
-            std::fill(x.begin() + i * nv, x.begin() + (i + 1) * nv, 0.);
-          } else {
-            ++count.per_fold[folds[i]];
-          }
-        }
-        fS.batch(folds.data(), x.data(), n, scores.data());
-        for (std::size_t i = 0; i < n; ++i) {
-          float* out = slot.out.data() + i * (nc + 2);
-          if (!good[i]) {
-            std::fill(out, out + nc + 2, fS.default_value);
-            out[nc + 1] = -1.f;  // no class
-            continue;
-          }
-          const float* s = scores.data() + i * nc;
-          unsigned best = 0;
-          bool nan = false;
-          for (unsigned c = 0; c < nc; ++c) {
-            out[c] = s[c];
-            if (std::isnan(s[c])) nan = true;
-            if (s[c] > s[best]) best = c;
-          }
-          if (nan) ++count.nan_scores;
-          out[nc] = s[best];
-          out[nc + 1] = static_cast<float>(best);
-        }
-        const double seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        {
-          std::lock_guard<std::mutex> lock(fMutex);
-          fSeconds += seconds;
-          slot.block = b;
-        }
-        fChanged.notify_all();
-      }
-    } catch (const std::exception& e) {
-      Fail(e.what());
-    } catch (...) {
-      Fail("unknown C++ exception in a scoring thread");
-    }
-  }
-
-  Settings fS;
-  std::vector<Slot> fSlots;
-  std::vector<Counts> fCounts;
-  std::vector<std::thread> fThreads;
-  std::mutex fMutex;
-  std::condition_variable fChanged;
-  bool fStop = false, fFailed = false;
-  std::string fError;
-  double fSeconds = 0.;
-  Long64_t fCurrent = -1;
-  Slot* fCurrentSlot = nullptr;
-};
-
-/// The writing loop's side: the order hash of (entry, event) and the scores of the entry.
-template <unsigned NC>
-struct Run {
-  Pipeline* pipeline = nullptr;
-  ULong64_t hash = 0;
-  template <typename E>
-  std::array<float, NC + 2> operator()(ULong64_t entry, E event) {
-    ULong64_t bits;
-    if constexpr (std::is_floating_point_v<E>)
-      bits = static_cast<ULong64_t>(static_cast<Long64_t>(event));
-    else
-      bits = static_cast<ULong64_t>(event);
-    // the order hash of the Python path (htt_tmva.application.stream.event_hash)
-    ULong64_t z = entry * 0x9E3779B97F4A7C15ULL + bits;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    hash += z ^ (z >> 31);
-    const float* row = pipeline->Row(entry, bits);
-    std::array<float, NC + 2> out;
-    std::copy(row, row + NC + 2, out.begin());
-    return out;
-  }
-};
-}  // namespace htt_tmva_onepass
-"""
 _ids = itertools.count()
-
-
-@cache
-def _declare_pipeline() -> None:
-    """Compile the pipeline's C++ once per process."""
-    from htt_tmva.exporters.cpp import HELPERS, INCLUDES
-
-    ROOT = root()
-    ROOT.EnableThreadSafety()  # the scoring threads read a file while the loop writes one
-    code = "\n".join(INCLUDES) + HELPERS + "#include <chrono>\n" + _PIPELINE
-    if not ROOT.gInterpreter.Declare(code):  # pragma: no cover - only if the C++ is broken
-        raise ModelError("could not compile the one-pass scorer")
 
 
 @dataclass
@@ -363,7 +83,7 @@ def compiled_scorer(models: FoldModels) -> Optional[CompiledScorer]:
     except ExportError as exc:
         log.info("the models cannot be compiled (%s): scoring runs in Python (two passes)", exc)
         return None
-    _declare_pipeline()
+    declare_pipeline()
     where = "compiled" if compiler() else "interpreted"
     threads = scoring_threads(specs)
     log.info(
@@ -475,7 +195,7 @@ def run_one_pass(
             "entries; call ROOT.DisableImplicitMT() before applying"
         )
     inputs, branches = _inputs_function(scorer.variables)
-    settings = ROOT.htt_tmva_onepass.Pipeline.Settings()
+    settings = ROOT.htt_tmva_onepass.Settings()
     settings.file, settings.tree, settings.event = str(info.path), info.tree_path, event_branch
     settings.branches = ROOT.std.vector["std::string"](branches)
     settings.event_kind = 2 if info.event_limit > 0 else (1 if info.event_unsigned else 0)
@@ -488,7 +208,7 @@ def run_one_pass(
     run_id = f"{next(_ids)}"
     code = (
         f"namespace htt_tmva_onepass {{ inline Run<{len(scorer.classes)}> run_{run_id}; "
-        f"inline void functions_{run_id}(Pipeline::Settings& s) {{ "
+        f"inline void functions_{run_id}(Settings& s) {{ "
         f"s.inputs = &{inputs}; s.batch = &{scorer.symbol}_batch; }} }}"
     )
     if not ROOT.gInterpreter.Declare(code):  # pragma: no cover - only if the C++ is broken

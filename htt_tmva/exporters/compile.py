@@ -20,6 +20,7 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -108,29 +109,33 @@ def _declare(code: str) -> None:
 
 def _library(header_text: str, namespace: str, symbol: str, digest: str, cxx: str) -> Path:
     folder = cache_folder() / digest
-    # a name of its own: ROOT does not load a second library of an already loaded name
-    library = folder / f"htt_tmva_model_{digest}.so"
-    if library.is_file():
-        log.info("compiled model found in the cache: %s", library)
-        return library
-    folder.mkdir(parents=True, exist_ok=True)
     header = folder / "model.hxx"
-    header.write_text(header_text)
-    source = folder / "model.cxx"
-    source.write_text(f'#include "{header}"\n' + _entry_point(namespace, symbol))
+    source = f'#include "{header}"\n' + _entry_point(namespace, symbol)
+    library = folder / f"htt_tmva_model_{digest}.so"
+    if not library.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        header.write_text(header_text)
+    return build(source, library, cxx, "the model")
+
+
+def build(source: str, library: Path, cxx: str, what: str, extra: Sequence[str] = ()) -> Path:
+    """Compile ``source`` into ``library`` (kept when it exists: the cache) and return it.
+    Libraries get names of their own: ROOT does not load a second library of a loaded name."""
+    if library.is_file():
+        log.info("compiled %s found in the cache: %s", what, library)
+        return library
+    folder = library.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    cxx_file = folder / f"{library.stem}.cxx"
+    cxx_file.write_text(source)
     temporary = folder / f".{library.name}.{os.getpid()}"
-    log.info("compiling the model with %s -O3 (once; cached in %s)", Path(cxx).name, folder)
-    result = subprocess.run(
-        [cxx, *FLAGS, NATIVE, str(source), "-o", str(temporary)], capture_output=True, text=True
-    )
+    log.info("compiling %s with %s -O3 (once; cached in %s)", what, Path(cxx).name, folder)
+    command = [cxx, *FLAGS, str(cxx_file), "-o", str(temporary), *extra]
+    result = subprocess.run([*command, NATIVE], capture_output=True, text=True)
     if result.returncode != 0 and NATIVE in result.stderr:  # a compiler without -march=native
-        result = subprocess.run(
-            [cxx, *FLAGS, str(source), "-o", str(temporary)], capture_output=True, text=True
-        )
+        result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         temporary.unlink(missing_ok=True)
-        raise ExportError(
-            f"compiling the exported model failed ({cxx}):\n{result.stderr.strip()[-2000:]}"
-        )
+        raise ExportError(f"compiling {what} failed ({cxx}):\n{result.stderr.strip()[-2000:]}")
     os.replace(temporary, library)
     return library
