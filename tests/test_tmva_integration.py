@@ -300,3 +300,124 @@ def test_confusion_evaluates_expressions_on_the_fold_dataset(tmva_setup, fold_di
     predicted = model.predict(inputs.astype(np.float64)).argmax(axis=1)
     expected = confusion_matrix(data.y, predicted, data.w, len(CLASSES))
     np.testing.assert_allclose(summary["matrices"]["standard"], expected, rtol=1e-9)
+
+
+# ---------------------------------------------------------------- one pass, compiled (--compile)
+
+
+def _one_pass_equals_python(configs, data_file, tmp_path, caplog) -> dict:
+    """Apply with the compiled models and with the Python path; the same branches."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="htt_tmva"):
+        run_application(
+            *configs, [str(data_file)], TREE, output=str(tmp_path / "c.root"), compile_models=True
+        )
+    assert "scoring in one pass with the models compiled" in caplog.text
+    run_application(*configs, [str(data_file)], TREE, output=str(tmp_path / "p.root"))
+    with uproot.open(tmp_path / "c.root") as c, uproot.open(tmp_path / "p.root") as p:
+        compiled, python = c[TREE].arrays(library="np"), p[TREE].arrays(library="np")
+    assert list(compiled) == list(python)
+    for name in [f"tmva_{c}" for c in CLASSES] + ["tmva_max_score"]:
+        np.testing.assert_allclose(compiled[name], python[name], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(compiled["tmva_max_index"], python["tmva_max_index"])
+    return compiled
+
+
+def test_compiled_application_of_weight_files_equals_the_python_path(
+    tmva_setup, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setenv("HTT_TMVA_CACHE", str(tmp_path / "cache"))
+    configs = tmva_setup()
+    data_file = write_ntuple(tmp_path / "data.root", 1500)
+    _one_pass_equals_python(configs, data_file, tmp_path, caplog)
+    check_applied(tmp_path / "c.root", configs[1])
+
+
+def test_compiled_application_evaluates_the_weight_files_expressions(
+    tmva_setup, tmp_path, caplog, monkeypatch
+):
+    monkeypatch.setenv("HTT_TMVA_CACHE", str(tmp_path / "cache"))
+    configs = tmva_setup(manifests=False, training_overrides={"variables": EXPRESSIONS})
+    for fold in (0, 1):
+        with_expressions(tmp_path / "models" / f"fold{fold}_bdt_model.weights.xml")
+    data_file = write_ntuple(tmp_path / "data.root", 1500)
+    compiled = _one_pass_equals_python(configs, data_file, tmp_path, caplog)
+    header = next((tmp_path / "cache").glob("*/model.hxx")).read_text()
+    assert "(static_cast<float>(((y>0.5)?0.5:y)))" in header  # evaluated from the branches
+    assert sorted(compiled) == sorted(
+        ["x", "y", "weights", "event"] + [f"tmva_{c}" for c in [*CLASSES, "max_score", "max_index"]]
+    )
+
+
+# ---------------------------------------------------------------- export --engine tmva
+
+
+def _tmva_training(tmva_setup, fold_dir, tmp_path, methods=("BDTG",)) -> Path:
+    """A training config of the tmva engine whose weight files (where TMVA writes them) are
+    the BDTs exported as TMVA BDTG files, with their manifests."""
+    from conftest import training_document
+
+    _, training, _ = tmva_setup()
+    output = tmp_path / "tmva_models"
+    for fold in (0, 1):
+        weights = output / f"fold{fold}_training" / "weights"
+        weights.mkdir(parents=True)
+        source = tmp_path / "models" / f"fold{fold}_bdt_model.weights"
+        for method in methods:
+            target = weights / f"TMVAMulticlass_{method}.weights"
+            for suffix in (".xml", ".manifest.json"):
+                shutil.copy2(f"{source}{suffix}", f"{target}{suffix}")
+    document = training_document(fold_dir, output, engine="tmva", tmva={"methods": list(methods)})
+    return write_yaml(tmp_path / "tmva_training.yaml", document)
+
+
+def test_export_engine_tmva_writes_cpp_and_json_of_the_weight_files(tmva_setup, fold_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from test_export import compiled_predictions
+
+    from htt_tmva.exporters.run import export_models
+
+    config = _tmva_training(tmva_setup, fold_dir, tmp_path)
+    output = tmp_path / "tmva_models"
+    command = [sys.executable, "-m", "htt_tmva", "export", str(config), "--all-folds"]
+    result = subprocess.run([*command, "--engine", "tmva"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    header = output / "htt_tmva_tmva_BDTG_folds.hxx"
+    assert f"wrote {header}" in result.stderr
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(600, 2)).astype(np.float32).astype(np.float64)
+    events = rng.integers(0, 10**6, size=600)
+    got = compiled_predictions(header.read_text(), "htt_tmva_tmva_BDTG", x, tmp_path, events)
+    np.testing.assert_allclose(
+        got, xgboost_scores(tmp_path / "training.yaml", x, events), atol=1e-6
+    )
+
+    (document,) = export_models(config, 1, "tmva", "json")
+    assert document == output / "fold1_training/weights/TMVAMulticlass_BDTG.export.json"
+    data = json.loads(document.read_text())
+    assert (data["kind"], data["output"], data["fold"], data["scores_fold"]) == (
+        "trees", "tmva_multiclass", 1, 0
+    )  # fmt: skip
+    assert data["variables"] == ["x", "y"] and data["classes"] == list(CLASSES)
+    assert data["tmva"]["method"] == "BDT" and data["preprocessing"]["transformations"] == []
+
+
+def test_export_engine_tmva_refuses_an_unsupported_method_before_writing(
+    tmva_setup, fold_dir, tmp_path
+):
+    from htt_tmva.exporters.run import export_models
+
+    if not REAL_FILES.is_dir():
+        pytest.skip(f"no real TMVA files here ({REAL_FILES} is absent)")
+    config = _tmva_training(tmva_setup, fold_dir, tmp_path, methods=("BDTG", "DNN"))
+    foam = next(REAL_FILES.rglob("TMVAMulticlass_PDEFoam.weights.xml"))
+    dnn = tmp_path / "tmva_models/fold1_training/weights/TMVAMulticlass_DNN.weights.xml"
+    shutil.copy2(foam, dnn)
+    dnn.with_name("TMVAMulticlass_DNN.weights.manifest.json").unlink()
+    with pytest.raises(ModelError, match="method 'PDEFoam'.*supported methods: BDT, MLP, DL"):
+        export_models(config, None, "tmva", "cpp")
+    assert not list((tmp_path / "tmva_models").glob("*.hxx"))

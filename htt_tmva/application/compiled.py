@@ -71,14 +71,16 @@ class CompiledScorer:
 def compiled_scorer(models: FoldModels) -> Optional[CompiledScorer]:
     """Compile the fold models into one scorer, or None (logged) if one cannot be exported."""
     from htt_tmva.exporters.compile import compiler, load_compiled
-    from htt_tmva.exporters.cpp import fold_header
+    from htt_tmva.exporters.cpp import application_header
     from htt_tmva.exporters.spec import model_spec
 
     try:
         specs = [model_spec(m) for m in models.models]
         content = hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()
         namespace = f"htt_tmva_apply_{content[:16]}"
-        header = fold_header(specs, namespace, scorer_of_fold=list(range(models.n_folds)))
+        header = application_header(
+            specs, namespace, models.variables, models.classes, list(range(models.n_folds))
+        )
         symbol = load_compiled(header, namespace)
     except ExportError as exc:
         log.info("the models cannot be compiled (%s): scoring runs in Python (two passes)", exc)

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from htt_tmva.data.folds import model_for_fold
 from htt_tmva.errors import ExportError
+from htt_tmva.exporters.cpp_tmva import TMVA_HELPERS, is_tmva_spec, tmva_model
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -225,7 +226,9 @@ def model_body(spec: dict[str, Any]) -> str:
     """The declarations and ``predict`` of one model (to be put inside a namespace)."""
     nv, nc = len(spec["variables"]), len(spec["classes"])
     lines = _names(spec)
-    if spec["kind"] == "network":
+    if is_tmva_spec(spec):  # a TMVA weight file: transformations, then double precision
+        lines += tmva_model(spec, nv, nc)
+    elif spec["kind"] == "network":
         lines += _network(spec, nv, nc)
     elif spec["kind"] == "trees":
         lines += _trees(spec, nv, nc)
@@ -574,7 +577,7 @@ def _trees_batch(spec, depth: int) -> list[str]:
 NAMESPACE_MARKER = "// htt-tmva namespace: "
 
 
-def _header(title: str, namespace: str) -> list[str]:
+def _header(title: str, namespace: str, specs: Sequence[dict[str, Any]] = ()) -> list[str]:
     return [
         f"// {title}",
         f"{NAMESPACE_MARKER}{namespace}",
@@ -583,13 +586,27 @@ def _header(title: str, namespace: str) -> list[str]:
         *INCLUDES,
         "#include <limits>",
         HELPERS,
+        *([TMVA_HELPERS] if any(is_tmva_spec(s) for s in specs) else []),
+        *_expression_notes(specs[0] if specs else {}),
+    ]
+
+
+def _expression_notes(spec: dict[str, Any]) -> list[str]:
+    """A TMVA file's variables are expressions: the header takes their values, in order."""
+    expressions = spec.get("tmva", {}).get("expressions", [])
+    if all(e.strip().isidentifier() for e in expressions):
+        return []
+    return [
+        "// The inputs are the values of these TMVA variable expressions, in this order",
+        "// (evaluate them as TMVA does: in double, stored as float):",
+        *[f"//   {i}: {e}" for i, e in enumerate(expressions)],
     ]
 
 
 def model_header(spec: dict[str, Any], namespace: str, title: str = "") -> str:
     """A header with one model in ``namespace``."""
     check_identifier(namespace)
-    lines = _header(title or f"model {namespace}", namespace)
+    lines = _header(title or f"model {namespace}", namespace, [spec])
     lines += [
         f"namespace {namespace} {{",
         "inline constexpr bool fold_aware = false;",
@@ -631,7 +648,7 @@ def fold_header(
                 raise ExportError(
                     f"the model of fold {i} has {key} {spec[key]}, fold 0 has {first[key]}"
                 )
-    lines = _header(title or f"fold-aware model {namespace}", namespace)
+    lines = _header(title or f"fold-aware model {namespace}", namespace, specs)
     lines += [
         f"namespace {namespace} {{",
         "inline constexpr bool fold_aware = true;",
@@ -699,3 +716,79 @@ def fold_header(
         "",
     ]
     return "\n".join(lines)
+
+
+def application_header(
+    specs: Sequence[dict[str, Any]],
+    namespace: str,
+    branches: Sequence[str],
+    classes: Sequence[str],
+    scorer_of_fold: Optional[Sequence[int]] = None,
+) -> str:
+    """The fold-aware header of the application, whose inputs are ``branches`` (in order)
+    and whose outputs are ``classes``.
+
+    Where the models' variables are TMVA expressions of those branches, an outer namespace
+    evaluates them as the Python path does (branches as double, each value stored as float)
+    and calls the models' fold-aware header (inner namespace ``<namespace>_on_expressions``).
+    Models whose outputs are not ``classes`` (e.g. a two-class TMVA job's one response) are
+    refused.
+    """
+    for i, spec in enumerate(specs):
+        if list(spec["classes"]) != list(classes):
+            raise ExportError(
+                f"the model scoring fold {i} gives the outputs {spec['classes']}, the "
+                f"application needs one probability per class {list(classes)}"
+            )
+    variables = list(specs[0]["variables"])
+    if variables == list(branches):
+        return fold_header(specs, namespace, scorer_of_fold=scorer_of_fold)
+    inner = f"{namespace}_on_expressions"
+    text = fold_header(specs, inner, scorer_of_fold=scorer_of_fold)
+    reads = [f"  const double {b} = htt_tmva_in_[{i}];" for i, b in enumerate(branches)]
+    values = ",\n".join(f"      static_cast<double>(static_cast<float>(({e})))" for e in variables)
+    return "\n".join(
+        [
+            text,
+            f"namespace {check_identifier(namespace)} {{",
+            "inline constexpr bool fold_aware = true;",
+            f"inline constexpr const char* event_branch = {inner}::event_branch;",
+            f"inline constexpr unsigned n_folds = {inner}::n_folds;",
+            f"inline constexpr std::size_t n_variables = {len(branches)};",
+            f"inline constexpr std::size_t n_classes = {inner}::n_classes;",
+            f"inline constexpr const char* variables[n_variables] = {{{_strings(branches)}}};",
+            f"inline constexpr const auto& classes = {inner}::classes;",
+            "/// Class probabilities from the branches that the variables' expressions read.",
+            "inline std::array<float, n_classes> predict_in_fold(unsigned htt_tmva_fold_, "
+            "const std::array<double, n_variables>& htt_tmva_in_) {",
+            *reads,
+            f"  const std::array<double, {inner}::n_variables> htt_tmva_values_{{",
+            values,
+            "  };",
+            f"  return {inner}::predict_in_fold(htt_tmva_fold_, htt_tmva_values_);",
+            "}",
+            "/// The same for n events (inputs [n][n_variables], out [n][n_classes]).",
+            "inline void predict_batch_in_folds(const unsigned* htt_tmva_folds_, "
+            "const double* htt_tmva_inputs_, std::size_t htt_tmva_n_, float* htt_tmva_out_) {",
+            f"  std::vector<double> htt_tmva_all_(htt_tmva_n_ * {inner}::n_variables);",
+            "  for (std::size_t htt_tmva_i_ = 0; htt_tmva_i_ < htt_tmva_n_; ++htt_tmva_i_) {",
+            "    const double* htt_tmva_in_ = htt_tmva_inputs_ + htt_tmva_i_ * n_variables;",
+            *[f"  {line}" for line in reads],
+            f"    double* htt_tmva_v_ = htt_tmva_all_.data() + htt_tmva_i_ * {inner}::n_variables;",
+            *[
+                f"    htt_tmva_v_[{j}] = static_cast<double>(static_cast<float>(({e})));"
+                for j, e in enumerate(variables)
+            ],
+            "  }",
+            f"  {inner}::predict_batch_in_folds(htt_tmva_folds_, htt_tmva_all_.data(), "
+            "htt_tmva_n_, htt_tmva_out_);",
+            "}",
+            "template <typename E>",
+            "inline std::array<float, n_classes> predict(E event, "
+            "const std::array<double, n_variables>& input) {",
+            "  return predict_in_fold(htt_tmva_export::fold_of(event, n_folds), input);",
+            "}",
+            f"}}  // namespace {namespace}",
+            "",
+        ]
+    )

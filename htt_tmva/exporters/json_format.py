@@ -2,7 +2,9 @@
 
 Top-level keys: ``format`` ("htt-tmva-model"), ``version`` (1), ``engine``, ``fold`` (the
 fold trained on), ``scores_fold`` (the fold it scores), ``variables``, ``classes``,
-``kind`` ("network" or "trees") and the kind's content, as documented in ``spec``.
+``kind`` ("network" or "trees") and the kind's content, as documented in ``spec`` (for TMVA
+weight files also ``precision``, the ``tmva`` block and TMVA's transformations). A TMVA BDT
+with an infinite boost weight writes ``Infinity``/``NaN``, which Python's ``json`` reads.
 """
 
 from __future__ import annotations

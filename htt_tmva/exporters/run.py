@@ -21,6 +21,21 @@ def _models(config, folds, engine: str):
     return paths, [load_model(p, engine) for p in paths]
 
 
+def _model_groups(config, folds, engine: str) -> list:
+    """(method, paths, models) to export: the one model per fold of keras and bdt; for tmva,
+    one group per method the config books (``tmva.methods``), its weight file per fold."""
+    if engine != "tmva":
+        return [("", *_models(config, folds, engine))]
+    from htt_tmva.engines.base import load_model
+    from htt_tmva.engines.tmva_plan import book_method
+
+    groups = []
+    for method in config.tmva["methods"]:
+        paths = [book_method(config, method, f, f"fold{f}_training").weight_file for f in folds]
+        groups.append((method, paths, [load_model(p, engine) for p in paths]))
+    return groups
+
+
 def export_models(
     training_config: str | Path,
     fold: Optional[int],
@@ -29,12 +44,9 @@ def export_models(
     event_branch: Optional[str] = None,
 ) -> list[Path]:
     """Export the model of ``fold`` (or, with ``fold=None``, all folds: a fold-aware header
-    for ``cpp``, one file per fold for ``json``); return the files written."""
-    from htt_tmva._files import atomic_outputs
+    for ``cpp``, one file per fold for ``json``); return the files written. With the ``tmva``
+    engine every method the config books is exported from its TMVA weight files."""
     from htt_tmva.config import load_training_config
-    from htt_tmva.exporters.cpp import fold_header, model_header
-    from htt_tmva.exporters.json_format import model_document, write_json
-    from htt_tmva.exporters.spec import model_spec
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}'; valid: {', '.join(FORMATS)}")
@@ -44,9 +56,28 @@ def export_models(
     if fold is not None and not 0 <= fold < config.folds:
         raise ConfigError(f"fold {fold} does not exist: {config.source} has {config.folds} folds")
     folds = list(range(config.folds)) if fold is None else [fold]
-    paths, models = _models(config, folds, engine)
-    specs = [model_spec(m) for m in models]
-    namespace = namespace_for(engine, config.model.name if engine == "keras" else "")
+    from htt_tmva.exporters.spec import model_spec
+
+    groups = _model_groups(config, folds, engine)
+    # every spec first: a model that cannot be exported stops the export before any write
+    specs = [[model_spec(m) for m in models] for _, _, models in groups]
+    finals: list[Path] = []
+    for (method, paths, models), group_specs in zip(groups, specs):
+        name = method or (config.model.name if engine == "keras" else "")
+        finals += _write(config, fold, engine, fmt, event_branch, name, paths, models, group_specs)
+    for path in finals:
+        log.info("wrote %s", path)
+    return finals
+
+
+def _write(config, fold, engine, fmt, event_branch, name, paths, models, specs) -> list[Path]:
+    """Write the export of one model (per fold) of the training; return the files."""
+    from htt_tmva._files import atomic_outputs
+    from htt_tmva.exporters.cpp import fold_header, model_header
+    from htt_tmva.exporters.json_format import model_document, write_json
+
+    namespace = namespace_for(engine, name)
+    what = f"{engine} {name}".strip() if engine == "tmva" else engine
     if fmt == "json":
         finals = [p.with_name(f"{p.name.split('.')[0]}.export.json") for p in paths]
         with atomic_outputs(finals) as temps:
@@ -54,16 +85,14 @@ def export_models(
                 write_json(model_document(spec, model.manifest), temp)
     elif fold is None:
         finals = [Path(config.output_path) / f"{namespace}_folds.hxx"]
-        title = f"{engine} models of {config.source}, all {config.folds} folds"
+        title = f"{what} models of {config.source}, all {config.folds} folds"
         with atomic_outputs(finals) as (temp,):
             temp.write_text(fold_header(specs, namespace, event_branch, title))
     else:
         finals = [paths[0].with_name(f"{paths[0].name.split('.')[0]}.hxx")]
-        title = f"{engine} model of fold {fold} of {config.source}"
+        title = f"{what} model of fold {fold} of {config.source}"
         with atomic_outputs(finals) as (temp,):
             temp.write_text(model_header(specs[0], f"{namespace}_fold{fold}", title))
-    for path in finals:
-        log.info("wrote %s", path)
     return finals
 
 

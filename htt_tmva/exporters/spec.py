@@ -9,6 +9,26 @@ Two kinds, each with the variables and classes in order:
 * ``trees``: XGBoost's gradient-boosted trees: per tree its class and the node arrays
   (``feature``, ``threshold``, ``left``, ``right``, ``default_left``; a leaf has left -1
   and its value in ``threshold``), the per-class ``base_margin``, then a softmax.
+
+TMVA weight files (:mod:`htt_tmva.exporters.tmva_spec`) use the same kinds with
+``"precision": "float64"`` (computed in double after the transformations) and a ``tmva``
+block (method, analysis, the job's classes, expressions, internal names):
+
+* ``preprocessing`` of kind ``tmva``: ``transformations`` in chain order, each on float
+  values and stored as float: ``normalize`` (``columns``, ``class``, ``low``, ``scale``:
+  ``2 (x - low) scale - 1`` in float), ``linear`` (Decorrelation, PCA: ``columns``,
+  ``class``, ``offset``, ``matrix[in][out]``: ``(x - offset) M``), ``gauss`` (``columns``,
+  ``flat`` for Uniform, ``classes``, ``pdfs``: ``fine`` with ``x_min``, ``x_max`` and the
+  resampled ``values``, or ``histogram`` with ``edges``, ``contents``);
+* ``trees`` with ``output`` ``tmva_adaboost`` (sum / ``norm``), ``tmva_grad``
+  (``2 / (1 + exp(-2 s)) - 1``) or ``tmva_multiclass`` (TMVA's softmax); every node goes
+  left when ``x < threshold`` and NaN left, as TMVA's ``x >= Cut`` cuts (cType=0 swapped);
+* ``network`` ops also ``affine`` with an ``offset`` (``(x - offset) scale + shift``), the
+  activations of :data:`htt_tmva.exporters.cpp_tmva.ACTIVATIONS`, ``round_float32``,
+  ``tmva_softmax`` (``p_i = 1 / (1 + sum_{j != i} exp(o_j - o_i))``) and ``take``
+  (``units``: output node 0 of a two-class job).
+
+Two-class jobs have one output, ``classes == ["response"]`` (TMVA's EvaluateMVA value).
 """
 
 from __future__ import annotations
@@ -25,7 +45,13 @@ _SKIPPED_LAYERS = ("InputLayer", "Dropout", "GaussianNoise", "GaussianDropout", 
 
 
 def model_spec(model) -> dict[str, Any]:
-    """The neutral description of a loaded model of any engine."""
+    """The neutral description of a loaded model of any engine, of a TMVA weight file read as
+    a model, or of what :func:`htt_tmva.tmva.read_weights` returns."""
+    weights = _tmva_weights(model)
+    if weights is not None:
+        from htt_tmva.exporters.tmva_spec import weights_spec
+
+        return weights_spec(weights)
     engine = model.manifest.engine
     if engine == "keras":
         spec = network_spec(model)
@@ -36,6 +62,18 @@ def model_spec(model) -> dict[str, Any]:
     spec["variables"] = list(model.manifest.variables)
     spec["classes"] = list(model.manifest.classes)
     return spec
+
+
+def _tmva_weights(model):
+    """The TMVA weight file behind ``model`` (a WeightFileModel or a TmvaModel), or None."""
+    from htt_tmva.engines.weightfile import WeightFileModel
+    from htt_tmva.tmva.model import TmvaModel
+
+    if isinstance(model, TmvaModel):
+        return model
+    if isinstance(model, WeightFileModel):
+        return model.weights
+    return None
 
 
 def network_spec(model) -> dict[str, Any]:

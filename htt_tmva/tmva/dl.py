@@ -54,6 +54,7 @@ class DlMethod:
     def __init__(self, header: Header):
         weights = header.weights
         self.layers = []
+        self.activation_names = []  # per layer, as in _ACTIVATIONS (for the C++ export)
         for layer in list(weights):
             if layer.tag != "DenseLayer":
                 raise header.fail(f"DL layer <{layer.tag}> is not supported (only DenseLayer)")
@@ -66,6 +67,7 @@ class DlMethod:
             matrix = _matrix(w_el, header)
             bias = _matrix(b_el, header).ravel()
             self.layers.append((matrix.T, bias, _ACTIVATIONS[code][1]))
+            self.activation_names.append(_ACTIVATIONS[code][0])
         if not self.layers:
             raise header.fail("DL <Weights> holds no <DenseLayer>")
         if self.layers[0][0].shape[0] != len(header.variables):
@@ -73,7 +75,8 @@ class DlMethod:
                 f"DL input width {self.layers[0][0].shape[0]} does not match the "
                 f"{len(header.variables)} variables"
             )
-        self.output = _output(weights.get("OutputFunction", "I"), header)
+        self.output_function = weights.get("OutputFunction", "I")
+        self.output = _output(self.output_function, header)
         self.multiclass = header.analysis_type.lower() == "multiclass"
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:

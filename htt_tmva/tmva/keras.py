@@ -127,6 +127,7 @@ class _NumpyStack:
         import h5py
 
         self.steps = []
+        self.ops = []  # the same steps as data, for the C++/JSON export (exporters.tmva_spec)
         with h5py.File(path, "r") as h5:
             raw = h5.attrs.get("model_config")
             if raw is None:
@@ -175,6 +176,9 @@ class _NumpyStack:
             return
         if kind == "Activation":
             self.steps.append(self._activation(config.get("activation")))
+            self.ops.append(
+                {"op": "activation", "activation": self._name(config.get("activation"))}
+            )
             return
         if kind in ("ReLU", "LeakyReLU", "ELU", "Softmax"):
             alpha = config.get(
@@ -188,6 +192,8 @@ class _NumpyStack:
                     "Softmax": _softmax,
                 }[kind]
             )
+            name = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "ELU": "elu", "Softmax": "softmax"}
+            self.ops.append({"op": "activation", "activation": name[kind], "alpha": float(alpha)})
             return
         if kind == "Dense":
             arrays = self._arrays(weights[name])
@@ -196,6 +202,14 @@ class _NumpyStack:
             bias = np.zeros(kernel.shape[1]) if bias is None else bias.astype(np.float64)
             act = self._activation(config.get("activation"))
             self.steps.append(lambda v, k=kernel, b=bias, a=act: a(v @ k + b))
+            self.ops.append(
+                {
+                    "op": "dense",
+                    "weights": kernel.tolist(),
+                    "bias": bias.tolist(),
+                    "activation": self._name(config.get("activation")),
+                }
+            )
             return
         if kind == "BatchNormalization":
             arrays = self._arrays(weights[name])
@@ -205,8 +219,22 @@ class _NumpyStack:
             beta = arrays.get("beta", np.zeros_like(mean))
             scale = gamma / np.sqrt(var + eps)
             self.steps.append(lambda v, s=scale, m=mean, b=beta: (v - m) * s + b)
+            self.ops.append(
+                {
+                    "op": "affine",
+                    "offset": np.asarray(mean, np.float64).tolist(),
+                    "scale": np.asarray(scale, np.float64).tolist(),
+                    "shift": np.asarray(beta, np.float64).tolist(),
+                }
+            )
             return
         raise ValueError(f"layer type {kind}")
+
+    @staticmethod
+    def _name(value) -> str:
+        """The activation's name as the export writes it (None is linear)."""
+        value = _activation_name(value)
+        return "linear" if value is None else str(value)
 
     @staticmethod
     def _activation(value):

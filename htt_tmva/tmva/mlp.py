@@ -107,9 +107,8 @@ class MlpMethod:
         if exact_tanh is None:
             exact_tanh = uses_exact_tanh(header)
         self.exact_tanh = exact_tanh
-        self.hidden = _activation(
-            header.option("NeuronType", "sigmoid") or "sigmoid", header, exact_tanh
-        )
+        self.neuron_type = (header.option("NeuronType", "sigmoid") or "sigmoid").lower()
+        self.hidden = _activation(self.neuron_type, header, exact_tanh)
         estimator = (header.option("EstimatorType", "MSE") or "MSE").upper()
         self.sigmoid_output = estimator == "CE"
         self.multiclass = header.analysis_type.lower() == "multiclass"

@@ -61,7 +61,8 @@ class Normalize:
             blocks[int(cls.get("ClassIndex", len(blocks)))] = (lo, hi)
         if not blocks:
             raise header.fail("Normalize transformation without <Class> ranges")
-        self.low, high = blocks[max(blocks)]
+        self.class_block = max(blocks)
+        self.low, high = blocks[self.class_block]
         self.scale = (1.0 / (high.astype(np.float64) - self.low)).astype(np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -81,6 +82,7 @@ class Decorrelation:
         if not matrices:
             raise header.fail("Decorrelation transformation without <Matrix>")
         last = matrices[-1]
+        self.class_block = int(last.get("ClassIndex", len(matrices) - 1))
         rows = attr(last, "Rows", header, int)
         cols = attr(last, "Columns", header, int)
         values = numbers(last.text)
@@ -113,6 +115,7 @@ class PCA:
             vectors[int(item.get("ClassIndex", len(vectors)))] = values.reshape(rows, cols)
         if not means or not vectors:
             raise header.fail("PCA transformation without <Statistics> or <Eigenvectors>")
+        self.class_block = max(means)
         self.mean = means[max(means)]
         self.vectors = vectors[max(vectors)]
 
@@ -236,6 +239,7 @@ class Gauss:
         self.columns = _selection(element, header)
         self.flat = element.get("FlatOrGauss", "Gauss") == "Flat"
         self.pdfs = []
+        self.class_blocks = []
         variables = element.findall("Variable")
         variables.sort(key=lambda v: int(v.get("VarIndex", "0")))
         for variable in variables:
@@ -245,6 +249,7 @@ class Gauss:
                     blocks[int(child.tag[len("CumulativePDF_cls") :])] = child
             if not blocks:
                 raise header.fail("Gauss transformation variable without CumulativePDF")
+            self.class_blocks.append(max(blocks))
             pdf = blocks[max(blocks)].find("PDF")
             if pdf is None:
                 raise header.fail("Gauss transformation CumulativePDF without <PDF>")
