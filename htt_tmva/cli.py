@@ -24,11 +24,27 @@ def _toy(args: argparse.Namespace) -> None:
     write_toy_dataset(args.output_dir, events=args.events, seed=args.seed)
 
 
-def _dataset(args: argparse.Namespace) -> None:
+def _dataset(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from htt_tmva.config import load_dataset_config
-    from htt_tmva.data.dataset import create_training_dataset
 
-    create_training_dataset(load_dataset_config(args.dataset_config))
+    part = (args.process, args.fold, args.partial_output)
+    if args.merge is not None and any(v is not None for v in part):
+        parser.error("--merge takes no --process, --fold or --partial-output")
+    if any(v is not None for v in part) and any(v is None for v in part):
+        parser.error("a part needs all three: --process NAME --fold I --partial-output DIR")
+    config = load_dataset_config(args.dataset_config)
+    if args.merge is not None:
+        from htt_tmva.data.parts import merge_parts
+
+        merge_parts(config, args.merge)
+    elif args.partial_output is not None:
+        from htt_tmva.data.parts import write_part
+
+        write_part(config, args.process, args.fold, args.partial_output)
+    else:
+        from htt_tmva.data.dataset import create_training_dataset
+
+        create_training_dataset(config)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -133,10 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset",
         help="build k-fold training datasets from a dataset config",
         description="Write fold{i}_<output_filename> with one tree per class; "
-        "events with event %% k == i go to fold i.",
+        "events with event % k == i go to fold i.",
     )
     p.add_argument("dataset_config", metavar="DATASET_CONFIG")
-    p.set_defaults(func=_dataset)
+    part = p.add_argument_group(
+        "in parts (batch jobs; see 'htt-tmva submit dataset')",
+        "write one process's events of one fold into DIR, then merge all parts into the fold "
+        "files the direct command writes",
+    )
+    part.add_argument("--process", metavar="NAME", default=None, help="the part's process")
+    part.add_argument("--fold", metavar="I", type=int, default=None, help="the part's fold")
+    part.add_argument(
+        "--partial-output", metavar="DIR", default=None, help="folder of the part files"
+    )
+    part.add_argument(
+        "--merge", metavar="DIR", default=None, help="assemble the fold files from DIR's parts"
+    )
+    p.set_defaults(func=lambda args, parser=p: _dataset(args, parser))
 
     p = sub.add_parser(
         "train",

@@ -82,6 +82,10 @@ class BatchError(HttTmvaError):
     """A batch job folder cannot be written, read or submitted."""
 
 
+class DatasetPartError(HttTmvaError):
+    """A part of a split dataset step is missing, stale (another config) or incomplete."""
+
+
 class ExportError(ModelError):
     """A model holds something that cannot be exported (a layer, a preprocessing kind)."""
 

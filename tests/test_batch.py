@@ -1,5 +1,6 @@
 """HTCondor submission: job folders parsed by HTCondor's own bindings, and each job's command
-run here, locally, giving what the direct command gives; resubmission of failed jobs only."""
+run here, locally, giving what the direct command gives; resubmission of failed jobs only;
+the dataset step as a DAG (part jobs, then the merge)."""
 
 from __future__ import annotations
 
@@ -226,3 +227,121 @@ def test_refused_inputs(bdt_training, application_setup, tmp_path):
     assert result.returncode == 1 and "holds a submission already" in result.stderr
     result = htt_tmva("submit", "--resubmit", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 1 and "is not a job folder" in result.stderr
+
+
+# --- the dataset step: part jobs, then the merge, as a DAG --------------------------------------
+
+
+def dag_nodes(dag: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """The JOB nodes (name -> submit description) and PARENT/CHILD edges of a DAG file."""
+    nodes, edges = {}, []
+    for line in dag.read_text().splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "JOB":
+            nodes[words[1]] = Path(words[2])
+        elif words[0] == "PARENT":
+            child = words.index("CHILD")
+            edges += [(p, c) for p in words[1:child] for c in words[child + 1 :]]
+        else:
+            raise AssertionError(f"unexpected line in {dag}: {line!r}")
+    return nodes, edges
+
+
+def single_job_arguments(description: Path) -> list[str]:
+    """The arguments of a description that queues one job."""
+    submit = htcondor2.Submit(description.read_text())
+    assert submit.getQArgs() == "" and submit.itemdata() is None
+    return submit.expand("arguments").split()
+
+
+@pytest.mark.slow
+def test_dataset_dag_runs_parts_then_merge_and_reproduces_the_direct_command(toy_dir, tmp_path):
+    from test_dataset_parts import assert_same_fold_files, mixed_document, write_rich_inputs
+
+    rich_inputs = write_rich_inputs(tmp_path)
+    write_yaml(tmp_path / "a.yaml", mixed_document(toy_dir, rich_inputs, "a", folds=2))
+    batch = write_yaml(tmp_path / "b.yaml", mixed_document(toy_dir, rich_inputs, "b", folds=2))
+    result = htt_tmva("dataset", "a.yaml", cwd=tmp_path)  # relative output paths: from cwd
+    assert result.returncode == 0, result.stderr
+
+    jobs_dir, parts = tmp_path / "jobs", tmp_path / "jobs" / "parts"
+    result = htt_tmva(
+        "submit", "dataset", batch.name, "--job-dir", "jobs", "--dry-run",
+        "--request-cpus", "2", "--request-memory", "3 GB", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    dag = jobs_dir / "dataset.dag"
+    assert f"condor_submit_dag {dag}" in result.stderr
+    nodes, edges = dag_nodes(dag)
+    description, merge = jobs_dir / "dataset.sub", jobs_dir / "dataset.merge.sub"
+    assert nodes == {"dataset": description, "merge": merge}
+    assert edges == [("dataset", "merge")]
+    # the bindings build the DAGMan job for it (DagmanPath: this machine has no condor_dagman)
+    dagman = htcondor2.Submit.from_dag(str(dag), {"DagmanPath": shutil.which("true")})
+    assert f"-Dag {dag}" in dagman["arguments"]
+
+    submit = htcondor2.Submit(description.read_text())
+    assert submit["request_cpus"] == "2" and submit["request_memory"] == "3 GB"
+    processes = ["signal", "background_1", "background_2", "rich_0", "rich_1"]
+    expected = [
+        ["--process", p, "--fold", str(f), "--partial-output", str(parts)]
+        for p in processes
+        for f in (0, 1)
+    ]
+    jobs = condor_jobs(description)
+    assert jobs == expected
+    assert single_job_arguments(merge) == ["--merge", str(parts)]
+    assert htcondor2.Submit(merge.read_text())["executable"] == submit["executable"]
+
+    for arguments in jobs[:3]:
+        run_job(description, arguments)
+    # --resubmit: a new DAG of the parts not written yet, and the merge after them
+    result = htt_tmva("submit", "--resubmit", "jobs", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "condor_submit_dag" in result.stderr
+    nodes, edges = dag_nodes(jobs_dir / "dataset.resubmit1.dag")
+    assert nodes == {"dataset": jobs_dir / "dataset.resubmit1.sub", "merge": merge}
+    assert edges == [("dataset", "merge")]
+    assert condor_jobs(jobs_dir / "dataset.resubmit1.sub") == jobs[3:]
+
+    for arguments in jobs[3:]:
+        run_job(description, arguments)
+    run_job(merge, single_job_arguments(merge))
+    finals = [tmp_path / "b" / f"fold{i}_training_dataset.root" for i in (0, 1)]
+    assert_same_fold_files([tmp_path / "a" / p.name for p in finals], finals)
+
+    result = htt_tmva("submit", "--resubmit", "jobs", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to resubmit" in result.stderr
+    assert not (jobs_dir / "dataset.resubmit2.dag").exists()
+    # a lost fold file: only the merge is submitted again
+    finals[1].unlink()
+    result = htt_tmva("submit", "--resubmit", "jobs", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert dag_nodes(jobs_dir / "dataset.resubmit2.dag") == ({"merge": merge}, [])
+    assert not (jobs_dir / "dataset.resubmit2.sub").exists()
+    run_job(merge, single_job_arguments(merge))
+    assert_same_fold_files([tmp_path / "a" / p.name for p in finals], finals)
+
+
+def test_dataset_submission_without_a_schedd_says_how_to_submit_the_dag(toy_dir, tmp_path):
+    config = write_yaml(tmp_path / "d.yaml", dataset_document(toy_dir, tmp_path / "out"))
+    jobs_dir = tmp_path / "jobs"
+    result = htt_tmva("submit", "dataset", str(config), "--job-dir", str(jobs_dir), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"condor_submit_dag {jobs_dir / 'dataset.dag'}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (jobs_dir / "dataset.merge.sub").exists() and (jobs_dir / "dataset.sh").exists()
+
+
+def test_dataset_processes_that_cannot_be_job_items_are_refused(toy_dir, tmp_path):
+    doc = dataset_document(toy_dir, tmp_path / "out")
+    doc["processes"]["two words"] = doc["processes"].pop("signal")
+    config = write_yaml(tmp_path / "d.yaml", doc)
+    result = htt_tmva(
+        "submit", "dataset", str(config), "--job-dir", "jobs", "--dry-run", cwd=tmp_path
+    )
+    assert result.returncode == 1 and "['two words']" in result.stderr
+    assert not (tmp_path / "jobs").exists()

@@ -716,3 +716,33 @@ def test_a_crash_while_renaming_never_leaves_a_mixed_set_that_looks_complete(
     left = folder_listing(out)
     assert left == {f"fold0_{FILENAME}"}  # the new fold 0 alone: visibly incomplete
     assert np.all(read(out / f"fold0_{FILENAME}", "signal")["x"] > 0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug, not fixed yet: a branch read by the cut of a class's first process is "
+    "cloned into the class tree even when another process of the class lacks it (its "
+    "entries of that process hold stale values); hiding it from CloneTree broke the fold "
+    "assignment in a first attempt",
+)
+def test_a_branch_read_by_a_cut_but_missing_from_another_process_of_the_class_is_dropped(
+    tmp_path,
+):
+    """The cut of the class's first process reads ``n``, which the second process lacks: the
+    class tree must not get ``n`` (it would hold stale values for the second process)."""
+    first = write_rich_tree(tmp_path / "r0.root", np.arange(0, 40))
+    second = write_rich_tree(tmp_path / "r1.root", np.arange(100, 140), extra=False)
+    doc = custom_document(first, tmp_path / "out")
+    doc["processes"] = {
+        "a": {"files": [first.name], "cut_string": "n >= 1", "class": "c"},
+        "b": {"files": [second.name], "class": "c"},
+    }
+    finals = create_training_dataset(
+        load_dataset_config(write_yaml(tmp_path / "dataset.yaml", doc))
+    )
+    with uproot.open(finals[0]) as f:
+        tree = f["c"]
+        assert tree.keys() == ["event", "x", "weights", "training_weight"]
+        events = tree["event"].array(library="np")
+    expected = [e for e in range(40) if e % 2 == 0 and e % 4 >= 1] + list(range(100, 140, 2))
+    assert events.tolist() == expected

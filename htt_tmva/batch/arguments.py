@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 
 def _common(parser: argparse.ArgumentParser, step: str) -> None:
@@ -32,7 +33,7 @@ def _common(parser: argparse.ArgumentParser, step: str) -> None:
 
 
 def add_submit_parser(sub) -> argparse.ArgumentParser:
-    """``htt-tmva submit {train,apply} ...`` and ``htt-tmva submit --resubmit JOB_FOLDER``."""
+    """``htt-tmva submit {dataset,train,apply} ...``; ``htt-tmva submit --resubmit FOLDER``."""
     parser = sub.add_parser(
         "submit",
         help="run a step as HTCondor jobs (or resubmit failed ones)",
@@ -45,6 +46,22 @@ def add_submit_parser(sub) -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="with --resubmit: only write the files"
     )
     steps = parser.add_subparsers(dest="step", metavar="STEP")
+
+    p = steps.add_parser(
+        "dataset",
+        help="one job per process and fold, then the merge (a DAG)",
+        description="One job per process and fold: htt-tmva dataset CONFIG --process P --fold I "
+        "--partial-output PARTS; then, once all have succeeded, htt-tmva dataset CONFIG --merge "
+        "PARTS, as a DAG (condor_submit_dag).",
+    )
+    p.add_argument("dataset_config", metavar="DATASET_CONFIG")
+    p.add_argument(
+        "--partial-output",
+        metavar="DIR",
+        default=None,
+        help="folder of the part files (default: JOB_DIR/parts)",
+    )
+    _common(p, "dataset")
 
     p = steps.add_parser(
         "train",
@@ -95,14 +112,17 @@ def run_submit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         resubmit_failed(args.resubmit, args.dry_run)
         return
     if args.step is None:
-        parser.error("submit: give a STEP (train, apply) or --resubmit JOB_FOLDER")
+        parser.error("submit: give a STEP (dataset, train, apply) or --resubmit JOB_FOLDER")
     resources = Resources(args.request_cpus, args.request_memory, args.python, args.setup)
     submit_jobs(_job_set(args), args.job_dir, resources, args.dry_run)
 
 
 def _job_set(args: argparse.Namespace):
-    from htt_tmva.batch.jobs import application_jobs, training_jobs
+    from htt_tmva.batch.jobs import application_jobs, dataset_jobs, training_jobs
 
+    if args.step == "dataset":
+        parts = args.partial_output or str(Path(args.job_dir) / "parts")
+        return dataset_jobs(args.dataset_config, parts)
     if args.step == "train":
         return training_jobs(args.training_config, args.folds, args.engines, args.overwrite)
     options = ["--overwrite"] if args.overwrite else []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from htt_tmva.batch.jobs import Job, JobSet
-from htt_tmva.errors import HttTmvaError
+from htt_tmva.errors import BatchError, HttTmvaError
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +62,60 @@ def _entries(path: str, tree_path: str) -> int:
         tfile.Close()
 
 
+@contextlib.contextmanager
+def _working_directory(folder: str) -> Iterator[None]:
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
+def _dataset_config(jobs: JobSet):
+    """The dataset config as the jobs load it (relative paths: from the jobs' folder)."""
+    from htt_tmva.config import load_dataset_config
+
+    source = jobs.prefix[1]
+    with _working_directory(jobs.workdir):
+        config = load_dataset_config(source)
+    new = [p for p in config.processes if p not in {j.outputs["process"] for j in jobs.jobs}]
+    if new:
+        raise BatchError(
+            f"{source} has processes {new} that the jobs of this folder do not write (the "
+            "config changed since the submission); submit the dataset step anew"
+        )
+    return config
+
+
+def dataset_part_problems(jobs: JobSet) -> list[str]:
+    """Per part job, '' if its part is valid (as the merge checks it), else what is wrong."""
+    from htt_tmva.data.parts import check_parts
+
+    config = _dataset_config(jobs)
+    _, problems = check_parts(config, jobs.final.outputs["parts"])
+    return [problems.get((j.outputs["process"], j.outputs["fold"]), "") for j in jobs.jobs]
+
+
+def final_problem(jobs: JobSet) -> str:
+    """'' if the final job's outputs are valid (dataset: the fold files merged from the
+    parts, with this config's resolved config), else what is wrong."""
+    from htt_tmva.data.parts import merged_problem
+
+    return merged_problem(_dataset_config(jobs), jobs.final.outputs["parts"])
+
+
 CHECKS = {"train": training_output_problem, "apply": application_output_problem}
 
 
 def failed_jobs(jobs: JobSet) -> list[Job]:
     """The jobs whose outputs are missing or not valid, each logged with the reason."""
-    check = CHECKS[jobs.step]
+    if jobs.step == "dataset":
+        problems = dataset_part_problems(jobs)
+    else:
+        problems = [CHECKS[jobs.step](job) for job in jobs.jobs]
     failed = []
-    for job in jobs.jobs:
-        problem = check(job)
+    for job, problem in zip(jobs.jobs, problems):
         if problem:
             log.info("job %s: %s", " ".join(job.values), problem)
             failed.append(job)

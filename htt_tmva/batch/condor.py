@@ -11,6 +11,12 @@ The folder holds, for a step (``train``, ``apply``):
 * ``jobs.json``: the job set (commands and expected outputs), read by ``--resubmit``;
 * ``logs/``: HTCondor's log, and each job's output and error.
 
+A step with a final job (``dataset``: the merge of the parts) also gets
+``<step>.merge.sub`` (one job, the wrapper with the final job's arguments) and
+``<step>.dag``: node ``<step>`` (the cluster of ``<step>.sub``), node ``merge``, and
+``PARENT <step> CHILD merge``; it is submitted as a DAG (``condor_submit_dag``).
+``--resubmit`` writes ``<step>.resubmitN.dag`` with only the failed jobs and the merge.
+
 Jobs read and write the files where they are: the submitting machine's paths must be
 visible on the execute nodes (a shared filesystem, as at most HEP sites).
 """
@@ -32,6 +38,7 @@ from htt_tmva.errors import BatchError
 log = logging.getLogger(__name__)
 
 JOBS_FILE = "jobs.json"
+FINAL = "merge"  # the DAG node of a job set's final job
 
 
 @dataclass
@@ -71,25 +78,68 @@ def wrapper_text(jobs: JobSet, resources: Resources) -> str:
 
 def submit_text(jobs: JobSet, folder: Path, resources: Resources, items: Path) -> str:
     """The submit description: one cluster, one job per line of ``items``."""
+    return _description(
+        jobs,
+        folder,
+        resources,
+        f"# htt-tmva {jobs.step}: {len(jobs.jobs)} jobs, one per line of {items.name}",
+        jobs.step,
+        jobs.arguments,
+        f"queue {', '.join(jobs.columns)} from {items}",
+    )
+
+
+def final_submit_text(jobs: JobSet, folder: Path, resources: Resources) -> str:
+    """The submit description of the final job (the DAG's child of every job)."""
+    return _description(
+        jobs,
+        folder,
+        resources,
+        f"# htt-tmva {jobs.step}: the {FINAL} job, run when every job has succeeded",
+        f"{jobs.step}.{FINAL}",
+        " ".join(jobs.final.values),
+        "queue",
+    )
+
+
+def _description(jobs, folder, resources, comment, name, arguments, queue) -> str:
     logs = folder / "logs"
     return "\n".join(
         [
-            f"# htt-tmva {jobs.step}: {len(jobs.jobs)} jobs, one per line of {items.name}",
+            comment,
             "universe = vanilla",
             f"executable = {folder / f'{jobs.step}.sh'}",
-            f"arguments = {jobs.arguments}",
+            f"arguments = {arguments}",
             f"initialdir = {jobs.workdir}",
             f"log = {logs / f'{jobs.step}.log'}",
-            f"output = {logs / f'{jobs.step}.$(ClusterId).$(ProcId).out'}",
-            f"error = {logs / f'{jobs.step}.$(ClusterId).$(ProcId).err'}",
+            f"output = {logs / f'{name}.$(ClusterId).$(ProcId).out'}",
+            f"error = {logs / f'{name}.$(ClusterId).$(ProcId).err'}",
             f"request_cpus = {resources.cpus}",
             f"request_memory = {resources.memory}",
             "should_transfer_files = NO",
             "getenv = False",
-            f"queue {', '.join(jobs.columns)} from {items}",
+            queue,
             "",
         ]
     )
+
+
+def dag_text(jobs: JobSet, description: Optional[Path], final: Path) -> str:
+    """A DAG: the cluster of ``description`` (node ``<step>``), then the final job (node
+    ``merge``) as its child; without ``description``, the final job alone."""
+    lines = [f"# htt-tmva {jobs.step}: the jobs (one cluster), then the {FINAL} job"]
+    if description is not None:
+        lines.append(f"JOB {jobs.step} {description}")
+    lines.append(f"JOB {FINAL} {final}")
+    if description is not None:
+        lines.append(f"PARENT {jobs.step} CHILD {FINAL}")
+    return "\n".join(lines) + "\n"
+
+
+def submit_command(description: Path) -> str:
+    """How a user submits the file by hand."""
+    tool = "condor_submit_dag" if Path(description).suffix == ".dag" else "condor_submit"
+    return f"{tool} {description}"
 
 
 def write_items(jobs: list[Job], path: Path) -> Path:
@@ -112,6 +162,11 @@ def write_job_folder(jobs: JobSet, folder: Path, resources: Resources) -> Path:
     items = write_items(jobs.jobs, folder / f"{jobs.step}.items")
     description = folder / f"{jobs.step}.sub"
     description.write_text(submit_text(jobs, folder, resources, items))
+    if jobs.final is not None:
+        final = folder / f"{jobs.step}.{FINAL}.sub"
+        final.write_text(final_submit_text(jobs, folder, resources))
+        description = folder / f"{jobs.step}.dag"
+        description.write_text(dag_text(jobs, folder / f"{jobs.step}.sub", final))
     record = {"jobs": jobs.to_dict(), "resources": resources.__dict__, "submissions": []}
     (folder / JOBS_FILE).write_text(json.dumps(record, indent=1))
     return description
@@ -131,23 +186,31 @@ def read_job_folder(folder: Path) -> tuple[JobSet, Resources, dict]:
 
 
 def submit_description(description: Path) -> int:
-    """Submit through HTCondor's Python bindings; return the cluster id."""
+    """Submit a description (or a DAG: ``.dag``) through HTCondor's Python bindings; return
+    the cluster id (of the DAGMan job for a DAG)."""
     try:
         import htcondor2
     except ImportError:
         raise BatchError(
             "HTCondor's Python bindings are not installed (pip install htcondor); "
-            f"or submit by hand: condor_submit {description}"
+            f"or submit by hand: {submit_command(description)}"
         ) from None
-    text = Path(description).read_text()
+    dagman_submit = Path(f"{description}.condor.sub")  # written by from_dag
+    written_before = dagman_submit.exists()
     try:
-        schedd = htcondor2.Schedd()
-        result = schedd.submit(htcondor2.Submit(text))
+        if Path(description).suffix == ".dag":
+            # as condor_submit_dag -force: a fresh DAG file each time, earlier tries' files go
+            submit = htcondor2.Submit.from_dag(str(description), {"force": True})
+        else:
+            submit = htcondor2.Submit(Path(description).read_text())
+        result = htcondor2.Schedd().submit(submit)
     except Exception as exc:  # the bindings raise their own HTCondorException
+        if not written_before and dagman_submit.exists():
+            dagman_submit.unlink()  # else condor_submit_dag by hand would ask for -force
         reason = str(exc).rstrip(". ")
         raise BatchError(
             f"could not submit {description}: {reason}; the job folder is written: submit it "
-            f"from a machine with a schedd (condor_submit {description}, or later "
+            f"from a machine with a schedd ({submit_command(description)}, or later "
             f"htt-tmva submit --resubmit {description.parent})"
         ) from None
     return int(result.cluster())
@@ -162,20 +225,42 @@ def record_submission(folder: Path, description: Path, cluster: int) -> None:
 
 def report(description: Path, jobs: int, cluster: Optional[int]) -> None:
     """Tell the user what was written or submitted, and how to follow the jobs."""
+    dag = Path(description).suffix == ".dag"
+    what = f"{jobs} jobs" + (f" and the {FINAL} job (a DAG)" if dag else "")
     if cluster is None:
-        log.info("wrote %d jobs; submit them with: condor_submit %s", jobs, description)
+        log.info("wrote %s; submit them with: %s", what, submit_command(description))
         return
-    log.info("submitted %d jobs as cluster %d (%s)", jobs, cluster, description)
-    log.info("watch them with: condor_q %d   (logs in %s)", cluster, description.parent / "logs")
+    logs = description.parent / "logs"
+    if dag:
+        log.info("submitted %s: DAGMan job %d (%s)", what, cluster, description)
+        log.info(
+            "watch them with: condor_q -dag -nobatch %d   (DAGMan's log: %s.dagman.out; "
+            "job logs in %s)",
+            cluster,
+            description,
+            logs,
+        )
+        return
+    log.info("submitted %s as cluster %d (%s)", what, cluster, description)
+    log.info("watch them with: condor_q %d   (logs in %s)", cluster, logs)
 
 
 def resubmission(folder: Path, failed: list[Job], jobs: JobSet, resources: Resources) -> Path:
-    """Items and description for ``failed`` jobs only, numbered after earlier resubmissions."""
+    """Items and description for ``failed`` jobs only, numbered after earlier resubmissions.
+
+    For a job set with a final job: a new DAG ``<step>.resubmitN.dag`` of the failed jobs
+    (if any) and the final job as their child."""
     folder = Path(folder).absolute()
     number = 1
-    while (folder / f"{jobs.step}.resubmit{number}.sub").exists():
+    while any((folder / f"{jobs.step}.resubmit{number}{ext}").exists() for ext in (".sub", ".dag")):
         number += 1
-    items = write_items(failed, folder / f"{jobs.step}.resubmit{number}.items")
-    description = folder / f"{jobs.step}.resubmit{number}.sub"
-    description.write_text(submit_text(jobs, folder, resources, items))
-    return description
+    description = None
+    if failed:
+        items = write_items(failed, folder / f"{jobs.step}.resubmit{number}.items")
+        description = folder / f"{jobs.step}.resubmit{number}.sub"
+        description.write_text(submit_text(jobs, folder, resources, items))
+    if jobs.final is None:
+        return description
+    dag = folder / f"{jobs.step}.resubmit{number}.dag"
+    dag.write_text(dag_text(jobs, description, folder / f"{jobs.step}.{FINAL}.sub"))
+    return dag

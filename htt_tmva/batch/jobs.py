@@ -35,6 +35,7 @@ class JobSet:
     suffix: list[str]
     jobs: list[Job]
     workdir: str = field(default_factory=os.getcwd)
+    final: Optional[Job] = None  # run once every job succeeded (a DAG); values: its arguments
 
     def command(self, job: Job) -> list[str]:
         """The ``htt-tmva`` arguments of ``job``, as a user would type them."""
@@ -50,7 +51,8 @@ class JobSet:
     @classmethod
     def from_dict(cls, data: dict) -> JobSet:
         jobs = [Job(**j) for j in data.pop("jobs")]
-        return cls(jobs=jobs, **data)
+        final = data.pop("final", None)
+        return cls(jobs=jobs, final=Job(**final) if final else None, **data)
 
 
 def training_jobs(
@@ -166,4 +168,39 @@ def application_jobs(
         arguments="$(files)",
         suffix=[tree, *mode_args, *options],
         jobs=jobs,
+    )
+
+
+def dataset_jobs(dataset_config: str, parts: str) -> JobSet:
+    """One job per process and fold, ``htt-tmva dataset CONFIG --process P --fold I
+    --partial-output PARTS``, then (final) ``htt-tmva dataset CONFIG --merge PARTS``."""
+    from htt_tmva.config import load_dataset_config
+
+    config = load_dataset_config(dataset_config)
+    parts = str(Path(parts).absolute())
+    if any(c.isspace() for c in parts):
+        raise ConfigError(
+            f"the parts folder '{parts}' has white space, which a job argument cannot hold; "
+            "give --partial-output a folder without"
+        )
+    bad = [n for n in config.processes if not n or any(c in n for c in " \t\n\r,'\"$")]
+    if bad:
+        raise ConfigError(
+            f"process names {bad} of {config.source} cannot be queued as job items (white "
+            "space, commas, quotes or '$'); rename them"
+        )
+    source = str(Path(dataset_config).absolute())
+    jobs = [
+        Job([name, str(fold)], {"config": source, "process": name, "fold": fold, "parts": parts})
+        for name in config.processes
+        for fold in range(config.folds)
+    ]
+    return JobSet(
+        step="dataset",
+        prefix=["dataset", source],
+        columns=["process", "fold"],
+        arguments=f"--process $(process) --fold $(fold) --partial-output {parts}",
+        suffix=[],
+        jobs=jobs,
+        final=Job(["--merge", parts], {"config": source, "parts": parts}),
     )

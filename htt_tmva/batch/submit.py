@@ -6,8 +6,9 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from htt_tmva.batch.checks import failed_jobs
+from htt_tmva.batch.checks import failed_jobs, final_problem
 from htt_tmva.batch.condor import (
+    FINAL,
     Resources,
     read_job_folder,
     record_submission,
@@ -35,7 +36,8 @@ def resubmit_failed(folder: Path, dry_run: bool) -> Optional[int]:
     """Submit again only the jobs of ``folder`` whose outputs are missing or not valid."""
     jobs, resources, _ = read_job_folder(folder)
     failed = failed_jobs(jobs)
-    if not failed:
+    final = jobs.final is not None and bool(failed or _final_problem(jobs))
+    if not failed and not final:
         log.info(
             "all %d jobs of %s have valid outputs; nothing to resubmit", len(jobs.jobs), folder
         )
@@ -47,3 +49,10 @@ def resubmit_failed(folder: Path, dry_run: bool) -> Optional[int]:
         record_submission(folder, description, cluster)
     report(description, len(failed), cluster)
     return cluster
+
+
+def _final_problem(jobs: JobSet) -> str:
+    problem = final_problem(jobs)
+    if problem:
+        log.info("the %s job: %s", FINAL, problem)
+    return problem

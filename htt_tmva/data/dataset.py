@@ -158,10 +158,13 @@ def _inspect_process(config: DatasetConfig, process: ProcessConfig) -> _Layout:
     return _Layout(common, scalars, entries, compression)
 
 
-def _class_branches(config: DatasetConfig, layouts: dict[str, _Layout]) -> dict[str, list[str]]:
-    """Per process, the branches to keep: those shared by all processes of its class."""
+def _class_branches(
+    config: DatasetConfig, layouts: dict[str, _Layout], classes: Optional[list[str]] = None
+) -> dict[str, list[str]]:
+    """Per process, the branches to keep: those shared by all processes of its class (of
+    every class, or of ``classes`` only: ``layouts`` needs their processes only)."""
     keep = {}
-    for cls in config.classes:
+    for cls in config.classes if classes is None else classes:
         members = [n for n, p in config.processes.items() if p.class_name == cls]
         first = layouts[members[0]].branches
         common = [b for b in first if all(b in layouts[m].branches for m in members)]
@@ -233,18 +236,25 @@ def _raise_expression_error(config, process, kind, text, messages, layout) -> No
 # --- the passes --------------------------------------------------------------------------------
 
 
-def _prepare_pass(config, plan: _Plan, weight_buffer, done) -> object:
-    """One worker's pass over one process (its outputs are added by the caller)."""
-    ROOT = _copy.declare_helper()
+def _input_chain(ROOT, config, plan: _Plan, reads: list[str]):
+    """The chained inputs of a process with the kept branches and ``reads`` active (the
+    active branches are those a class tree cloned from it gets)."""
     chain = ROOT.TChain(config.tree_path)
     for path in plan.process.files:
         chain.Add(str(path))
     chain.SetBranchStatus("*", 0)
-    for name in plan.keep:
+    for name in [*plan.keep, *reads]:
         chain.SetBranchStatus(name, 1)
+    return chain
+
+
+def _prepare_pass(config, plan: _Plan, weight_buffer, done) -> object:
+    """One worker's pass over one process (its outputs are added by the caller)."""
+    ROOT = _copy.declare_helper()
+    reads = list(dict.fromkeys([*plan.expressions.inputs, config.event_branch]))
+    chain = _input_chain(ROOT, config, plan, reads)
     buffers = {}
-    for name in dict.fromkeys([*plan.expressions.inputs, config.event_branch]):
-        chain.SetBranchStatus(name, 1)
+    for name in reads:
         buffers[name] = array("d", [0.0])  # 8 bytes, room for any scalar type
         ROOT.htt_tmva_dataset.attach(chain, name, buffers[name])
     work = ROOT.htt_tmva_dataset.Pass()

@@ -1,0 +1,416 @@
+"""The dataset step in parts (for batch jobs): one part per process and fold, then a merge.
+
+``write_part`` writes the events of one process in one fold, exactly as the direct step
+fills them into its class tree (same branches, types and compression, same training weight,
+input order), into ``<folder>/fold<i>_<process>.part.root``: the class tree and a ``TNamed``
+``htt_tmva_part`` (JSON) with the digest of the resolved config, the process, class, fold,
+its entries and sum of weights, and the process's events read and selected. A part is
+written under a temporary name, verified and renamed: a part file that exists is complete.
+
+``merge_parts`` checks every expected part (present, made from this config, complete, and
+the folds of each process adding up to its selected events) and only then assembles the
+fold files as the direct step writes them: per fold, one tree per class holding its
+processes' parts in config order (baskets copied, not recompressed), the fold record, the
+resolved config next to each file, with the direct step's verification and atomic commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from array import array
+from pathlib import Path
+from urllib.parse import quote
+
+from htt_tmva._files import atomic_outputs, ensure_writable_folder, temporary_name
+from htt_tmva._progress import progress_bar
+from htt_tmva._root import get_tree, open_root_file
+from htt_tmva.config.stages import DatasetConfig, ProcessConfig
+from htt_tmva.data import _copy
+from htt_tmva.data.dataset import (
+    FOLD_METADATA,
+    _check_pass,
+    _class_branches,
+    _class_tree,
+    _commit,
+    _compile_expressions,
+    _input_chain,
+    _inspect_process,
+    _open_output,
+    _Plan,
+    _prepare_pass,
+    _run_jobs,
+    _verify_fold_file,
+    fold_metadata,
+    read_fold_metadata,
+)
+from htt_tmva.errors import (
+    ConfigError,
+    DatasetPartError,
+    HttTmvaError,
+    OutputError,
+    choices_text,
+    did_you_mean,
+)
+
+log = logging.getLogger(__name__)
+
+PART_RECORD = "htt_tmva_part"
+
+
+def config_digest(config: DatasetConfig) -> str:
+    """sha256 of the resolved config (absolute paths included): parts of one dataset share it."""
+    text = json.dumps(config.resolved()["resolved"], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def part_path(folder, process: str, fold: int) -> Path:
+    """The part file of ``process`` in ``fold`` (the name quoted to a safe file name)."""
+    return Path(folder) / f"fold{fold}_{quote(process, safe='+')}.part.root"
+
+
+def _process(config: DatasetConfig, name: str) -> ProcessConfig:
+    if name not in config.processes:
+        known = list(config.processes)
+        raise ConfigError(
+            f"process '{name}' is not in {config.source}{did_you_mean(name, known)}; "
+            f"processes: {choices_text(known)}"
+        )
+    return config.processes[name]
+
+
+def _check_fold(config: DatasetConfig, fold: int) -> None:
+    if not 0 <= fold < config.folds:
+        raise ConfigError(
+            f"fold {fold} does not exist: {config.source} has folds 0 to {config.folds - 1}"
+        )
+
+
+def _members(config: DatasetConfig, cls: str) -> list[str]:
+    return [n for n, p in config.processes.items() if p.class_name == cls]
+
+
+def _output_compression(config: DatasetConfig) -> int:
+    """The direct step writes with the compression of the first process's first file."""
+    first = next(iter(config.processes.values()))
+    tfile = open_root_file(first.files[0])
+    try:
+        return int(tfile.GetCompressionSettings())
+    finally:
+        tfile.Close()
+
+
+# --- writing a part ----------------------------------------------------------------------------
+
+
+def write_part(config: DatasetConfig, process: str, fold: int, folder, progress=None) -> Path:
+    """Write the part of ``process`` in ``fold`` into ``folder``; return its path.
+
+    The class tree is made, as in the direct step, from the class's first process (its
+    branches shared by every process of the class), and filled from ``process`` in input
+    order with the training weight. Only the processes of the class are inspected.
+    """
+    own = _process(config, process)
+    _check_fold(config, fold)
+    members = _members(config, own.class_name)
+    layouts = {m: _inspect_process(config, config.processes[m]) for m in members}
+    keep = _class_branches(config, layouts, [own.class_name])
+    plans = {
+        m: _Plan(config.processes[m], layouts[m], keep[m], _copy.Expressions("", "", []))
+        for m in dict.fromkeys([members[0], process])
+    }
+    _compile_expressions(config, [plans[process]])
+    compression = _output_compression(config)
+    ensure_writable_folder(Path(folder))
+    final = part_path(folder, process, fold)
+    with contextlib.ExitStack() as stack:
+        if progress is None:
+            progress = stack.enter_context(progress_bar(f"dataset {process} fold {fold}"))
+        with atomic_outputs([final]) as (temp,):
+            record = _fill_part(config, plans, process, members[0], fold, temp, compression,
+                                progress)  # fmt: skip
+            problem = _part_problem(temp, record)
+            if problem:
+                raise OutputError(f"verification of the part '{temp}' failed: {problem}")
+    log.info(
+        "process %s (class %s), fold %d: %d events of %d selected, sum of weights %.6g -> %s",
+        process,
+        own.class_name,
+        fold,
+        record["entries"],
+        record["selected"],
+        record["sum_of_weights"],
+        final,
+    )
+    if record["entries"] == 0:
+        log.warning("process %s has no events in fold %d", process, fold)
+    return final
+
+
+def _fill_part(config, plans, process, first, fold, path, compression, progress) -> dict:
+    """Run the compiled loop of ``process`` for one fold into ``path``; return its record."""
+    ROOT = _copy.declare_helper()
+    plan = plans[process]
+    tfile = _open_output(ROOT, path, compression)
+    try:
+        weight, done = array("f", [0.0]), array("q", [0])
+        work = _prepare_pass(config, plan, weight, done)
+        chain = work.chain
+        if first != process:  # the class tree's branches are those of the class's first process
+            layout, p = plans[first].layout, plans[first].process
+            reads = _copy.used_columns(
+                [p.cut_string, p.weight_string, config.event_branch], layout.scalars
+            )
+            chain = _input_chain(ROOT, config, plans[first], [*reads, config.event_branch])
+            plan.keepalive.append(chain)
+        tree = _class_tree(config, plans[first], chain, tfile, weight)
+        for f in range(config.folds):
+            work.outputs.push_back(tree if f == fold else ROOT.nullptr)
+        plan.passes.append((work, {fold}))
+        _run_jobs(ROOT, [[work]], [plan], [done], progress)
+        _check_pass(config, plan)
+        record = {
+            "config_digest": config_digest(config),
+            "process": process,
+            "class": plan.process.class_name,
+            "fold": fold,
+            "folds": config.folds,
+            "entries": int(work.counts[fold]),
+            "sum_of_weights": float(work.sums[fold]),
+            "selected": int(work.selected),
+            "total": int(work.total),
+            "compression": compression,
+        }
+        tfile.cd()
+        tree.Write("", ROOT.TObject.kOverwrite)
+        ROOT.TNamed(PART_RECORD, json.dumps(record, separators=(",", ":"))).Write()
+    finally:
+        tfile.Close()
+    return record
+
+
+# --- checking parts ----------------------------------------------------------------------------
+
+
+def _part_problem(path: Path, record: dict) -> str:
+    """'' if the part file holds ``record`` and its class tree with that many entries."""
+    try:
+        tfile = open_root_file(path)
+    except HttTmvaError as exc:
+        return str(exc)
+    try:
+        named = tfile.Get(PART_RECORD)
+        if not named:
+            return f"part '{path}' has no '{PART_RECORD}' record (not written by a part job)"
+        try:
+            found = json.loads(str(named.GetTitle()))
+        except ValueError:
+            return f"part '{path}' has an unreadable '{PART_RECORD}' record"
+        if found.get("config_digest") != record["config_digest"]:
+            return (
+                f"part '{path}' is stale: made from another dataset config (digest "
+                f"{str(found.get('config_digest'))[:12]}, the config now gives "
+                f"{record['config_digest'][:12]}); write it again"
+            )
+        for key in ("process", "fold", "folds", "class"):
+            if found.get(key) != record[key]:
+                return f"part '{path}' holds {key} {found.get(key)!r}, expected {record[key]!r}"
+        if "entries" in record and found != record:
+            return f"part '{path}' has the record {found}, expected {record}"
+        tree = tfile.Get(record["class"])
+        if not tree or not tree.InheritsFrom("TTree"):
+            return f"part '{path}' has no tree '{record['class']}'"
+        if tree.GetEntries() != found.get("entries"):
+            return (
+                f"part '{path}' is incomplete: tree '{record['class']}' has "
+                f"{tree.GetEntries()} entries, its record says {found.get('entries')}"
+            )
+        record.update(found)
+        return ""
+    finally:
+        tfile.Close()
+
+
+def check_parts(config: DatasetConfig, folder) -> tuple[dict, dict]:
+    """Every expected part of ``folder``: (records, problems), keyed by (process, fold).
+
+    A part is valid when it exists, opens, was made from this config (digest), holds its
+    process, class and fold with the entries its record says; and the folds of a process
+    agree on the events read and selected and add up to the selected events."""
+    digest = config_digest(config)
+    records: dict[tuple[str, int], dict] = {}
+    problems: dict[tuple[str, int], str] = {}
+    for name, process in config.processes.items():
+        for fold in range(config.folds):
+            path = part_path(folder, name, fold)
+            if not path.exists():
+                problems[(name, fold)] = f"process '{name}', fold {fold}: '{path}' is missing"
+                continue
+            record = {
+                "config_digest": digest,
+                "process": name,
+                "class": process.class_name,
+                "fold": fold,
+                "folds": config.folds,
+            }
+            problem = _part_problem(path, record)
+            if problem:
+                problems[(name, fold)] = problem
+            else:
+                records[(name, fold)] = record
+        found = [records[(name, f)] for f in range(config.folds) if (name, f) in records]
+        if len(found) == config.folds:
+            problem = _adds_up(name, found)
+            if problem:
+                problems.update({(name, f): problem for f in range(config.folds)})
+    return records, problems
+
+
+def _adds_up(process: str, records: list[dict]) -> str:
+    read = {(r["total"], r["selected"]) for r in records}
+    if len(read) > 1:
+        return (
+            f"the parts of process '{process}' saw different inputs (events read, selected "
+            f"per fold: {[(r['total'], r['selected']) for r in records]}): were the inputs "
+            "changed between the jobs? write them again"
+        )
+    entries = sum(r["entries"] for r in records)
+    if entries != records[0]["selected"]:
+        return (
+            f"the parts of process '{process}' hold {entries} events in all, but "
+            f"{records[0]['selected']} were selected"
+        )
+    return ""
+
+
+def _raise_part_problems(config, folder, problems: dict) -> None:
+    lines = [f"{text}" for text in dict.fromkeys(problems.values())]
+    missing = [key for key, text in problems.items() if text.endswith("is missing")]
+    hint = ""
+    if missing:
+        name, fold = missing[0]
+        hint = (
+            f"\nwrite a missing part with: htt-tmva dataset {config.source} --process {name} "
+            f"--fold {fold} --partial-output {folder}"
+        )
+    shown = "\n  ".join(lines[:10]) + (
+        f"\n  ... and {len(lines) - 10} more" if len(lines) > 10 else ""
+    )
+    raise DatasetPartError(
+        f"cannot merge the parts in '{folder}' into the fold files of {config.source}: "
+        f"{len(problems)} of {len(config.processes) * config.folds} parts are missing or not "
+        f"valid:\n  {shown}{hint}"
+    )
+
+
+# --- the merge ---------------------------------------------------------------------------------
+
+
+def merge_parts(config: DatasetConfig, folder) -> list[Path]:
+    """Assemble the fold files of ``config`` from the parts in ``folder``; return their paths.
+
+    Nothing is written unless every part is there and valid; the fold files then replace the
+    old ones as in the direct step (verified, fsynced, renamed, resolved configs last)."""
+    records, problems = check_parts(config, folder)
+    if problems:
+        _raise_part_problems(config, folder, problems)
+    compression = next(iter(records.values()))["compression"]
+    ensure_writable_folder(config.output_path)
+    finals = [config.fold_file(i) for i in range(config.folds)]
+    temps = [temporary_name(final) for final in finals]
+    try:
+        expected = {}
+        for fold, temp in enumerate(temps):
+            expected[fold] = _merge_fold(config, folder, fold, temp, compression, records)
+        for fold, temp in enumerate(temps):
+            _verify_fold_file(config, temp, fold, expected[fold])
+        _commit(config, temps, finals)
+    finally:
+        for temp in temps:
+            if temp.exists():
+                temp.unlink()
+    return finals
+
+
+def _tree_structure(tree) -> list[tuple[str, str, str]]:
+    return [
+        (str(b.GetName()), str(b.GetTitle()), str(b.ClassName())) for b in tree.GetListOfBranches()
+    ]
+
+
+def _merge_fold(config, folder, fold: int, path: Path, compression: int, records) -> dict:
+    """Write one fold file from its parts; return the expected entries per class."""
+    from htt_tmva._root import root
+
+    ROOT = root()
+    out = _open_output(ROOT, path, compression)
+    expected: dict[str, int] = {}
+    try:
+        for cls in config.classes:
+            merged, structure, first = None, None, None
+            for name in _members(config, cls):
+                source = part_path(folder, name, fold)
+                part = open_root_file(source)
+                try:
+                    tree = get_tree(part, cls)
+                    if structure is None:
+                        structure, first = _tree_structure(tree), source
+                    elif _tree_structure(tree) != structure:
+                        raise DatasetPartError(
+                            f"part '{source}' has other branches than '{first}' of the same "
+                            "class; write the parts of the class again"
+                        )
+                    out.cd()
+                    if merged is None:
+                        merged = tree.CloneTree(-1, "fast")
+                    elif merged.CopyEntries(tree, -1, "fast") < 0:
+                        raise OutputError(f"copying the tree '{cls}' of '{source}' failed")
+                finally:
+                    part.Close()
+                expected[cls] = expected.get(cls, 0) + records[(name, fold)]["entries"]
+            out.cd()
+            merged.SetDirectory(out)
+            merged.Write("", ROOT.TObject.kOverwrite)
+        out.cd()
+        ROOT.TNamed(FOLD_METADATA, fold_metadata(fold, config.folds, config.event_branch)).Write()
+    finally:
+        out.Close()
+    return expected
+
+
+def merged_problem(config: DatasetConfig, folder) -> str:
+    """'' if the fold files of ``config`` are those the parts in ``folder`` merge into: every
+    part valid, every fold file with its fold record, each class tree with the parts'
+    entries, and the resolved config of this config next to it."""
+    import yaml
+
+    records, problems = check_parts(config, folder)
+    if problems:
+        return f"{len(problems)} parts are missing or not valid"
+    wanted = yaml.safe_load(yaml.safe_dump(config.resolved()))
+    for fold in range(config.folds):
+        path = config.fold_file(fold)
+        try:
+            tfile = open_root_file(path)
+        except HttTmvaError as exc:
+            return str(exc)
+        try:
+            record = read_fold_metadata(tfile)
+            if record != json.loads(fold_metadata(fold, config.folds, config.event_branch)):
+                return f"'{path}' has the fold record {record}, expected fold {fold}"
+            for cls in config.classes:
+                entries = sum(records[(n, fold)]["entries"] for n in _members(config, cls))
+                tree = tfile.Get(cls)
+                if not tree or tree.GetEntries() != entries:
+                    return f"'{path}' lacks tree '{cls}' with the {entries} entries of its parts"
+        finally:
+            tfile.Close()
+        resolved = path.with_suffix(".config.yaml")
+        try:
+            if yaml.safe_load(resolved.read_text()) != wanted:
+                return f"'{resolved}' is the resolved config of another dataset config"
+        except (OSError, yaml.YAMLError):
+            return f"'{resolved}' is missing or not readable"
+    return ""
