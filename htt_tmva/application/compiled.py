@@ -209,20 +209,24 @@ def run_one_pass(
     settings.default_value = float(nonfinite_default or 0.0)
     run_id = f"{next(_ids)}"
     code = (
-        f"namespace htt_tmva_onepass {{ inline Run<{len(scorer.classes)}> run_{run_id}; "
-        f"inline void functions_{run_id}(Settings& s) {{ "
-        f"s.inputs = &{inputs}; s.batch = &{scorer.symbol}_batch; }} }}"
+        f"namespace htt_tmva_onepass {{ inline Pipeline* pipeline_{run_id} = nullptr; "
+        f"inline void set_{run_id}(Settings& s, Pipeline* p) {{ "
+        f"s.inputs = &{inputs}; s.batch = &{scorer.symbol}_batch; pipeline_{run_id} = p; }} }}"
     )
     if not ROOT.gInterpreter.Declare(code):  # pragma: no cover - only if the C++ is broken
         raise ModelError("could not compile the one-pass scorer")
-    getattr(ROOT.htt_tmva_onepass, f"functions_{run_id}")(settings)
-    run = getattr(ROOT.htt_tmva_onepass, f"run_{run_id}")
+    setup = getattr(ROOT.htt_tmva_onepass, f"set_{run_id}")
+    setup(settings, ROOT.nullptr)
+    # the event number's 64 bits, as the Python path counts them
+    bits = f"static_cast<ULong64_t>({event_branch})"
+    if info.event_limit > 0:
+        bits = f"static_cast<ULong64_t>(static_cast<Long64_t>({event_branch}))"
     pipeline = None
     start = time.perf_counter()
     try:
         pipeline = ROOT.htt_tmva_onepass.Pipeline(settings)
-        run.pipeline = pipeline
-        call = f"htt_tmva_onepass::run_{run_id}(rdfentry_, {event_branch})"
+        setup(settings, pipeline)
+        call = f"htt_tmva_onepass::pipeline_{run_id}->Next(rdfentry_, {bits})"
         frame = ROOT.RDataFrame(info.tree_path, str(info.path))
         nodes = [frame, frame.Define(SCORES, call)]
         nodes += define_scores(nodes[-1], names, info.existing)
@@ -247,17 +251,18 @@ def run_one_pass(
         if error:  # pragma: no cover - a thread failing after its last block
             raise InputFileError(f"scoring tree '{info.tree_path}' of '{info.path}': {error}")
         seconds = time.perf_counter() - start
-        counts = pipeline.Total()
+        counts, order_hash = pipeline.Total(), int(pipeline.Hash())
         log.debug("scoring threads busy %.2f s", pipeline.ScoringSeconds())
         del result, nodes
     finally:
         if pipeline is not None:
             pipeline.Finish()
+            setup(settings, ROOT.nullptr)
     where = f"tree '{info.tree_path}' in '{info.path}'"
     _check_counts(counts, scorer, info, where, event_branch, nonfinite_default)
     return Pass1Result(
         entries=info.entries,
-        order_hash=int(run.hash),
+        order_hash=order_hash,
         per_fold=[int(n) for n in counts.per_fold],
         nonfinite={v: int(n) for v, n in zip(scorer.variables, counts.nonfinite) if n},
         nonfinite_events=int(counts.nonfinite_events),

@@ -4,10 +4,10 @@
 RDataFrame loop that writes them: each thread reads the variables' branches and the event
 number of its blocks (its own ``TFile``), evaluates the variables, scores the block with the
 models' batched function and fills a slot; the writing loop takes the slots in entry order
-(``Row``), checks each entry's event number against the one that was scored, and frees the
-slot when it moves on. ``Run<NC>`` is the writing loop's side (the order hash of (entry,
-event), as :func:`htt_tmva.application.stream.event_hash` computes it). ``OrderHash`` reads
-the same hash back from a written tree (the verification).
+(``Next``), checks each entry's event number against the one that was scored, adds (entry,
+event) to the order hash (as :func:`htt_tmva.application.stream.event_hash` computes it) and
+frees a slot when it moves on. ``OrderHash`` reads the same hash back from a written tree
+(the verification).
 
 The implementation is compiled with the system's C++ compiler against ROOT's headers and
 cached like the models (:mod:`htt_tmva.exporters.compile`): ROOT's interpreter then only
@@ -54,6 +54,14 @@ struct Counts {
   ULong64_t nonfinite_events = 0, nan_scores = 0, bad_events = 0;
 };
 
+/// The order hash of the Python path (htt_tmva.application.stream.event_hash) of one pair.
+inline ULong64_t PairHash(ULong64_t entry, ULong64_t bits) {
+  ULong64_t z = entry * 0x9E3779B97F4A7C15ULL + bits;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
 /// Block b is read and scored by thread b % threads into slot b % slots; the writing loop
 /// takes the slots in entry order and frees each when it moves on.
 class Pipeline {
@@ -65,6 +73,12 @@ public:
   void Start();
   /// The writing loop: the scores (n_classes, max_score, max_index) of `entry`.
   const float* Row(ULong64_t entry, ULong64_t event_bits);
+  /// The same, adding (entry, event) to the order hash.
+  const float* Next(ULong64_t entry, ULong64_t event_bits) {
+    fHash += PairHash(entry, event_bits);
+    return Row(entry, event_bits);
+  }
+  ULong64_t Hash() const { return fHash; }
   /// Stop the threads (when the loop ended early) and wait for them; the error, or "".
   std::string Finish();
   Counts Total() const;
@@ -73,37 +87,13 @@ public:
 private:
   struct Impl;
   Impl* fImpl;
+  ULong64_t fHash = 0;
 };
 
 /// The order hash of (entry, event) pairs of a tree; event numbers count by their 64 bits.
 ULong64_t OrderHash(const std::string& file, const std::string& tree, const std::string& event);
 
-inline ULong64_t PairHash(ULong64_t entry, ULong64_t bits) {
-  ULong64_t z = entry * 0x9E3779B97F4A7C15ULL + bits;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
 
-/// The writing loop's side: the order hash of (entry, event) and the scores of the entry.
-template <unsigned NC>
-struct Run {
-  Pipeline* pipeline = nullptr;
-  ULong64_t hash = 0;
-  template <typename E>
-  std::array<float, NC + 2> operator()(ULong64_t entry, E event) {
-    ULong64_t bits;
-    if constexpr (std::is_floating_point_v<E>)
-      bits = static_cast<ULong64_t>(static_cast<Long64_t>(event));
-    else
-      bits = static_cast<ULong64_t>(event);
-    hash += PairHash(entry, bits);
-    const float* row = pipeline->Row(entry, bits);
-    std::array<float, NC + 2> out;
-    for (unsigned c = 0; c < NC + 2; ++c) out[c] = row[c];
-    return out;
-  }
-};
 }  // namespace htt_tmva_onepass
 """
 
