@@ -8,7 +8,9 @@ float32 inputs against the float cut. A node whose ``nType`` is not 0 is a leaf.
 The trees are flattened into complete (padded) trees in heap order; all events walk all trees
 one level at a time -- with numpy (a block of events, all trees per step) or, for large batches,
 with a small compiled kernel (:mod:`htt_tmva.tmva._forest_kernel`). No Python loop runs over
-trees or events. Trees too deep to pad are walked on their node arrays with numpy.
+trees or events. Trees too deep to pad are walked on their node arrays with numpy. Every path
+adds the leaf values of an event in tree order, in double, as TMVA does, so all give the same
+sums to the last bit.
 """
 
 from __future__ import annotations
@@ -188,8 +190,7 @@ class Forest:
                 node = np.where(goes_right, self.right[node], self.left[node])
             with np.errstate(invalid="ignore"):
                 values = self.values[node] * scale
-            for o in range(outputs):
-                out[start : start + len(block), o] = values[:, o::outputs].sum(axis=1)
+            out[start : start + len(block)] = _tree_order_sums(values, outputs)
         return out
 
 
@@ -208,11 +209,21 @@ def _numpy_sums(x, depth, feat, cut, leaf, outputs) -> np.ndarray:
             node = index + inner_base
             value = np.take_along_axis(block, feat[node], axis=1)
             index = 2 * index + 1 + (value >= cut[node])
-        with np.errstate(invalid="ignore"):
-            values = leaf[index + leaf_base]
-            for o in range(outputs):
-                out[start : start + len(block), o] = values[:, o::outputs].sum(axis=1)
+        out[start : start + len(block)] = _tree_order_sums(leaf[index + leaf_base], outputs)
     return out
+
+
+def _tree_order_sums(values: np.ndarray, outputs: int) -> np.ndarray:
+    """Per-event sums of the trees' values (events x trees), tree t adding to output
+    t % outputs, in tree order as TMVA (and the compiled kernel) adds them; numpy's ``sum``
+    adds pairwise, which rounds differently. ``values`` is overwritten (running sums)."""
+    sums = np.zeros((len(values), outputs), dtype=np.float64)
+    for o in range(min(outputs, values.shape[1])):
+        trees = values[:, o::outputs]
+        with np.errstate(invalid="ignore"):
+            np.cumsum(trees, axis=1, out=trees)
+        sums[:, o] = trees[:, -1]
+    return sums
 
 
 class BdtMethod:
@@ -235,7 +246,8 @@ class BdtMethod:
         total = forest.sums(x, 1, compiled)[:, 0]
         if forest.grad:
             return 2.0 / (1.0 + np.exp(-2.0 * total)) - 1.0
-        norm = forest.boost_weights.sum() if forest.weighted_trees else len(forest.roots)
+        # summed in tree order, as TMVA adds the boost weights
+        norm = np.cumsum(forest.boost_weights)[-1] if forest.weighted_trees else len(forest.roots)
         if norm > np.finfo(np.float64).eps or np.isnan(norm):
             with np.errstate(invalid="ignore"):
                 return total / norm
