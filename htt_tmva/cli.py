@@ -239,9 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="score inside the writing event loop with the models compiled to C++ (one pass); "
-        "default: the Python path (two passes, batched inference)",
+        default=True,
+        help="score for the writing event loop with the models compiled to C++ (one pass; "
+        "the default, where the models export); --no-compile: the Python path (two passes, "
+        "batched inference)",
     )
     p.add_argument(
         "--executor",

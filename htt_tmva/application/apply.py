@@ -96,16 +96,16 @@ def run_application(
     engine: Optional[str] = None,
     nonfinite_default: Optional[float] = None,
     chunk_size: int = 500_000,
-    compile_models: bool = False,
+    compile_models: bool = True,
     executor: str = "local",
     workers: int = 2,
     reader: Optional[str] = None,
 ) -> list[Path]:
     """Append fold-crossed scores to ``tree`` of every input; return the files written.
 
-    With ``compile_models``, models that export to C++ score inside the writing event loop
-    (one pass); by default, and for models that do not export, the Python path runs (two
-    passes, batched inference: faster today for all but the smallest networks).
+    Models that export to C++ score for the writing event loop, compiled (one pass, the
+    default); with ``compile_models=False``, and for models that do not export, the Python
+    path runs (two passes, batched inference).
     ``executor='dask'`` (a local cluster of ``workers``) or ``'dask=ADDRESS'`` runs the
     compiled models on a Dask cluster (DistRDF); the outputs are the same.
     """
