@@ -156,14 +156,14 @@ def test_a_model_that_cannot_be_exported_runs_in_python(configs, trained_models,
 
 @pytest.mark.parametrize("engine", ["keras", "bdt"])
 def test_scoring_threads_and_blocks_give_the_same_output(configs, engine, tmp_path, monkeypatch):
-    """Blocks that do not divide the entries, one or two scoring threads: the same bits, in
-    entry order, as one block per tree; NaN inputs of a NaN-tolerant default land on their
-    entries."""
+    """Blocks that do not divide the entries, one or two scoring threads, or none (the loop
+    scores each entry itself): the same bits, in entry order, as one block per tree; NaN
+    inputs with a default land on their entries."""
     from htt_tmva.application import compiled
 
     data = ntuple(tmp_path / "data.root", n=2500, nan_rows=30)
     outputs = []
-    for block, threads in ((100_000, "1"), (333, "1"), (333, "2"), (64, "2")):
+    for block, threads in ((100_000, "1"), (333, "1"), (333, "2"), (64, "2"), (333, "0")):
         monkeypatch.setattr(compiled, "BLOCK", block)
         monkeypatch.setenv("HTT_TMVA_SCORING_THREADS", threads)
         out = tmp_path / f"out_{block}_{threads}.root"

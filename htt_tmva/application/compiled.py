@@ -34,6 +34,7 @@ from htt_tmva.application.pipeline import declare as declare_pipeline
 from htt_tmva.application.scores import Pass1Result
 from htt_tmva.application.writer import OutputPlan, output_columns, snapshot_options
 from htt_tmva.errors import (
+    ConfigError,
     ExportError,
     ExpressionError,
     InputFileError,
@@ -68,7 +69,7 @@ class CompiledScorer:
     threads: int = 1  # scoring threads of the one-pass application
 
 
-def compiled_scorer(models: FoldModels) -> Optional[CompiledScorer]:
+def compiled_scorer(models: FoldModels, threads: Optional[int] = None) -> Optional[CompiledScorer]:
     """Compile the fold models into one scorer, or None (logged) if one cannot be exported."""
     from htt_tmva.exporters.compile import compiler, load_compiled
     from htt_tmva.exporters.cpp import application_header
@@ -87,7 +88,7 @@ def compiled_scorer(models: FoldModels) -> Optional[CompiledScorer]:
         return None
     declare_pipeline()
     where = "compiled" if compiler() else "interpreted"
-    threads = scoring_threads(specs)
+    threads = scoring_threads(specs, threads)
     log.info(
         "scoring in one pass with the models compiled to C++ (%s), %d scoring thread(s)",
         where,
@@ -105,12 +106,16 @@ def compiled_scorer(models: FoldModels) -> Optional[CompiledScorer]:
     )
 
 
-def scoring_threads(specs: list[dict]) -> int:
-    """Two scoring threads for heavy models (where the cores allow), else one;
-    ``HTT_TMVA_SCORING_THREADS`` overrides."""
-    wanted = os.environ.get("HTT_TMVA_SCORING_THREADS", "")
-    if wanted.strip():
-        return max(1, int(wanted))
+def scoring_threads(specs: list[dict], wanted: Optional[int] = None) -> int:
+    """``wanted`` (``--scoring-threads``), else ``HTT_TMVA_SCORING_THREADS``, else two
+    scoring threads for heavy models (where the cores allow) and one for the others. 0: no
+    scoring thread, the writing loop scores each entry itself (one read of the input)."""
+    if wanted is None and os.environ.get("HTT_TMVA_SCORING_THREADS", "").strip():
+        wanted = int(os.environ["HTT_TMVA_SCORING_THREADS"])
+    if wanted is not None:
+        if wanted < 0:
+            raise ConfigError(f"--scoring-threads must be 0 or more, got {wanted}")
+        return wanted
     cost = max(_cost(spec) for spec in specs)
     return 2 if cost > HEAVY and (os.cpu_count() or 1) > 1 else 1
 
@@ -210,8 +215,9 @@ def run_one_pass(
     run_id = f"{next(_ids)}"
     code = (
         f"namespace htt_tmva_onepass {{ inline Pipeline* pipeline_{run_id} = nullptr; "
-        f"inline void set_{run_id}(Settings& s, Pipeline* p) {{ "
-        f"s.inputs = &{inputs}; s.batch = &{scorer.symbol}_batch; pipeline_{run_id} = p; }} }}"
+        f"inline void set_{run_id}(Settings& s, Pipeline* p) {{ s.inputs = &{inputs}; "
+        f"s.batch = &{scorer.symbol}_batch; s.event_scores = &{scorer.symbol}; "
+        f"pipeline_{run_id} = p; }} }}"
     )
     if not ROOT.gInterpreter.Declare(code):  # pragma: no cover - only if the C++ is broken
         raise ModelError("could not compile the one-pass scorer")
@@ -227,6 +233,12 @@ def run_one_pass(
         pipeline = ROOT.htt_tmva_onepass.Pipeline(settings)
         setup(settings, pipeline)
         call = f"htt_tmva_onepass::pipeline_{run_id}->Next(rdfentry_, {bits})"
+        if scorer.threads == 0:  # the loop scores each entry: one read of the input
+            call = (
+                f"htt_tmva_onepass::pipeline_{run_id}->Score(rdfentry_, {bits}, "
+                f"static_cast<double>({event_branch}), "
+                f"{inputs_array(scorer.variables)}.data())"
+            )
         frame = ROOT.RDataFrame(info.tree_path, str(info.path))
         nodes = [frame, frame.Define(SCORES, call)]
         nodes += define_scores(nodes[-1], names, info.existing)

@@ -35,6 +35,7 @@ DECLARATIONS = r"""
 namespace htt_tmva_onepass {
 using BatchFunction = void (*)(const unsigned*, const double*, std::size_t, float*);
 using InputsFunction = void (*)(const double*, std::size_t, double*);
+using EventFunction = void (*)(unsigned, const double*, float*);
 
 struct Settings {
   std::string file, tree, event;
@@ -47,6 +48,7 @@ struct Settings {
   float default_value = 0.f;
   InputsFunction inputs = nullptr;
   BatchFunction batch = nullptr;
+  EventFunction event_scores = nullptr;  // threads == 0: the loop scores each entry itself
 };
 
 struct Counts {
@@ -79,12 +81,19 @@ public:
     return Row(entry, event_bits);
   }
   ULong64_t Hash() const { return fHash; }
+  /// Without scoring threads (threads == 0): the writing loop scores `entry` itself from its
+  /// inputs (one read of the input, one event at a time), adding it to the order hash.
+  const float* Score(ULong64_t entry, ULong64_t event_bits, double event, const double* inputs) {
+    fHash += PairHash(entry, event_bits);
+    return ScoreOne(event_bits, event, inputs);
+  }
   /// Stop the threads (when the loop ended early) and wait for them; the error, or "".
   std::string Finish();
   Counts Total() const;
   double ScoringSeconds() const;
 
 private:
+  const float* ScoreOne(ULong64_t event_bits, double event, const double* inputs);
   struct Impl;
   Impl* fImpl;
   ULong64_t fHash = 0;
@@ -159,7 +168,33 @@ struct Pipeline::Impl {
   Long64_t current = -1;
   Slot* current_slot = nullptr;
 
+  std::vector<float> row;  // threads == 0: the current entry's scores
   unsigned Threads() const { return std::max(1u, s.threads); }
+
+  // The scores of one event into out (n_classes + 2), counted in `count`.
+  void Finish(const float* p, bool good, float* out, Counts& count) const {
+    const unsigned nc = s.nc;
+    if (!good) {
+      std::fill(out, out + nc + 2, s.default_value);
+      out[nc + 1] = -1.f;  // no class
+      return;
+    }
+    unsigned best = 0;
+    bool nan = false;
+    for (unsigned c = 0; c < nc; ++c) {
+      out[c] = p[c];
+      if (std::isnan(p[c])) nan = true;
+      if (p[c] > p[best]) best = c;
+    }
+    if (nan) ++count.nan_scores;
+    out[nc] = p[best];
+    out[nc + 1] = static_cast<float>(best);
+  }
+
+  unsigned FoldOf(ULong64_t bits) const {
+    return s.event_kind == 1 ? static_cast<unsigned>(bits % s.folds)
+                             : htt_tmva_export::fold_of(static_cast<Long64_t>(bits), s.folds);
+  }
 
   void Fail(const std::string& message) {
     {
@@ -213,9 +248,7 @@ struct Pipeline::Impl {
             bits = static_cast<ULong64_t>(event->GetValueLong64(0));
           }
           slot.events[i] = bits;
-          folds[i] = s.event_kind == 1
-                         ? static_cast<unsigned>(bits % s.folds)
-                         : htt_tmva_export::fold_of(static_cast<Long64_t>(bits), s.folds);
+          folds[i] = FoldOf(bits);
         }
         s.inputs(values.data(), n, x.data());
         for (std::size_t i = 0; i < n; ++i) {
@@ -231,25 +264,8 @@ struct Pipeline::Impl {
           }
         }
         s.batch(folds.data(), x.data(), n, scores.data());
-        for (std::size_t i = 0; i < n; ++i) {
-          float* out = slot.out.data() + i * (nc + 2);
-          if (!good[i]) {
-            std::fill(out, out + nc + 2, s.default_value);
-            out[nc + 1] = -1.f;  // no class
-            continue;
-          }
-          const float* p = scores.data() + i * nc;
-          unsigned best = 0;
-          bool nan = false;
-          for (unsigned c = 0; c < nc; ++c) {
-            out[c] = p[c];
-            if (std::isnan(p[c])) nan = true;
-            if (p[c] > p[best]) best = c;
-          }
-          if (nan) ++count.nan_scores;
-          out[nc] = p[best];
-          out[nc + 1] = static_cast<float>(best);
-        }
+        for (std::size_t i = 0; i < n; ++i)
+          Finish(scores.data() + i * nc, good[i], slot.out.data() + i * (nc + 2), count);
         const double busy =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         {
@@ -270,7 +286,10 @@ struct Pipeline::Impl {
 Pipeline::Pipeline(const Settings& settings) : fImpl(new Impl) {
   Impl& d = *fImpl;
   d.s = settings;
-  if (!d.s.inputs || !d.s.batch || d.s.block < 1 || d.s.folds < 1 || d.s.nc < 1) {
+  d.row.assign(d.s.nc + 2, 0.f);
+  const bool functions = d.s.threads == 0 ? d.s.event_scores != nullptr
+                                          : d.s.inputs != nullptr && d.s.batch != nullptr;
+  if (!functions || d.s.block < 1 || d.s.folds < 1 || d.s.nc < 1) {
     delete fImpl;
     throw std::invalid_argument("htt_tmva_onepass::Pipeline: incomplete settings");
   }
@@ -291,7 +310,29 @@ Pipeline::~Pipeline() {
   delete fImpl;
 }
 
+const float* Pipeline::ScoreOne(ULong64_t bits, double event, const double* inputs) {
+  Impl& d = *fImpl;
+  Counts& count = d.counts[0];
+  if (d.s.event_kind == 2 &&
+      !(std::isfinite(event) && event == std::trunc(event) && std::abs(event) <= d.s.event_limit))
+    ++count.bad_events;
+  bool good = true;
+  for (unsigned v = 0; v < d.s.nv; ++v)
+    if (!std::isfinite(inputs[v])) { ++count.nonfinite[v]; good = false; }
+  std::vector<float>& row = d.row;
+  if (good) {
+    const unsigned fold = d.FoldOf(bits);
+    ++count.per_fold[fold];
+    d.s.event_scores(fold, inputs, row.data());
+  } else {
+    ++count.nonfinite_events;
+  }
+  d.Finish(row.data(), good, row.data(), count);  // in place: out[c] = p[c] first
+  return row.data();
+}
+
 void Pipeline::Start() {
+  if (fImpl->s.threads == 0) return;  // the loop scores each entry itself
   for (unsigned w = 0; w < fImpl->Threads(); ++w)
     fImpl->threads.emplace_back([this, w] { fImpl->Work(w); });
 }
