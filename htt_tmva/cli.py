@@ -85,6 +85,7 @@ def _apply(args: argparse.Namespace) -> None:
         nonfinite_default=args.nonfinite_default,
         chunk_size=args.chunk_size,
         compile_models=args.compile,
+        scoring_threads=args.scoring_threads,
         executor=args.executor,
         workers=args.workers,
         reader=args.reader,
@@ -239,9 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="score inside the writing event loop with the models compiled to C++ (one pass); "
-        "default: the Python path (two passes, batched inference)",
+        default=True,
+        help="score for the writing event loop with the models compiled to C++ (one pass; "
+        "the default, where the models export); --no-compile: the Python path (two passes, "
+        "batched inference)",
+    )
+    p.add_argument(
+        "--scoring-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads that score ahead of the writing loop (compiled models; default: 2 for "
+        "heavy networks, else 1); 0: the loop scores each entry itself (one read of the input)",
     )
     p.add_argument(
         "--executor",

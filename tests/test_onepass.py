@@ -152,3 +152,155 @@ def test_a_model_that_cannot_be_exported_runs_in_python(configs, trained_models,
     assert "MinMaxScaler preprocessing pickle cannot be exported" in caplog.text
     assert "scoring runs in Python" in caplog.text
     assert len(branches(tmp_path / "f.root")["s_max_score"]) == 3000
+
+
+@pytest.mark.parametrize("engine", ["keras", "bdt"])
+def test_scoring_threads_and_blocks_give_the_same_output(configs, engine, tmp_path, monkeypatch):
+    """Blocks that do not divide the entries, one or two scoring threads, or none (the loop
+    scores each entry itself): the same bits, in entry order, as one block per tree; NaN
+    inputs with a default land on their entries."""
+    from htt_tmva.application import compiled
+
+    data = ntuple(tmp_path / "data.root", n=2500, nan_rows=30)
+    outputs = []
+    for block, threads in ((100_000, "1"), (333, "1"), (333, "2"), (64, "2"), (333, "0")):
+        monkeypatch.setattr(compiled, "BLOCK", block)
+        monkeypatch.setenv("HTT_TMVA_SCORING_THREADS", threads)
+        out = tmp_path / f"out_{block}_{threads}.root"
+        run_application(
+            *configs(engine), [str(data)], TREE, output=str(out), compile_models=True,
+            nonfinite_default=-1.0,
+        )  # fmt: skip
+        outputs.append(branches(out))
+    first = outputs[0]
+    assert (first["s_max_index"] == -1).sum() == 30
+    for other in outputs[1:]:
+        assert list(other) == list(first)
+        for name in first:
+            np.testing.assert_array_equal(other[name], first[name])
+
+
+def test_batched_code_gives_the_per_event_bits(trained_models, tmp_path):
+    """The header's predict_batch_in_folds (what the application runs) equals predict_in_fold
+    event by event, bit for bit, for the networks and the trees, with NaN inputs (trees take
+    their default ways) and event numbers of every fold."""
+    from htt_tmva.api import load_model
+    from htt_tmva.exporters.cpp import fold_header
+    from htt_tmva.exporters.spec import model_spec
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1000, 2)) * 2
+    x[rng.choice(1000, 10, replace=False), 1] = np.nan
+    folds = rng.integers(0, 2, size=1000).astype(np.uint32)
+    for engine, info in trained_models.items():
+        if engine not in ("keras", "bdt"):
+            continue
+        specs = [model_spec(load_model(p)) for p in info["models"]]
+        namespace = f"batch_{engine}"
+        driver = tmp_path / f"{engine}.cpp"
+        (tmp_path / f"{engine}.hxx").write_text(fold_header(specs, namespace))
+        driver.write_text(BATCH_DRIVER.format(header=f"{engine}.hxx", ns=namespace))
+        binary = tmp_path / engine
+        subprocess.run(
+            ["g++", "-std=c++17", "-O3", "-march=native", "-ffp-contract=off", str(driver),
+             "-o", str(binary)], check=True, capture_output=True,
+        )  # fmt: skip
+        rows = "\n".join(
+            f"{f} " + " ".join(repr(float(v)) for v in row) for f, row in zip(folds, x)
+        )
+        result = subprocess.run(
+            [str(binary)], input=rows, capture_output=True, text=True, check=True
+        )
+        per_event, batched = result.stdout.split("batch\n")
+        assert per_event.split() == batched.split(), engine
+        assert len(per_event.split()) == 1000 * len(CLASSES)
+
+
+BATCH_DRIVER = """
+#include "{header}"
+#include <cstdio>
+#include <iostream>
+#include <vector>
+int main() {{
+  using namespace {ns};
+  std::vector<unsigned> folds;
+  std::vector<double> x;
+  unsigned f;
+  while (std::cin >> f) {{
+    folds.push_back(f);
+    for (std::size_t v = 0; v < n_variables; ++v) {{
+      std::string s;
+      std::cin >> s;
+      x.push_back(std::stod(s));
+    }}
+  }}
+  const std::size_t n = folds.size();
+  for (std::size_t i = 0; i < n; ++i) {{
+    std::array<double, n_variables> row;
+    std::copy(&x[i * n_variables], &x[(i + 1) * n_variables], row.begin());
+    for (float p : predict_in_fold(folds[i], row)) std::printf("%.9g\\n", p);
+  }}
+  std::printf("batch\\n");
+  std::vector<float> out(n * n_classes);
+  predict_batch_in_folds(folds.data(), x.data(), n, out.data());
+  for (float p : out) std::printf("%.9g\\n", p);
+}}
+"""
+
+
+def test_a_failing_scoring_thread_stops_the_loop_and_writes_nothing(configs, tmp_path):
+    """A scoring thread that cannot read (here: the input's tree disappears between the checks
+    and the loop, simulated by a pipeline pointed at a missing tree) fails the run with the
+    thread's message; the loop does not hang."""
+    from htt_tmva._root import root
+    from htt_tmva.application import compiled
+
+    data = ntuple(tmp_path / "data.root", n=500)
+    run_application(
+        *configs("bdt"), [str(data)], TREE, output=str(tmp_path / "ok.root"), compile_models=True
+    )
+    ROOT = root()
+    settings = ROOT.htt_tmva_onepass.Settings()
+    settings.file, settings.tree, settings.event = str(data), "missing_tree", "event"
+    settings.nv, settings.nc, settings.entries = 2, 3, 500
+    with pytest.raises(Exception, match="incomplete settings"):
+        ROOT.htt_tmva_onepass.Pipeline(settings)
+    ROOT.gInterpreter.Declare(
+        "void test_inputs(const double*, std::size_t, double*) {}"
+        "void test_batch(const unsigned*, const double*, std::size_t, float*) {}"
+        "void test_functions(htt_tmva_onepass::Settings& s) "
+        "{ s.inputs = &test_inputs; s.batch = &test_batch; }"
+    )
+    ROOT.test_functions(settings)
+    pipeline = ROOT.htt_tmva_onepass.Pipeline(settings)
+    pipeline.Start()
+    with pytest.raises(Exception, match="no tree 'missing_tree'"):
+        pipeline.Row(0, 0)
+    assert "no tree 'missing_tree'" in str(pipeline.Finish())
+    assert compiled.BLOCK > 0
+
+
+def test_without_a_compiler_the_interpreter_compiles_the_same_scores(configs, tmp_path):
+    """No C++ compiler on the PATH: ROOT's interpreter compiles the header (vector extensions
+    included) and the one-pass output equals the compiled one."""
+    data = ntuple(tmp_path / "data.root", n=1000)
+    run_application(
+        *configs("keras"), [str(data)], TREE, output=str(tmp_path / "c.root"), compile_models=True
+    )
+    env = {
+        **os.environ,
+        "PATH": os.path.dirname(sys.executable),
+        "HTT_TMVA_CACHE": str(tmp_path / "other_cache"),
+    }
+    env.pop("CXX", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "htt_tmva", "apply", "--compile", *map(str, configs("keras")),
+         str(data), TREE, "--output", str(tmp_path / "i.root")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ROOT's interpreter compiles the model" in result.stderr
+    compiled, interpreted = branches(tmp_path / "c.root"), branches(tmp_path / "i.root")
+    for name in [f"s_{c}" for c in CLASSES] + ["s_max_score"]:
+        np.testing.assert_allclose(interpreted[name], compiled[name], rtol=1e-6)
+    np.testing.assert_array_equal(interpreted["s_max_index"], compiled["s_max_index"])

@@ -96,16 +96,18 @@ def run_application(
     engine: Optional[str] = None,
     nonfinite_default: Optional[float] = None,
     chunk_size: int = 500_000,
-    compile_models: bool = False,
+    compile_models: bool = True,
+    scoring_threads: Optional[int] = None,
     executor: str = "local",
     workers: int = 2,
     reader: Optional[str] = None,
 ) -> list[Path]:
     """Append fold-crossed scores to ``tree`` of every input; return the files written.
 
-    With ``compile_models``, models that export to C++ score inside the writing event loop
-    (one pass); by default, and for models that do not export, the Python path runs (two
-    passes, batched inference: faster today for all but the smallest networks).
+    Models that export to C++ score for the writing event loop, compiled (one pass, the
+    default); with ``compile_models=False``, and for models that do not export, the Python
+    path runs (two passes, batched inference). ``scoring_threads``: see
+    :func:`htt_tmva.application.compiled.scoring_threads`.
     ``executor='dask'`` (a local cluster of ``workers``) or ``'dask=ADDRESS'`` runs the
     compiled models on a Dask cluster (DistRDF); the outputs are the same.
     """
@@ -138,7 +140,7 @@ def run_application(
     models = load_fold_models(application, training, dataset.folds, engine, reader)
     # --reader tmva is a cross-check of TMVA::Reader itself: never replaced by compiled code
     use_compiled = (compile_models or address is not None) and reader != "tmva"
-    compiled = compiled_scorer(models) if use_compiled else None
+    compiled = compiled_scorer(models, scoring_threads) if use_compiled else None
     if address is not None and compiled is None:
         raise ConfigError(
             "--executor dask needs models that export to C++ (see the log for why these do not)"

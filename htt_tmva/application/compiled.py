@@ -1,10 +1,16 @@
-"""One-pass application: the models compiled to C++ score each event inside the RDataFrame
-event loop that writes the output (one read of the input, no Python per chunk).
+"""One-pass application: the models compiled to C++ score each event for the RDataFrame
+event loop that writes the output (no Python per chunk, no score stream).
 
 Used when every fold's model exports (:mod:`htt_tmva.exporters`); otherwise the two-pass
-Python path runs. The loop also computes what the Python path checks: the order hash of
-(entry, event), the events per fold, non-finite inputs (per variable, over the whole tree),
-NaN scores and float event numbers that are not exact integers.
+Python path runs. Scoring runs ahead of the writing loop, in C++ threads of its own (the
+pipeline of :mod:`htt_tmva.application.pipeline`): each reads blocks of entries of the
+variables' branches and the event number, and scores a whole block at once with the models'
+batched code (vector instructions), so that the writing loop, single-threaded to keep the
+entry order, only picks up each entry's scores. The writing loop checks that every entry's
+event number is the one that was scored and computes the order hash of (entry, event); the
+scoring threads count what the Python path checks: the events per fold, non-finite inputs
+(per variable, over the whole tree), NaN scores and float event numbers that are not exact
+integers.
 """
 
 from __future__ import annotations
@@ -13,19 +19,25 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 from htt_tmva._progress import progress_wanted
-from htt_tmva._root import root
+from htt_tmva._root import captured_stderr, jit_errors, root
+from htt_tmva.application.expressions import branches_of, input_branches, is_plain
 from htt_tmva.application.inputs import InputInfo
 from htt_tmva.application.models import FoldModels
+from htt_tmva.application.pipeline import declare as declare_pipeline
 from htt_tmva.application.scores import Pass1Result
 from htt_tmva.application.writer import OutputPlan, output_columns, snapshot_options
 from htt_tmva.errors import (
+    ConfigError,
     ExportError,
+    ExpressionError,
+    InputFileError,
     InvalidEventNumberError,
     ModelError,
     NonFiniteError,
@@ -35,88 +47,32 @@ from htt_tmva.errors import (
 log = logging.getLogger(__name__)
 
 SCORES = "htt_tmva_scores_"
-_RUN_TEMPLATE = """
-#include "ROOT/RVec.hxx"
-namespace htt_tmva_onepass {
-struct Run_%(id)s {
-  static constexpr unsigned NV = %(nv)d, NC = %(nc)d, K = %(k)d;
-  ULong64_t hash = 0, nonfinite_events = 0, nan_scores = 0, bad_events = 0;
-  std::array<ULong64_t, NV> nonfinite{};
-  std::array<ULong64_t, K> per_fold{};
-  bool has_default = false;
-  float default_value = 0.f;
-  double event_limit = 0.;
-  void Reset(bool with_default, float value, double limit) {
-    *this = Run_%(id)s{};
-    has_default = with_default; default_value = value; event_limit = limit;
-  }
-  template <typename E>
-  std::array<float, NC + 2> operator()(ULong64_t entry, E event, const std::array<double, NV>& in) {
-    ULong64_t bits;
-    if constexpr (std::is_floating_point_v<E>) {
-      if (event_limit > 0 && !(std::isfinite(event) && event == std::trunc(event) &&
-                               std::abs(event) <= event_limit)) ++bad_events;
-      bits = static_cast<ULong64_t>(static_cast<Long64_t>(event));
-    } else {
-      bits = static_cast<ULong64_t>(event);
-    }
-    // the order hash of the Python path (htt_tmva.application.stream.event_hash)
-    ULong64_t z = entry * 0x9E3779B97F4A7C15ULL + bits;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    hash += z ^ (z >> 31);
-    std::array<float, NC + 2> out;
-    bool good = true;
-    for (unsigned i = 0; i < NV; ++i)
-      if (!std::isfinite(in[i])) { ++nonfinite[i]; good = false; }
-    if (!good) {
-      ++nonfinite_events;
-      out.fill(default_value);
-      out[NC + 1] = -1.f;  // no class
-      return out;
-    }
-    const unsigned fold = htt_tmva_export::fold_of(event, K);
-    ++per_fold[fold];
-    %(symbol)s(fold, in.data(), out.data());
-    unsigned best = 0;
-    bool nan = false;
-    for (unsigned c = 0; c < NC; ++c) {
-      if (std::isnan(out[c])) nan = true;
-      if (out[c] > out[best]) best = c;
-    }
-    if (nan) ++nan_scores;
-    out[NC] = out[best];
-    out[NC + 1] = static_cast<float>(best);
-    return out;
-  }
-};
-inline Run_%(id)s run_%(id)s;
-}  // namespace htt_tmva_onepass
-"""
+#: entries per block that a scoring thread reads and scores at once
+BLOCK = 8192
+#: scoring threads for models above this many multiply-adds (or tree nodes) per event
+HEAVY = 20000
+
 _ids = itertools.count()
 
 
 @dataclass
 class CompiledScorer:
-    """The compiled models of all event folds and the per-run counters of the event loop."""
+    """The compiled models of all event folds (per event and batched)."""
 
-    run_name: str
+    symbol: str  # the per-event entry point; symbol + "_batch" scores blocks
     variables: list[str]
     classes: list[str]
     n_folds: int
     where: str  # "compiled" or "interpreted", for the log
     header: str  # the fold-aware header (event fold j scored by model j)
     namespace: str
-
-    @property
-    def run(self):
-        return getattr(root().htt_tmva_onepass, self.run_name)
+    threads: int = 1  # scoring threads of the one-pass application
 
 
-def compiled_scorer(models: FoldModels) -> Optional[CompiledScorer]:
+def compiled_scorer(models: FoldModels, threads: Optional[int] = None) -> Optional[CompiledScorer]:
     """Compile the fold models into one scorer, or None (logged) if one cannot be exported."""
     from htt_tmva.exporters.compile import compiler, load_compiled
-    from htt_tmva.exporters.cpp import HELPERS, INCLUDES, application_header
+    from htt_tmva.exporters.cpp import application_header
     from htt_tmva.exporters.spec import model_spec
 
     try:
@@ -130,33 +86,86 @@ def compiled_scorer(models: FoldModels) -> Optional[CompiledScorer]:
     except ExportError as exc:
         log.info("the models cannot be compiled (%s): scoring runs in Python (two passes)", exc)
         return None
-    ROOT = root()
-    run_id = symbol.rsplit("_", 1)[-1] + f"_{next(_ids)}"
-    code = (
-        "\n".join(INCLUDES)
-        + HELPERS
-        + _RUN_TEMPLATE
-        % {
-            "id": run_id,
-            "nv": len(models.variables),
-            "nc": len(models.classes),
-            "k": models.n_folds,
-            "symbol": symbol,
-        }
-    )
-    if not ROOT.gInterpreter.Declare(code):  # pragma: no cover - only if the C++ is broken
-        raise ModelError("could not compile the one-pass scorer")
+    declare_pipeline()
     where = "compiled" if compiler() else "interpreted"
-    log.info("scoring in one pass with the models compiled to C++ (%s)", where)
+    threads = scoring_threads(specs, threads)
+    log.info(
+        "scoring in one pass with the models compiled to C++ (%s), %d scoring thread(s)",
+        where,
+        threads,
+    )
     return CompiledScorer(
-        f"run_{run_id}",
+        symbol,
         models.variables,
         models.classes,
         models.n_folds,
         where,
         header,
         namespace,
+        threads,
     )
+
+
+def scoring_threads(specs: list[dict], wanted: Optional[int] = None) -> int:
+    """``wanted`` (``--scoring-threads``), else ``HTT_TMVA_SCORING_THREADS``, else two
+    scoring threads for heavy models (where the cores allow) and one for the others. 0: no
+    scoring thread, the writing loop scores each entry itself (one read of the input)."""
+    if wanted is None and os.environ.get("HTT_TMVA_SCORING_THREADS", "").strip():
+        wanted = int(os.environ["HTT_TMVA_SCORING_THREADS"])
+    if wanted is not None:
+        if wanted < 0:
+            raise ConfigError(f"--scoring-threads must be 0 or more, got {wanted}")
+        return wanted
+    cost = max(_cost(spec) for spec in specs)
+    return 2 if cost > HEAVY and (os.cpu_count() or 1) > 1 else 1
+
+
+def _cost(spec: dict) -> int:
+    """Multiply-adds (networks) or tree levels walked (trees) per event, roughly."""
+    if spec.get("kind") == "network":
+        return sum(
+            len(op["weights"]) * len(op["bias"]) for op in spec["ops"] if op["op"] == "dense"
+        )
+    if spec.get("kind") == "trees":
+        return 4 * len(spec["trees"])
+    return HEAVY + 1  # other kinds are scored event by event: spread them
+
+
+def _inputs_function(variables: list[str]) -> tuple[str, list[str]]:
+    """Declare the C++ function from the branches' values (double) to the variables; return
+    its name and the branches it reads. Plain variables are copied; expressions are
+    evaluated as the Python path does (double arithmetic, the result stored as float)."""
+    branches = input_branches(variables)
+    index = {b: i for i, b in enumerate(branches)}
+    body = []
+    for j, variable in enumerate(variables):
+        if is_plain(variable):
+            value = f"row[{index[variable.strip()]}]"
+        else:
+            value = f"static_cast<double>(static_cast<float>(({variable})))"
+        body.append(f"    htt_out[{j}] = {value};")
+    bindings = sorted({b for v in variables if not is_plain(v) for b in branches_of(v)})
+    binds = [f"    const double {b} = row[{index[b]}];" for b in bindings]
+    key = hashlib.sha1(repr((variables, branches)).encode()).hexdigest()[:16]
+    name = f"htt_tmva_onepass_inputs_{key}"
+    ROOT = root()
+    if not hasattr(ROOT, name):
+        source = (
+            f"void {name}(const double* htt_values, std::size_t htt_n, double* htt_x) {{\n"
+            "  for (std::size_t htt_i = 0; htt_i < htt_n; ++htt_i) {\n"
+            f"    const double* row = htt_values + htt_i * {max(len(branches), 1)};\n"
+            f"    double* htt_out = htt_x + htt_i * {len(variables)};\n"
+            + "\n".join(binds + body)
+            + "\n  }\n}\n"
+        )
+        with captured_stderr() as out:
+            ok = ROOT.gInterpreter.Declare("#pragma cling optimize(3)\n" + source)
+        if not ok:
+            raise ExpressionError(
+                f"the variables {variables} (on the branches {branches}, read as double) do "
+                "not compile; ROOT says: " + "; ".join(jit_errors(out[0]) or ["unknown error"])
+            )
+    return name, branches
 
 
 def inputs_array(variables: list[str]) -> str:
@@ -184,41 +193,91 @@ def run_one_pass(
     event_branch: str,
     nonfinite_default: Optional[float],
 ) -> Pass1Result:
-    """Score and write ``info`` in one single-threaded event loop into ``plan.temp``."""
+    """Score and write ``info`` in one single-threaded event loop into ``plan.temp``, with
+    the scores computed ahead by the pipeline's threads."""
     ROOT = root()
     if ROOT.IsImplicitMTEnabled():
         raise OutputError(
             "implicit multi-threading is on: a multi-threaded Snapshot would reorder "
             "entries; call ROOT.DisableImplicitMT() before applying"
         )
-    run = scorer.run
-    run.Reset(nonfinite_default is not None, float(nonfinite_default or 0.0), info.event_limit)
-    call = (
-        f"htt_tmva_onepass::{scorer.run_name}(rdfentry_, {event_branch}, "
-        f"{inputs_array(scorer.variables)})"
+    inputs, branches = _inputs_function(scorer.variables)
+    settings = ROOT.htt_tmva_onepass.Settings()
+    settings.file, settings.tree, settings.event = str(info.path), info.tree_path, event_branch
+    settings.branches = ROOT.std.vector["std::string"](branches)
+    settings.event_kind = 2 if info.event_limit > 0 else (1 if info.event_unsigned else 0)
+    settings.event_limit = float(info.event_limit)
+    settings.nv, settings.nc = len(scorer.variables), len(scorer.classes)
+    settings.folds, settings.threads = scorer.n_folds, scorer.threads
+    settings.entries, settings.block = info.entries, BLOCK
+    settings.has_default = nonfinite_default is not None
+    settings.default_value = float(nonfinite_default or 0.0)
+    run_id = f"{next(_ids)}"
+    code = (
+        f"namespace htt_tmva_onepass {{ inline Pipeline* pipeline_{run_id} = nullptr; "
+        f"inline void set_{run_id}(Settings& s, Pipeline* p) {{ s.inputs = &{inputs}; "
+        f"s.batch = &{scorer.symbol}_batch; s.event_scores = &{scorer.symbol}; "
+        f"pipeline_{run_id} = p; }} }}"
     )
+    if not ROOT.gInterpreter.Declare(code):  # pragma: no cover - only if the C++ is broken
+        raise ModelError("could not compile the one-pass scorer")
+    setup = getattr(ROOT.htt_tmva_onepass, f"set_{run_id}")
+    setup(settings, ROOT.nullptr)
+    # the event number's 64 bits, as the Python path counts them
+    bits = f"static_cast<ULong64_t>({event_branch})"
+    if info.event_limit > 0:
+        bits = f"static_cast<ULong64_t>(static_cast<Long64_t>({event_branch}))"
+    pipeline = None
     start = time.perf_counter()
-    frame = ROOT.RDataFrame(info.tree_path, str(info.path))
-    nodes = [frame, frame.Define(SCORES, call)]
-    nodes += define_scores(nodes[-1], names, info.existing)
-    node = nodes[-1]
-    columns = output_columns(info, names, event_branch, plan.full_copy)
-    if progress_wanted() and sys.stdout.isatty():  # ROOT's bar: events, rate, time left
-        ROOT.RDF.Experimental.AddProgressBar(ROOT.RDF.AsRNode(node))
-    result = node.Snapshot(
-        info.tree_path, str(plan.temp), columns, snapshot_options(info.compression)
-    )
-    result.GetValue()  # runs the event loop
-    seconds = time.perf_counter() - start
-    del result, nodes
+    try:
+        pipeline = ROOT.htt_tmva_onepass.Pipeline(settings)
+        setup(settings, pipeline)
+        call = f"htt_tmva_onepass::pipeline_{run_id}->Next(rdfentry_, {bits})"
+        if scorer.threads == 0:  # the loop scores each entry: one read of the input
+            call = (
+                f"htt_tmva_onepass::pipeline_{run_id}->Score(rdfentry_, {bits}, "
+                f"static_cast<double>({event_branch}), "
+                f"{inputs_array(scorer.variables)}.data())"
+            )
+        frame = ROOT.RDataFrame(info.tree_path, str(info.path))
+        nodes = [frame, frame.Define(SCORES, call)]
+        nodes += define_scores(nodes[-1], names, info.existing)
+        node = nodes[-1]
+        columns = output_columns(info, names, event_branch, plan.full_copy)
+        if progress_wanted() and sys.stdout.isatty():  # ROOT's bar: events, rate, time left
+            ROOT.RDF.Experimental.AddProgressBar(ROOT.RDF.AsRNode(node))
+        result = node.Snapshot(
+            info.tree_path, str(plan.temp), columns, snapshot_options(info.compression)
+        )
+        pipeline.Start()
+        try:
+            result.GetValue()  # runs the event loop
+        except Exception as exc:  # a C++ exception through cppyy
+            error = str(pipeline.Finish())
+            why = error or str(exc).strip().splitlines()[-1]
+            raise InputFileError(
+                f"scoring tree '{info.tree_path}' of '{info.path}' failed: {why}; nothing "
+                "was written"
+            ) from None
+        error = str(pipeline.Finish())
+        if error:  # pragma: no cover - a thread failing after its last block
+            raise InputFileError(f"scoring tree '{info.tree_path}' of '{info.path}': {error}")
+        seconds = time.perf_counter() - start
+        counts, order_hash = pipeline.Total(), int(pipeline.Hash())
+        log.debug("scoring threads busy %.2f s", pipeline.ScoringSeconds())
+        del result, nodes
+    finally:
+        if pipeline is not None:
+            pipeline.Finish()
+            setup(settings, ROOT.nullptr)
     where = f"tree '{info.tree_path}' in '{info.path}'"
-    _check_counts(run, scorer, info, where, event_branch, nonfinite_default)
+    _check_counts(counts, scorer, info, where, event_branch, nonfinite_default)
     return Pass1Result(
         entries=info.entries,
-        order_hash=int(run.hash),
-        per_fold=[int(n) for n in run.per_fold],
-        nonfinite={v: int(n) for v, n in zip(scorer.variables, run.nonfinite) if n},
-        nonfinite_events=int(run.nonfinite_events),
+        order_hash=order_hash,
+        per_fold=[int(n) for n in counts.per_fold],
+        nonfinite={v: int(n) for v, n in zip(scorer.variables, counts.nonfinite) if n},
+        nonfinite_events=int(counts.nonfinite_events),
         seconds_read=0.0,
         seconds_predict=seconds,
     )

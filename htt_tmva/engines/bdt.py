@@ -7,6 +7,7 @@ histogram bins). The multiclass softmax gives class probabilities.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Optional
@@ -16,7 +17,7 @@ import numpy as np
 from htt_tmva._files import atomic_outputs
 from htt_tmva.engines.base import Engine, FoldData, Model
 from htt_tmva.engines.manifest import Manifest, manifest_for, manifest_path, record_files
-from htt_tmva.errors import EngineError
+from htt_tmva.errors import EngineError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,30 @@ def training_weights(w: np.ndarray, what: str) -> np.ndarray:
 
 
 class BdtModel(Model):
-    def __init__(self, manifest: Manifest, booster, n_jobs: int = 2):
-        self.manifest, self.booster, self.n_jobs = manifest, booster, n_jobs
+    """A booster, or the file it is loaded from when first needed (reading the trees of a
+    JSON model file, e.g. for the C++ export, needs no XGBoost)."""
+
+    def __init__(self, manifest: Manifest, booster=None, n_jobs: int = 2, path=None):
+        self.manifest, self._booster, self.n_jobs, self.path = manifest, booster, n_jobs, path
+
+    @property
+    def booster(self):
+        if self._booster is None:
+            xgboost = import_xgboost()
+            self._booster = xgboost.Booster()
+            self._booster.load_model(str(self.path))
+        return self._booster
+
+    def model_json(self) -> dict:
+        """XGBoost's JSON description of the model (``save_raw("json")``)."""
+        if self._booster is None and Path(self.path).suffix == ".json":
+            try:
+                return json.loads(Path(self.path).read_text())
+            except (OSError, ValueError) as exc:
+                raise ModelError(
+                    f"{self.path}: not a readable XGBoost JSON model ({exc})"
+                ) from None
+        return json.loads(bytes(self.booster.save_raw("json")))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         xgboost = import_xgboost()
@@ -146,7 +169,5 @@ class BdtEngine(Engine):
     def load(
         self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None
     ) -> BdtModel:
-        xgboost = import_xgboost()
-        booster = xgboost.Booster()
-        booster.load_model(str(model_path))
-        return BdtModel(manifest, booster, manifest.details.get("parameters", {}).get("nthread", 2))
+        threads = manifest.details.get("parameters", {}).get("nthread", 2)
+        return BdtModel(manifest, None, threads, path=model_path)

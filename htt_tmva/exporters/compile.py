@@ -1,12 +1,15 @@
 """A C++ header compiled once into a shared library, cached by content.
 
 The library exports ``void <symbol>(unsigned fold, const double* inputs, float* out)``: the
-class probabilities of an event of event fold ``fold`` from the fold-aware header. It is
-built with the system's C++ compiler (``$CXX``, else ``c++``/``g++``) at ``-O2``; where no
-compiler exists, ROOT's interpreter compiles the header instead (slower code, logged).
-The cache (``$HTT_TMVA_CACHE``, else ``$XDG_CACHE_HOME/htt_tmva``, else
-``~/.cache/htt_tmva``) holds one folder per header content; a second run loads the
-library without compiling.
+class probabilities of an event of event fold ``fold`` from the fold-aware header, and
+``void <symbol>_batch(const unsigned* folds, const double* inputs, size_t n, float* out)``
+for n events at once (the header's ``predict_batch_in_folds``). It is built with the
+system's C++ compiler (``$CXX``, else ``c++``/``g++``) at ``-O3`` for this machine's CPU
+(``-march=native``, without it where the compiler refuses it); where no compiler exists,
+ROOT's interpreter compiles the header instead (slower code, logged). The cache
+(``$HTT_TMVA_CACHE``, else ``$XDG_CACHE_HOME/htt_tmva``, else ``~/.cache/htt_tmva``)
+holds one folder per header content and CPU (a cache shared by different machines never
+hands out code for another CPU); a second run loads the library without compiling.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +29,24 @@ from htt_tmva.errors import ExportError
 
 log = logging.getLogger(__name__)
 
-FLAGS = ["-std=c++17", "-O2", "-shared", "-fPIC"]
+# no fused multiply-adds: the per-event and the batched code give the same bits
+FLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-shared", "-fPIC"]
+NATIVE = "-march=native"
+
+
+def cpu_signature() -> str:
+    """What identifies this machine's instruction set: the architecture and CPU flags."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "Features", "model name")):
+                    flags += line
+                if line.strip() == "":
+                    break
+    except OSError:  # not Linux
+        flags = platform.processor()
+    return f"{platform.machine()} {flags}"
 
 
 def cache_folder() -> Path:
@@ -49,13 +71,18 @@ def _entry_point(namespace: str, symbol: str) -> str:
         f"  const auto p = {namespace}::predict_in_fold(fold, x);\n"
         "  std::copy(p.begin(), p.end(), out);\n"
         "}\n"
+        f'extern "C" void {symbol}_batch(const unsigned* fold, const double* in, '
+        "std::size_t n, float* out) {\n"
+        f"  {namespace}::predict_batch_in_folds(fold, in, n, out);\n"
+        "}\n"
     )
 
 
 def load_compiled(header_text: str, namespace: str) -> str:
     """Make ``<symbol>(fold, inputs, out)`` callable from ROOT's interpreter; return its name."""
     ROOT = root()
-    digest = hashlib.sha256((header_text + " ".join(FLAGS)).encode()).hexdigest()[:20]
+    key = header_text + " ".join([*FLAGS, NATIVE]) + cpu_signature()
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     symbol = f"htt_tmva_predict_{digest}"
     if hasattr(ROOT, symbol):
         return symbol
@@ -67,7 +94,11 @@ def load_compiled(header_text: str, namespace: str) -> str:
     library = _library(header_text, namespace, symbol, digest, cxx)
     if ROOT.gSystem.Load(str(library)) < 0 or not ROOT.gSystem.DynFindSymbol(str(library), symbol):
         raise ExportError(f"ROOT could not load '{symbol}' from the compiled model '{library}'")
-    _declare(f'extern "C" void {symbol}(unsigned fold, const double* in, float* out);')
+    _declare(
+        f'extern "C" void {symbol}(unsigned fold, const double* in, float* out);\n'
+        f'extern "C" void {symbol}_batch(const unsigned* fold, const double* in, '
+        "std::size_t n, float* out);"
+    )
     return symbol
 
 
@@ -78,25 +109,33 @@ def _declare(code: str) -> None:
 
 def _library(header_text: str, namespace: str, symbol: str, digest: str, cxx: str) -> Path:
     folder = cache_folder() / digest
-    # a name of its own: ROOT does not load a second library of an already loaded name
-    library = folder / f"htt_tmva_model_{digest}.so"
-    if library.is_file():
-        log.info("compiled model found in the cache: %s", library)
-        return library
-    folder.mkdir(parents=True, exist_ok=True)
     header = folder / "model.hxx"
-    header.write_text(header_text)
-    source = folder / "model.cxx"
-    source.write_text(f'#include "{header}"\n' + _entry_point(namespace, symbol))
+    source = f'#include "{header}"\n' + _entry_point(namespace, symbol)
+    library = folder / f"htt_tmva_model_{digest}.so"
+    if not library.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        header.write_text(header_text)
+    return build(source, library, cxx, "the model")
+
+
+def build(source: str, library: Path, cxx: str, what: str, extra: Sequence[str] = ()) -> Path:
+    """Compile ``source`` into ``library`` (kept when it exists: the cache) and return it.
+    Libraries get names of their own: ROOT does not load a second library of a loaded name."""
+    if library.is_file():
+        log.info("compiled %s found in the cache: %s", what, library)
+        return library
+    folder = library.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    cxx_file = folder / f"{library.stem}.cxx"
+    cxx_file.write_text(source)
     temporary = folder / f".{library.name}.{os.getpid()}"
-    log.info("compiling the model with %s -O2 (once; cached in %s)", Path(cxx).name, folder)
-    result = subprocess.run(
-        [cxx, *FLAGS, str(source), "-o", str(temporary)], capture_output=True, text=True
-    )
+    log.info("compiling %s with %s -O3 (once; cached in %s)", what, Path(cxx).name, folder)
+    command = [cxx, *FLAGS, str(cxx_file), "-o", str(temporary), *extra]
+    result = subprocess.run([*command, NATIVE], capture_output=True, text=True)
+    if result.returncode != 0 and NATIVE in result.stderr:  # a compiler without -march=native
+        result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         temporary.unlink(missing_ok=True)
-        raise ExportError(
-            f"compiling the exported model failed ({cxx}):\n{result.stderr.strip()[-2000:]}"
-        )
+        raise ExportError(f"compiling {what} failed ({cxx}):\n{result.stderr.strip()[-2000:]}")
     os.replace(temporary, library)
     return library

@@ -27,13 +27,14 @@ HELPERS = r"""
 #ifndef HTT_TMVA_EXPORT_HELPERS
 #define HTT_TMVA_EXPORT_HELPERS
 namespace htt_tmva_export {
-// y = act(x W + b); W row-major [n_in][n_out]; accumulated in double, stored as float.
+// y = x W + b; W row-major [n_in][n_out]; float arithmetic starting from the bias, in input
+// order: exactly what dense_batch computes for each event.
 inline void dense(const float* x, std::size_t n_in, const float* w, const float* b,
                   std::size_t n_out, float* y) {
   for (std::size_t j = 0; j < n_out; ++j) {
-    double sum = 0.0;
-    for (std::size_t i = 0; i < n_in; ++i) sum += static_cast<double>(x[i]) * w[i * n_out + j];
-    y[j] = static_cast<float>(sum + b[j]);
+    float sum = b[j];
+    for (std::size_t i = 0; i < n_in; ++i) sum += x[i] * w[i * n_out + j];
+    y[j] = sum;
   }
 }
 inline void affine(float* x, std::size_t n, const float* scale, const float* shift) {
@@ -79,6 +80,68 @@ inline double interp(double x, const double* xp, const double* fp, std::size_t n
   }
   return y;
 }
+// Batched dense layer for many events: y[n][m] = x[n][k] w[k][m] + b, with w and b padded
+// to m (a multiple of 16) columns by pack_dense; float accumulation with the bias first.
+// A register tile of R events x 16 outputs (GCC/Clang vector extensions when available).
+// Inputs are rows of `stride` floats, of which the first k are used (the padding of the
+// previous layer's outputs never enters: it may hold NaN * 0).
+struct PackedDense {
+  std::size_t k = 0, stride = 0, m = 0;
+  std::vector<float> w, b;
+};
+inline PackedDense pack_dense(const float* w, std::size_t n_in, std::size_t n_out,
+                              std::size_t stride, const float* b) {
+  PackedDense p;
+  p.k = n_in;
+  p.stride = stride;
+  p.m = (n_out + 15) / 16 * 16;
+  p.w.assign(n_in * p.m, 0.f);
+  p.b.assign(p.m, 0.f);
+  for (std::size_t i = 0; i < n_in; ++i)
+    for (std::size_t j = 0; j < n_out; ++j) p.w[i * p.m + j] = w[i * n_out + j];
+  std::copy(b, b + n_out, p.b.begin());
+  return p;
+}
+#if defined(__GNUC__) || defined(__clang__)
+typedef float htt_v8f __attribute__((vector_size(32)));
+#if defined(__AVX512F__)
+inline constexpr std::size_t dense_rows = 8;  // 32 vector registers
+#else
+inline constexpr std::size_t dense_rows = 4;
+#endif
+// n must be a multiple of dense_rows (callers pad their batches)
+inline void dense_batch(const float* x, std::size_t n, const PackedDense& p, float* y) {
+  constexpr std::size_t R = dense_rows;
+  const std::size_t k = p.k, m = p.m, s = p.stride;
+  for (std::size_t e = 0; e < n; e += R) {
+    for (std::size_t j = 0; j < m; j += 16) {
+      htt_v8f a[R][2], b[2], w[2];  // (memcpy: unaligned loads and stores)
+      std::memcpy(b, p.b.data() + j, sizeof b);
+      for (std::size_t r = 0; r < R; ++r) { a[r][0] = b[0]; a[r][1] = b[1]; }
+      const float* wp = p.w.data() + j;
+      for (std::size_t i = 0; i < k; ++i, wp += m) {
+        std::memcpy(w, wp, sizeof w);
+        for (std::size_t r = 0; r < R; ++r) {
+          const htt_v8f v = x[(e + r) * s + i] - htt_v8f{};
+          a[r][0] += v * w[0];
+          a[r][1] += v * w[1];
+        }
+      }
+      for (std::size_t r = 0; r < R; ++r) std::memcpy(y + (e + r) * m + j, a[r], sizeof a[r]);
+    }
+  }
+}
+#else
+inline constexpr std::size_t dense_rows = 4;
+inline void dense_batch(const float* x, std::size_t n, const PackedDense& p, float* y) {
+  for (std::size_t e = 0; e < n; ++e)
+    for (std::size_t j = 0; j < p.m; ++j) {
+      float sum = p.b[j];
+      for (std::size_t i = 0; i < p.k; ++i) sum += x[e * p.stride + i] * p.w[i * p.m + j];
+      y[e * p.m + j] = sum;
+    }
+}
+#endif
 // The fold of an event number, exact for signed, unsigned and (integer-valued) float types.
 template <typename E>
 inline unsigned fold_of(E event, unsigned k) {
@@ -100,7 +163,9 @@ INCLUDES = [
     "#include <array>",
     "#include <cmath>",
     "#include <cstddef>",
+    "#include <cstring>",
     "#include <type_traits>",
+    "#include <vector>",
 ]
 
 
@@ -169,7 +234,23 @@ def model_body(spec: dict[str, Any]) -> str:
         lines += _trees(spec, nv, nc)
     else:
         raise ExportError(f"unknown model kind '{spec['kind']}'")
+    if not any(line.startswith(BATCH[-1]) for line in lines):
+        lines += _batch_by_event()
     return "\n".join(lines)
+
+
+def _batch_by_event() -> list[str]:
+    """``predict_batch`` as a loop over ``predict``, for kinds without a batched version."""
+    return [
+        *BATCH,
+        "  for (std::size_t i = 0; i < n; ++i) {",
+        "    std::array<double, n_variables> row;",
+        "    std::copy(input + i * n_variables, input + (i + 1) * n_variables, row.begin());",
+        "    const auto p = predict(row);",
+        "    std::copy(p.begin(), p.end(), out + i * n_classes);",
+        "  }",
+        "}",
+    ]
 
 
 def _network(spec, nv: int, nc: int) -> list[str]:
@@ -178,10 +259,7 @@ def _network(spec, nv: int, nc: int) -> list[str]:
     if pre["kind"] == "affine":
         data.append(f"inline constexpr double offset[{nv}] = {{{_doubles(pre['offset'])}}};")
         data.append(f"inline constexpr double scale[{nv}] = {{{_doubles(pre['scale'])}}};")
-        body.append(
-            f"  for (std::size_t i = 0; i < {nv}; ++i) "
-            "a0[i] = static_cast<float>((input[i] - detail::offset[i]) / detail::scale[i]);"
-        )
+        transform = "static_cast<float>((IN[i] - detail::offset[i]) / detail::scale[i])"
     elif pre["kind"] == "quantile":
         n = len(pre["levels"])
         data.append(f"inline constexpr double levels[{n}] = {{{_doubles(pre['levels'])}}};")
@@ -190,13 +268,24 @@ def _network(spec, nv: int, nc: int) -> list[str]:
             + ", ".join("{" + _doubles(q) + "}" for q in pre["quantiles"])
             + "};"
         )
-        body.append(
-            f"  for (std::size_t i = 0; i < {nv}; ++i) a0[i] = static_cast<float>("
-            f"htt_tmva_export::interp(input[i], detail::quantiles[i], detail::levels, {n}));"
+        transform = (
+            "static_cast<float>("
+            f"htt_tmva_export::interp(IN[i], detail::quantiles[i], detail::levels, {n}))"
         )
     else:
         raise ExportError(f"preprocessing kind '{pre['kind']}' cannot be exported")
+    body.append(
+        f"  for (std::size_t i = 0; i < {nv}; ++i) a0[i] = {transform.replace('IN', 'input')};"
+    )
+    preprocess = [
+        "      const double* row = input + (start + r) * n_variables;",
+        f"      for (std::size_t i = 0; i < {nv}; ++i) "
+        f"a0[r * n_variables + i] = {transform.replace('IN', 'row')};",
+    ]
     width, current = nv, "a0"
+    # the batched version: buffers of `rows` events, each row `stride` floats (padded)
+    packs, buffers, batch = [], [f"a0(chunk * {nv})"], []
+    stride = nv
     for k, op in enumerate(spec["ops"], start=1):
         if op["op"] == "dense":
             n_in, n_out = len(op["weights"]), len(op["bias"])
@@ -211,6 +300,17 @@ def _network(spec, nv: int, nc: int) -> list[str]:
                 f"{n_out}, a{k});"
             )
             body.append(_activate(f"a{k}", n_out, op["activation"]))
+            packs.append(
+                f"  static const htt_tmva_export::PackedDense p{k} = "
+                f"htt_tmva_export::pack_dense(detail::w{k}, {n_in}, {n_out}, {stride}, "
+                f"detail::b{k});"
+            )
+            stride = -(-n_out // 16) * 16
+            buffers.append(f"a{k}(chunk * {stride})")
+            batch.append(
+                f"    htt_tmva_export::dense_batch({current}.data(), padded, p{k}, a{k}.data());"
+            )
+            batch.append(_activate_rows(f"a{k}", stride, n_out, op["activation"]))
             width, current = n_out, f"a{k}"
         elif op["op"] == "affine":
             data.append(f"inline constexpr float s{k}[{width}] = {{{_floats(op['scale'])}}};")
@@ -218,8 +318,13 @@ def _network(spec, nv: int, nc: int) -> list[str]:
             body.append(
                 f"  htt_tmva_export::affine({current}, {width}, detail::s{k}, detail::t{k});"
             )
+            batch.append(
+                f"    for (std::size_t r = 0; r < rows; ++r) htt_tmva_export::affine("
+                f"{current}.data() + r * {stride}, {width}, detail::s{k}, detail::t{k});"
+            )
         elif op["op"] == "activation":
             body.append(_activate(current, width, op["activation"]))
+            batch.append(_activate_rows(current, stride, width, op["activation"]))
         else:
             raise ExportError(f"unknown network op '{op['op']}'")
     if width != nc:
@@ -235,7 +340,41 @@ def _network(spec, nv: int, nc: int) -> list[str]:
         f"  std::copy({current}, {current} + n_classes, out.begin());",
         "  return out;",
         "}",
+        *BATCH,
+        *packs,
+        "  constexpr std::size_t chunk = 256;  // a multiple of dense_rows; fits the caches",
+        "  std::vector<float> " + ", ".join(buffers) + ";",
+        "  for (std::size_t start = 0; start < n; start += chunk) {",
+        "    const std::size_t rows = std::min(chunk, n - start);",
+        "    const std::size_t padded = (rows + htt_tmva_export::dense_rows - 1) / "
+        "htt_tmva_export::dense_rows * htt_tmva_export::dense_rows;",
+        "    std::fill(a0.begin() + rows * n_variables, a0.begin() + padded * n_variables, 0.f);",
+        "    for (std::size_t r = 0; r < rows; ++r) {",
+        *preprocess,
+        "    }",
+        *batch,
+        "    for (std::size_t r = 0; r < rows; ++r)",
+        f"      std::copy({current}.data() + r * {stride}, {current}.data() + r * {stride} + "
+        "n_classes, out + (start + r) * n_classes);",
+        "  }",
+        "}",
     ]
+
+
+BATCH = [
+    "/// Class probabilities of n events: inputs row-major [n][n_variables], out [n][n_classes].",
+    "/// Thread-safe; the same arithmetic as predict, event by event.",
+    "inline void predict_batch(const double* input, std::size_t n, float* out) {",
+]
+
+
+def _activate_rows(array: str, stride: int, n: int, activation: str) -> str:
+    if activation == "linear":
+        return ""
+    return (
+        f"    for (std::size_t r = 0; r < rows; ++r) htt_tmva_export::activate({array}.data() + "
+        f"r * {stride}, {n}, htt_tmva_export::Activation::{activation});"
+    )
 
 
 def _activate(array: str, n: int, activation: str) -> str:
@@ -310,6 +449,127 @@ def _trees(spec, nv: int, nc: int) -> list[str]:
         "  }",
         "  htt_tmva_export::activate(out.data(), n_classes, htt_tmva_export::Activation::softmax);",
         "  return out;",
+        "}",
+        *_trees_batch(spec, depth),
+    ]
+
+
+#: the deepest trees that the batched code walks with contiguous loads and selects
+FAST_DEPTH = 4
+
+
+def _complete_tree(tree: dict, depth: int) -> tuple[list, list, list]:
+    """A tree as a complete one of ``depth`` (heap order, node k has children 2k+1, 2k+2):
+    the features and cuts of its inner nodes and its leaf values. A leaf above ``depth``
+    becomes an inner node whose two sides hold its value (feature 0, cut 0: either way)."""
+    inner = 2**depth - 1
+    feature, cut, leaf = [0] * inner, [0.0] * inner, [0.0] * (inner + 1)
+
+    def fill(position: int, node: int, level: int) -> None:
+        is_leaf = tree["left"][node] < 0
+        if level == depth:
+            leaf[position - inner] = tree["threshold"][node]
+            return
+        if is_leaf:
+            fill(2 * position + 1, node, level + 1)
+            fill(2 * position + 2, node, level + 1)
+            return
+        feature[position], cut[position] = tree["feature"][node], tree["threshold"][node]
+        fill(2 * position + 1, tree["left"][node], level + 1)
+        fill(2 * position + 2, tree["right"][node], level + 1)
+
+    fill(0, 0, 0)
+    return feature, cut, leaf
+
+
+def _select(values: list[str], bits: list[str]) -> str:
+    """C++ choosing ``values[index]`` where ``bits`` are the index's bits, highest first."""
+    if len(values) == 1:
+        return values[0]
+    half = len(values) // 2
+    return f"({bits[0]} ? {_select(values[half:], bits[1:])} : {_select(values[:half], bits[1:])})"
+
+
+def _trees_batch(spec, depth: int) -> list[str]:
+    """``predict_batch`` for trees: blocks of events, one tree at a time over the block. Trees
+    up to FAST_DEPTH are walked as complete trees with every node's cut evaluated on the whole
+    block (contiguous loads, selects: vector code); the leaves are added in tree order, so
+    the sums are those of ``predict``. A block with a NaN input (default directions) and
+    deeper trees take ``predict`` event by event."""
+    per_event = [
+        "    for (std::size_t i = 0; i < m; ++i) {",
+        "      std::array<double, n_variables> row;",
+        "      std::copy(input + (start + i) * n_variables, "
+        "input + (start + i + 1) * n_variables, row.begin());",
+        "      const auto p = predict(row);",
+        "      std::copy(p.begin(), p.end(), out + (start + i) * n_classes);",
+        "    }",
+    ]
+    head = [
+        *BATCH,
+        "  constexpr std::size_t B = 128;",
+        "  for (std::size_t start = 0; start < n; start += B) {",
+        "    const std::size_t m = std::min(B, n - start);",
+    ]
+    if not 1 <= depth <= FAST_DEPTH or not spec["trees"]:
+        return [*head, *per_event, "  }", "}"]
+    inner = 2**depth - 1
+    feature, cut, leaf = [], [], []
+    for tree in spec["trees"]:
+        f, c, v = _complete_tree(tree, depth)
+        feature += f
+        cut += c
+        leaf += v
+    # every node's test on the block (contiguous loads), then the path through them as
+    # integer arithmetic: no branches, so that the loop becomes vector code
+    walk = [f"        const int t{k} = r{k}[i] >= c{k};" for k in range(inner)]
+    walk.append("        int path = t0;")
+    for d in range(1, depth):
+        first = 2**d - 1
+        terms = " | ".join(f"((path == {p}) & t{first + p})" for p in range(2**d))
+        walk.append(f"        path = 2 * path + ({terms});")
+    walk.append("        a[i] += leaf[path];")
+    return [
+        "namespace detail {",
+        f"inline constexpr int complete_feature[{len(feature)}] = "
+        f"{{{', '.join(map(str, feature))}}};",
+        f"inline constexpr float complete_cut[{len(cut)}] = {{{_floats(cut)}}};",
+        f"inline constexpr float complete_leaf[{len(leaf)}] = {{{_floats(leaf)}}};",
+        "}  // namespace detail",
+        *head,
+        "    float x[n_variables][B];",
+        "    bool nan = false;",
+        "    for (std::size_t i = 0; i < B; ++i)",
+        "      for (std::size_t v = 0; v < n_variables; ++v) {",
+        "        x[v][i] = i < m ? static_cast<float>(input[(start + i) * n_variables + v]) : 0.f;",
+        "        nan |= x[v][i] != x[v][i];",
+        "      }",
+        "    if (nan) {  // NaN goes each node's default way: event by event",
+        *per_event,
+        "      continue;",
+        "    }",
+        "    float sums[n_classes][B];",
+        "    for (std::size_t c = 0; c < n_classes; ++c)",
+        "      for (std::size_t i = 0; i < B; ++i) sums[c][i] = detail::base_margin[c];",
+        "    for (std::size_t t = 0; t < detail::n_trees; ++t) {",
+        f"      const int* f = detail::complete_feature + t * {inner};",
+        f"      const float* cut = detail::complete_cut + t * {inner};",
+        f"      const float* leaf = detail::complete_leaf + t * {inner + 1};",
+        *[
+            f"      const float* r{k} = x[f[{k}]]; const float c{k} = cut[{k}];"
+            for k in range(inner)
+        ],
+        "      float* a = sums[detail::tree_class[t]];",
+        "      for (std::size_t i = 0; i < B; ++i) {  // x < cut goes left (XGBoost)",
+        *walk,
+        "      }",
+        "    }",
+        "    for (std::size_t i = 0; i < m; ++i) {",
+        "      float* o = out + (start + i) * n_classes;",
+        "      for (std::size_t c = 0; c < n_classes; ++c) o[c] = sums[c][i];",
+        "      htt_tmva_export::activate(o, n_classes, htt_tmva_export::Activation::softmax);",
+        "    }",
+        "  }",
         "}",
     ]
 
@@ -411,6 +671,35 @@ def fold_header(
         "  }",
         "  return {};",
         "}",
+        "/// Class probabilities of n events (inputs row-major [n][n_variables], out",
+        "/// [n][n_classes]); event i belongs to event fold fold[i] (event % n_folds).",
+        "inline void predict_batch_in_folds(const unsigned* fold, const double* input, "
+        "std::size_t n, float* out) {",
+        "  std::vector<std::size_t> rows;",
+        "  std::vector<double> x;",
+        "  std::vector<float> y;",
+        "  for (unsigned f = 0; f < n_folds; ++f) {",
+        "    rows.clear();",
+        "    for (std::size_t i = 0; i < n; ++i)",
+        "      if (fold[i] == f) rows.push_back(i);",
+        "    if (rows.empty()) continue;",
+        "    x.resize(rows.size() * n_variables);",
+        "    y.resize(rows.size() * n_classes);",
+        "    for (std::size_t j = 0; j < rows.size(); ++j)",
+        "      std::copy(input + rows[j] * n_variables, input + (rows[j] + 1) * n_variables, "
+        "x.begin() + j * n_variables);",
+        "    switch (f) {",
+        "\n".join(
+            f"      case {f}: fold{scorer_of_fold[f]}::predict_batch(x.data(), rows.size(), "
+            "y.data()); break;"
+            for f in range(k)
+        ),
+        "    }",
+        "    for (std::size_t j = 0; j < rows.size(); ++j)",
+        "      std::copy(y.begin() + j * n_classes, y.begin() + (j + 1) * n_classes, "
+        "out + rows[j] * n_classes);",
+        "  }",
+        "}",
         "/// Class probabilities of an event, from the model that did not train on its fold.",
         "template <typename E>",
         "inline std::array<float, n_classes> predict(E event, "
@@ -477,6 +766,22 @@ def application_header(
             values,
             "  };",
             f"  return {inner}::predict_in_fold(htt_tmva_fold_, htt_tmva_values_);",
+            "}",
+            "/// The same for n events (inputs [n][n_variables], out [n][n_classes]).",
+            "inline void predict_batch_in_folds(const unsigned* htt_tmva_folds_, "
+            "const double* htt_tmva_inputs_, std::size_t htt_tmva_n_, float* htt_tmva_out_) {",
+            f"  std::vector<double> htt_tmva_all_(htt_tmva_n_ * {inner}::n_variables);",
+            "  for (std::size_t htt_tmva_i_ = 0; htt_tmva_i_ < htt_tmva_n_; ++htt_tmva_i_) {",
+            "    const double* htt_tmva_in_ = htt_tmva_inputs_ + htt_tmva_i_ * n_variables;",
+            *[f"  {line}" for line in reads],
+            f"    double* htt_tmva_v_ = htt_tmva_all_.data() + htt_tmva_i_ * {inner}::n_variables;",
+            *[
+                f"    htt_tmva_v_[{j}] = static_cast<double>(static_cast<float>(({e})));"
+                for j, e in enumerate(variables)
+            ],
+            "  }",
+            f"  {inner}::predict_batch_in_folds(htt_tmva_folds_, htt_tmva_all_.data(), "
+            "htt_tmva_n_, htt_tmva_out_);",
             "}",
             "template <typename E>",
             "inline std::array<float, n_classes> predict(E event, "

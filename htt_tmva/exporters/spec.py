@@ -33,7 +33,6 @@ Two-class jobs have one output, ``classes == ["response"]`` (TMVA's EvaluateMVA 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -185,8 +184,7 @@ def preprocessing_spec(pre) -> dict[str, Any]:
 
 def trees_spec(model) -> dict[str, Any]:
     """XGBoost trees (up to the best iteration, as the engine predicts) with base margins."""
-    booster = model.booster
-    learner = json.loads(booster.save_raw("json"))["learner"]
+    learner = model.model_json()["learner"]
     forest = learner["gradient_booster"]["model"]
     n_classes = int(learner["learner_model_param"]["num_class"]) or 1
     base = _base_margin(learner["learner_model_param"]["base_score"], n_classes)
