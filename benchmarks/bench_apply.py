@@ -168,7 +168,8 @@ def warm_up(configs: dict, work: Path) -> None:
     for key, files in configs.items():
         friend = work / f"warm_{key}.root"
         run([*htt_tmva(), "apply", *map(str, files), str(small), "ntuple", "--friend", str(friend)])
-        friend.unlink(missing_ok=True)
+    for leftover in work.glob("warm_*"):  # the friend files and their resolved configs
+        leftover.unlink()
 
 
 def measure(events: int, configs: dict, work: Path, repeat: int) -> list[tuple]:
