@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -220,3 +221,29 @@ def test_export_command_writes_header_and_json(trained_models):
     assert document["classes"] == load_model(info["models"][1]).manifest.classes
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2 and "give FOLD or --all-folds" in result.stderr
+
+
+def test_processes_building_the_same_library_at_once_all_get_it(tmp_path):
+    """Batch jobs sharing a cache folder start together: each compiles its own copy of the
+    source and the library appears by an atomic rename; no scratch file is left."""
+    import ctypes
+
+    library = tmp_path / "cache" / "abc" / "htt_tmva_test_abc.so"
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from htt_tmva.exporters.compile import build, compiler\n"
+        "source = 'extern \"C\" int answer() { return 42; }\\n' + '// padding\\n' * 20000\n"
+        "build(source, Path(sys.argv[1]), compiler(), 'a test library')\n"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, str(library)], stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr.decode()
+    assert ctypes.CDLL(str(library)).answer() == 42
+    assert sorted(p.name for p in library.parent.iterdir()) == [
+        "htt_tmva_test_abc.cxx",
+        "htt_tmva_test_abc.so",
+    ]

@@ -19,6 +19,7 @@ import logging
 import os
 import platform
 import shutil
+import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,33 +110,45 @@ def _declare(code: str) -> None:
 
 def _library(header_text: str, namespace: str, symbol: str, digest: str, cxx: str) -> Path:
     folder = cache_folder() / digest
-    header = folder / "model.hxx"
-    source = f'#include "{header}"\n' + _entry_point(namespace, symbol)
     library = folder / f"htt_tmva_model_{digest}.so"
-    if not library.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        header.write_text(header_text)
-    return build(source, library, cxx, "the model")
+    built = build(header_text + "\n" + _entry_point(namespace, symbol), library, cxx, "the model")
+    header = folder / "model.hxx"  # the header, for reading
+    if not header.is_file():
+        _write_atomically(header, header_text)
+    return built
 
 
 def build(source: str, library: Path, cxx: str, what: str, extra: Sequence[str] = ()) -> Path:
     """Compile ``source`` into ``library`` (kept when it exists: the cache) and return it.
-    Libraries get names of their own: ROOT does not load a second library of a loaded name."""
+    Libraries get names of their own: ROOT does not load a second library of a loaded name.
+    Processes may build the same library at the same time (batch jobs sharing a home folder):
+    each compiles its own copy of the source, and the library appears by an atomic rename."""
     if library.is_file():
         log.info("compiled %s found in the cache: %s", what, library)
         return library
     folder = library.parent
     folder.mkdir(parents=True, exist_ok=True)
-    cxx_file = folder / f"{library.stem}.cxx"
+    unique = f"{socket.gethostname()}.{os.getpid()}"
+    cxx_file = folder / f".{library.stem}.{unique}.cxx"
     cxx_file.write_text(source)
-    temporary = folder / f".{library.name}.{os.getpid()}"
+    temporary = folder / f".{library.name}.{unique}"
     log.info("compiling %s with %s -O3 (once; cached in %s)", what, Path(cxx).name, folder)
     command = [cxx, *FLAGS, str(cxx_file), "-o", str(temporary), *extra]
-    result = subprocess.run([*command, NATIVE], capture_output=True, text=True)
-    if result.returncode != 0 and NATIVE in result.stderr:  # a compiler without -march=native
-        result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
+    try:
+        result = subprocess.run([*command, NATIVE], capture_output=True, text=True)
+        if result.returncode != 0 and NATIVE in result.stderr:  # a compiler without it
+            result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ExportError(f"compiling {what} failed ({cxx}):\n{result.stderr.strip()[-2000:]}")
+        os.replace(temporary, library)
+        os.replace(cxx_file, folder / f"{library.stem}.cxx")  # the source, for reading
+    finally:
         temporary.unlink(missing_ok=True)
-        raise ExportError(f"compiling {what} failed ({cxx}):\n{result.stderr.strip()[-2000:]}")
-    os.replace(temporary, library)
+        cxx_file.unlink(missing_ok=True)
     return library
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)

@@ -3,12 +3,18 @@
 A model header defines, in its namespace, ``n_variables``, ``n_classes``, ``variables``,
 ``classes`` and a thread-safe ``predict(const std::array<double, n_variables>&)`` that
 returns the class probabilities (``std::array<float, n_classes>``) exactly as the Python
-model computes them (float32 arithmetic where the Python path uses it).
+model computes them (float32 arithmetic where the Python path uses it), and
+``predict_batch(inputs, n, out)`` for n events at once (rows of inputs and of
+probabilities): the same bits, computed with vector-friendly code (dense layers as
+register-tiled products over 16 outputs; trees up to depth 4 as complete trees over blocks
+of events, without branches). Compile without fused multiply-adds (``-ffp-contract=off``)
+to keep the two bit for bit equal.
 
-A fold-aware header holds the models of all folds and adds ``predict(event, inputs)`` and
-``predict_event(event, v1, v2, ...)``: the model that never saw the event's fold scores it
-(the rule of :mod:`htt_tmva.data.folds`: fold ``event % k`` is scored by the model trained
-on fold ``(event % k - 1) mod k``).
+A fold-aware header holds the models of all folds and adds ``predict(event, inputs)``,
+``predict_event(event, v1, v2, ...)`` and ``predict_batch_in_folds(folds, inputs, n, out)``:
+the model that never saw the event's fold scores it (the rule of
+:mod:`htt_tmva.data.folds`: fold ``event % k`` is scored by the model trained on fold
+``(event % k - 1) mod k``).
 """
 
 from __future__ import annotations
