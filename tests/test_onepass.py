@@ -304,3 +304,14 @@ def test_without_a_compiler_the_interpreter_compiles_the_same_scores(configs, tm
     for name in [f"s_{c}" for c in CLASSES] + ["s_max_score"]:
         np.testing.assert_allclose(interpreted[name], compiled[name], rtol=1e-6)
     np.testing.assert_array_equal(interpreted["s_max_index"], compiled["s_max_index"])
+
+
+def test_negative_scoring_threads_are_refused_before_any_work(configs, tmp_path):
+    from htt_tmva.errors import ConfigError
+
+    data = ntuple(tmp_path / "data.root", n=100)
+    before = data.read_bytes()
+    with pytest.raises(ConfigError, match="--scoring-threads must be 0 or more, got -1"):
+        run_application(*configs("bdt"), [str(data)], TREE, scoring_threads=-1)
+    assert data.read_bytes() == before
+    assert not (tmp_path / "cache").exists()  # nothing compiled

@@ -116,6 +116,8 @@ def run_application(
     address = parse_executor(executor)
     if chunk_size <= 0:
         raise ConfigError(f"--chunk-size must be positive, got {chunk_size}")
+    if scoring_threads is not None and scoring_threads < 0:
+        raise ConfigError(f"--scoring-threads must be 0 or more, got {scoring_threads}")
     if friend is not None and output is not None:
         raise ConfigError("give either --friend or --output, not both")
     dataset = load_dataset_config(dataset_config_path)
