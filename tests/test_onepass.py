@@ -315,3 +315,35 @@ def test_negative_scoring_threads_are_refused_before_any_work(configs, tmp_path)
         run_application(*configs("bdt"), [str(data)], TREE, scoring_threads=-1)
     assert data.read_bytes() == before
     assert not (tmp_path / "cache").exists()  # nothing compiled
+
+
+def test_the_writing_loop_refuses_scores_of_another_event(configs, tmp_path, monkeypatch):
+    """The scoring threads and the writing loop read the same entries; were they ever to
+    read different events (here the scoring thread is pointed at a copy of the input with
+    its entries in another order), the loop stops at the first such entry, naming both
+    event numbers, and nothing is written."""
+    from htt_tmva._root import root
+    from htt_tmva.application import pipeline
+
+    data = ntuple(tmp_path / "data.root", n=400, seed=3)
+    shuffled = tmp_path / "shuffled.root"
+    columns = branches(data)
+    order = np.random.default_rng(9).permutation(400)
+    root().RDF.FromNumpy({k: np.ascontiguousarray(v[order]) for k, v in columns.items()}).Snapshot(
+        TREE, str(shuffled), list(columns)
+    )
+    namespace = pipeline.declare()
+    original = namespace.Pipeline
+
+    def elsewhere(settings):
+        settings.file = str(shuffled)
+        return original(settings)
+
+    monkeypatch.setattr(namespace, "Pipeline", elsewhere)
+    before = data.read_bytes()
+    from htt_tmva.errors import InputFileError
+
+    with pytest.raises(InputFileError, match=r"failed: entry \d+: the event loop read event \d+, "):
+        run_application(*configs("bdt"), [str(data)], TREE)
+    assert data.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

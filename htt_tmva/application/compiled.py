@@ -254,7 +254,8 @@ def run_one_pass(
             result.GetValue()  # runs the event loop
         except Exception as exc:  # a C++ exception through cppyy
             error = str(pipeline.Finish())
-            why = error or str(exc).strip().splitlines()[-1]
+            why = error or str(exc).strip().splitlines()[-1].strip()
+            why = why.removeprefix("runtime_error:").strip()  # a C++ exception's type
             raise InputFileError(
                 f"scoring tree '{info.tree_path}' of '{info.path}' failed: {why}; nothing "
                 "was written"
