@@ -396,46 +396,41 @@ def _tree_depth(tree: dict) -> int:
         depth += 1
 
 
-def _trees(spec, nv: int, nc: int) -> list[str]:
-    """Trees as one array of nodes, walked a fixed number of levels without branches: a leaf
-    points to itself, so walking on from it stays there (all trees take max-depth steps)."""
-    starts, classes, nodes, values = [], [], [], []
-    for tree in spec["trees"]:
+def node_forest(trees: list, value_type: str = "float") -> list[str]:
+    """The trees as one array of nodes (declarations for ``detail``): ``Node``,
+    ``tree_start`` and the leaf ``value`` of every node (``float`` or ``double``). A leaf
+    points to itself, so walking on from it stays there; its value is in ``threshold``."""
+    starts, nodes, values = [], [], []
+    for tree in trees:
         offset = len(nodes)
         starts.append(offset)
-        classes.append(tree["class"])
         for n, left in enumerate(tree["left"]):
-            if left < 0:  # a leaf: its value is in threshold (XGBoost's layout)
+            if left < 0:
                 nodes.append(f"{{0.f, 0, {offset + n}, {offset + n}, false}}")
                 values.append(tree["threshold"][n])
             else:
-                threshold = _floats([tree["threshold"][n]])
-                right, default = tree["right"][n], "true" if tree["default_left"][n] else "false"
+                default = "true" if tree["default_left"][n] else "false"
                 nodes.append(
-                    f"{{{threshold}, {tree['feature'][n]}, {offset + left}, {offset + right}, "
-                    f"{default}}}"
+                    f"{{{_floats([tree['threshold'][n]])}, {int(tree['feature'][n])}, "
+                    f"{offset + left}, {offset + tree['right'][n]}, {default}}}"
                 )
                 values.append(0.0)
-    depth = max((_tree_depth(t) for t in spec["trees"]), default=0)
+    text = _floats if value_type == "float" else _doubles
     nt, nn = len(starts), len(nodes)
-    ints = lambda values: ", ".join(str(int(v)) for v in values)  # noqa: E731
     return [
-        "namespace detail {",
         "struct Node { float threshold; int feature; int left; int right; bool default_left; };",
-        f"inline constexpr std::size_t n_trees = {nt};",
-        f"inline constexpr int depth = {depth};",
-        f"inline constexpr float base_margin[{nc}] = {{{_floats(spec['base_margin'])}}};",
-        f"inline constexpr int tree_start[{max(nt, 1)}] = {{{ints(starts) or '0'}}};",
-        f"inline constexpr int tree_class[{max(nt, 1)}] = {{{ints(classes) or '0'}}};",
+        f"inline constexpr int tree_start[{max(nt, 1)}] = {{{_ints(starts) or '0'}}};",
         f"inline constexpr Node nodes[{max(nn, 1)}] = {{{', '.join(nodes) or '{}'}}};",
-        f"inline constexpr float value[{max(nn, 1)}] = {{{_floats(values) or '0.f'}}};",
-        "}  // namespace detail",
-        *PREDICT,
-        "  // XGBoost compares float32 inputs: x < threshold goes left, NaN goes the default way.",
-        "  float x[n_variables];",
-        "  for (std::size_t i = 0; i < n_variables; ++i) x[i] = static_cast<float>(input[i]);",
-        "  std::array<float, n_classes> out;",
-        "  for (std::size_t c = 0; c < n_classes; ++c) out[c] = detail::base_margin[c];",
+        f"inline constexpr {value_type} value[{max(nn, 1)}] = "
+        f"{{{text(values) or ('0.f' if value_type == 'float' else '0.0')}}};",
+    ]
+
+
+def node_walk(inputs: str, sums: str) -> list[str]:
+    """The walk of the trees of :func:`node_forest`, ``detail::depth`` levels, adding each
+    tree's leaf value to ``sums[detail::tree_class[tree]]`` in tree order. ``x < cut`` goes
+    left, NaN the node's default way."""
+    return [
         "  // blocks of trees walked side by side: independent chains of loads overlap",
         "  constexpr std::size_t block = 8;",
         "  for (std::size_t first = 0; first < detail::n_trees; first += block) {",
@@ -445,14 +440,42 @@ def _trees(spec, nv: int, nc: int) -> list[str]:
         "    for (int level = 0; level < detail::depth; ++level) {",
         "      for (std::size_t j = 0; j < n; ++j) {",
         "        const detail::Node& d = detail::nodes[node[j]];",
-        "        const float v = x[d.feature];",
+        f"        const float v = {inputs}[d.feature];",
         "        const bool go_left = (v < d.threshold) | ((v != v) & d.default_left);",
         "        node[j] = go_left ? d.left : d.right;",
         "      }",
         "    }",
         "    for (std::size_t j = 0; j < n; ++j)",
-        "      out[detail::tree_class[first + j]] += detail::value[node[j]];",
+        f"      {sums}[detail::tree_class[first + j]] += detail::value[node[j]];",
         "  }",
+    ]
+
+
+def _ints(values) -> str:
+    return ", ".join(str(int(v)) for v in values)
+
+
+def _trees(spec, nv: int, nc: int) -> list[str]:
+    """XGBoost's trees on their nodes, walked a fixed number of levels without branches (all
+    trees take max-depth steps), then the softmax."""
+    depth = max((_tree_depth(t) for t in spec["trees"]), default=0)
+    nt = len(spec["trees"])
+    classes = [tree["class"] for tree in spec["trees"]]
+    return [
+        "namespace detail {",
+        f"inline constexpr std::size_t n_trees = {nt};",
+        f"inline constexpr int depth = {depth};",
+        f"inline constexpr float base_margin[{nc}] = {{{_floats(spec['base_margin'])}}};",
+        f"inline constexpr int tree_class[{max(nt, 1)}] = {{{_ints(classes) or '0'}}};",
+        *node_forest(spec["trees"]),
+        "}  // namespace detail",
+        *PREDICT,
+        "  // XGBoost compares float32 inputs: x < threshold goes left, NaN goes the default way.",
+        "  float x[n_variables];",
+        "  for (std::size_t i = 0; i < n_variables; ++i) x[i] = static_cast<float>(input[i]);",
+        "  std::array<float, n_classes> out;",
+        "  for (std::size_t c = 0; c < n_classes; ++c) out[c] = detail::base_margin[c];",
+        *node_walk("x", "out"),
         "  htt_tmva_export::activate(out.data(), n_classes, htt_tmva_export::Activation::softmax);",
         "  return out;",
         "}",

@@ -425,50 +425,12 @@ def _padded_walk(trees: list, depth: int, data: list, body: list) -> None:
 
 
 def _node_walk(trees: list, data: list, body: list) -> None:
-    """Trees on their node arrays (a leaf points to itself), walked ``depth`` levels."""
-    from htt_tmva.exporters.cpp import _floats
+    """Trees on their node arrays (a leaf points to itself), walked ``depth`` levels; leaf
+    values in double (NaN goes left: TMVA's cuts have default_left)."""
+    from htt_tmva.exporters.cpp import node_forest, node_walk
 
-    starts, nodes, values = [], [], []
-    for tree in trees:
-        offset = len(nodes)
-        starts.append(offset)
-        for n, left in enumerate(tree["left"]):
-            if left < 0:
-                nodes.append(f"{{0.f, 0, {offset + n}, {offset + n}, false}}")
-                values.append(tree["threshold"][n])
-            else:
-                default = "true" if tree["default_left"][n] else "false"
-                nodes.append(
-                    f"{{{_floats([tree['threshold'][n]])}, {int(tree['feature'][n])}, "
-                    f"{offset + left}, {offset + tree['right'][n]}, {default}}}"
-                )
-                values.append(0.0)
-    nt, nn = len(starts), len(nodes)
-    data += [
-        "struct Node { float threshold; int feature; int left; int right; bool default_left; };",
-        f"inline constexpr int tree_start[{max(nt, 1)}] = {{{_ints(starts)}}};",
-        f"inline constexpr Node nodes[{max(nn, 1)}] = {{{', '.join(nodes) or '{}'}}};",
-        f"inline constexpr double value[{max(nn, 1)}] = {{{_doubles(values) or '0.0'}}};",
-    ]
-    body += [
-        "  // x < cut goes left, NaN the default way (left for TMVA's cuts)",
-        "  constexpr std::size_t block = 8;",
-        "  for (std::size_t first = 0; first < detail::n_trees; first += block) {",
-        "    const std::size_t n = std::min(block, detail::n_trees - first);",
-        "    int node[block];",
-        "    for (std::size_t j = 0; j < n; ++j) node[j] = detail::tree_start[first + j];",
-        "    for (int level = 0; level < detail::depth; ++level) {",
-        "      for (std::size_t j = 0; j < n; ++j) {",
-        "        const detail::Node& d = detail::nodes[node[j]];",
-        "        const float v = t[d.feature];",
-        "        const bool go_left = (v < d.threshold) | ((v != v) & d.default_left);",
-        "        node[j] = go_left ? d.left : d.right;",
-        "      }",
-        "    }",
-        "    for (std::size_t j = 0; j < n; ++j)",
-        "      sums[detail::tree_class[first + j]] += detail::value[node[j]];",
-        "  }",
-    ]
+    data += node_forest(trees, "double")
+    body += node_walk("t", "sums")
 
 
 def _trees(spec: dict[str, Any], nv: int, nc: int, data: list, body: list) -> str:
