@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 CLASSES = ["signal", "background_1", "background_2"]
+
+
+def htt_tmva(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``python -m htt_tmva ARGS`` in ``cwd``, as a user (or a batch job) would."""
+    return subprocess.run(
+        [sys.executable, "-m", "htt_tmva", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def write_yaml(path: Path, document: dict) -> Path:

@@ -12,20 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CLASSES, dataset_document, training_document, write_yaml
+from conftest import CLASSES, dataset_document, htt_tmva, training_document, write_yaml
 
 htcondor2 = pytest.importorskip("htcondor2", reason="HTCondor's Python bindings not installed")
 uproot = pytest.importorskip("uproot")
-
-
-def htt_tmva(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "htt_tmva", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-    )
 
 
 def condor_jobs(description: Path) -> list[list[str]]:

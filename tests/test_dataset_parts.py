@@ -5,15 +5,13 @@ parts are refused before anything is written."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import uproot
 import yaml
-from conftest import dataset_document, write_yaml
+from conftest import dataset_document, htt_tmva, write_yaml
 from test_dataset import write_ntuple, write_rich_tree
 
 from htt_tmva.config import load_dataset_config
@@ -22,16 +20,6 @@ from htt_tmva.data.parts import merge_parts, part_path, write_part
 from htt_tmva.errors import ConfigError, DatasetPartError
 
 FILENAME = "training_dataset.root"
-
-
-def htt_tmva(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "htt_tmva", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-    )
 
 
 def mixed_document(toy_dir: Path, rich: list[Path], out: Path, folds: int = 3) -> dict:

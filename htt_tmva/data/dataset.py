@@ -25,6 +25,7 @@ import json
 import logging
 import os
 from array import array
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -549,15 +550,26 @@ def create_training_dataset(
         for name, p in config.processes.items()
     ]
     _compile_expressions(config, plans)
+
+    def fill(temps: list[Path]) -> dict:
+        with contextlib.ExitStack() as stack:
+            bar = progress or stack.enter_context(progress_bar("dataset"))
+            shares, by_class = _share_out(config, layouts, _worker_count(config, workers))
+            return _run_passes(config, plans, temps, shares, by_class, bar)
+
+    return write_fold_files(config, fill)
+
+
+def write_fold_files(config: DatasetConfig, fill: Callable[[list[Path]], dict]) -> list[Path]:
+    """The fold files of ``config``, all or nothing: ``fill(temps)`` writes them under
+    temporary names and returns what each fold must hold; they are verified, committed
+    (fsynced, renamed, the resolved config last) and their paths returned. On any failure
+    the temporary files are removed and the old fold files stay."""
     ensure_writable_folder(config.output_path)
     finals = [config.fold_file(i) for i in range(config.folds)]
     temps = [temporary_name(final) for final in finals]
     try:
-        with contextlib.ExitStack() as stack:
-            if progress is None:
-                progress = stack.enter_context(progress_bar("dataset"))
-            shares, by_class = _share_out(config, layouts, _worker_count(config, workers))
-            expected = _run_passes(config, plans, temps, shares, by_class, progress)
+        expected = fill(temps)
         for fold, temp in enumerate(temps):
             _verify_fold_file(config, temp, fold, expected[fold])
         _commit(config, temps, finals)

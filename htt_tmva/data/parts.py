@@ -24,7 +24,7 @@ from array import array
 from pathlib import Path
 from urllib.parse import quote
 
-from htt_tmva._files import atomic_outputs, ensure_writable_folder, temporary_name
+from htt_tmva._files import atomic_outputs, ensure_writable_folder
 from htt_tmva._progress import progress_bar
 from htt_tmva._root import get_tree, open_root_file
 from htt_tmva.config.stages import DatasetConfig, ProcessConfig
@@ -34,7 +34,6 @@ from htt_tmva.data.dataset import (
     _check_pass,
     _class_branches,
     _class_tree,
-    _commit,
     _compile_expressions,
     _input_chain,
     _inspect_process,
@@ -42,9 +41,9 @@ from htt_tmva.data.dataset import (
     _Plan,
     _prepare_pass,
     _run_jobs,
-    _verify_fold_file,
     fold_metadata,
     read_fold_metadata,
+    write_fold_files,
 )
 from htt_tmva.errors import (
     ConfigError,
@@ -313,21 +312,14 @@ def merge_parts(config: DatasetConfig, folder) -> list[Path]:
     if problems:
         _raise_part_problems(config, folder, problems)
     compression = next(iter(records.values()))["compression"]
-    ensure_writable_folder(config.output_path)
-    finals = [config.fold_file(i) for i in range(config.folds)]
-    temps = [temporary_name(final) for final in finals]
-    try:
-        expected = {}
-        for fold, temp in enumerate(temps):
-            expected[fold] = _merge_fold(config, folder, fold, temp, compression, records)
-        for fold, temp in enumerate(temps):
-            _verify_fold_file(config, temp, fold, expected[fold])
-        _commit(config, temps, finals)
-    finally:
-        for temp in temps:
-            if temp.exists():
-                temp.unlink()
-    return finals
+
+    def fill(temps: list[Path]) -> dict:
+        return {
+            fold: _merge_fold(config, folder, fold, temp, compression, records)
+            for fold, temp in enumerate(temps)
+        }
+
+    return write_fold_files(config, fill)
 
 
 def _tree_structure(tree) -> list[tuple[str, str, str]]:
