@@ -741,6 +741,17 @@ def test_a_branch_read_by_a_cut_but_missing_from_another_process_of_the_class_is
     assert events.tolist() == expected
 
 
+def class_c(final):
+    """Branch names, event numbers and training weights of the class tree ``c``."""
+    with uproot.open(final) as f:
+        tree = f["c"]
+        return (
+            tree.keys(),
+            tree["event"].array(library="np").tolist(),
+            tree["training_weight"].array(library="np").tolist(),
+        )
+
+
 def test_a_branch_read_by_a_weight_but_missing_from_another_process_of_the_class_is_dropped(
     tmp_path,
 ):
@@ -757,11 +768,8 @@ def test_a_branch_read_by_a_weight_but_missing_from_another_process_of_the_class
         load_dataset_config(write_yaml(tmp_path / "dataset.yaml", doc))
     )
     for fold, final in enumerate(finals):
-        with uproot.open(final) as f:
-            tree = f["c"]
-            assert tree.keys() == ["event", "x", "weights", "training_weight"]
-            events = tree["event"].array(library="np").tolist()
-            weights = tree["training_weight"].array(library="np").tolist()
+        keys, events, weights = class_c(final)
+        assert keys == ["event", "x", "weights", "training_weight"]
         ours = [e for e in range(40) if e % 2 == fold]
         assert events == ours + list(range(100 + fold, 140, 2))
         assert weights == [0.5 * (1 + e % 4) for e in ours] + [0.5] * 20
@@ -789,11 +797,8 @@ def test_a_branch_read_by_a_later_process_but_missing_from_another_is_dropped(tm
         load_dataset_config(write_yaml(tmp_path / "dataset.yaml", doc))
     )
     for fold, final in enumerate(finals):
-        with uproot.open(final) as f:
-            tree = f["c"]
-            assert tree.keys() == ["event", "x", "weights", "training_weight"]
-            events = tree["event"].array(library="np").tolist()
-            weights = tree["training_weight"].array(library="np").tolist()
+        keys, events, weights = class_c(final)
+        assert keys == ["event", "x", "weights", "training_weight"]
         b = [e for e in range(200, 240) if e % 2 == fold and e % 4 >= 1]
         assert events == [*range(fold, 40, 2), *b, *range(100 + fold, 140, 2)]
         assert weights == [0.5] * 20 + [0.5 * (e % 4) for e in b] + [0.5] * 20
