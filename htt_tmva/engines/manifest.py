@@ -194,8 +194,8 @@ def manifest_for(
 
 #: roles of preprocessing files: any one of them may be given for the model
 PREPROCESSING_ROLES = ("preprocessing", "preprocessing_pickle")
-#: roles that prediction never reads (not checked on loading)
-UNREAD_ROLES = ("history",)
+#: roles that prediction never reads (not checked on loading): exports made later
+UNREAD_ROLES = ("history", "onnx")
 
 
 def file_digest(path: Path) -> str:

@@ -12,10 +12,13 @@ is written. The graph is built by :mod:`htt_tmva.exporters.onnx_graph`.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from htt_tmva.errors import EngineError
+
+log = logging.getLogger(__name__)
 
 OUTPUT, TWO_CLASS_OUTPUT = "probabilities", "response"
 
@@ -100,3 +103,42 @@ def onnx_path(model_path: Path) -> Path:
 def write_onnx(model, path: Path) -> Path:
     Path(path).write_bytes(model.SerializeToString())
     return Path(path)
+
+
+def onnx_models(config, specs: list, paths: list, models: list) -> list:
+    """The checked ONNX model of each fold's spec (nothing written yet)."""
+    out = []
+    for spec, path, model in zip(specs, paths, models):
+        what = f"fold {model.manifest.fold}" if model.manifest.fold >= 0 else Path(path).name
+        title = f"htt-tmva {model.manifest.engine} model ({what}) of {config.source}"
+        out.append(onnx_model(spec, onnx_metadata(spec, model.manifest, path), title))
+    return out
+
+
+def write_onnx_files(paths: list, models: list) -> list[Path]:
+    """``<model stem>.onnx`` next to each model and its sha256 recorded in the model's
+    manifest (``files.onnx``; a TMVA weight file without a manifest gets none), all or
+    nothing: the manifests are renamed last."""
+    from htt_tmva._files import atomic_outputs
+    from htt_tmva.engines.manifest import file_digest, manifest_path
+
+    finals = [onnx_path(p) for p in paths]
+    manifests = [manifest_path(p) for p in paths if manifest_path(p).is_file()]
+    documents = {m: json.loads(m.read_text()) for m in manifests}
+    with atomic_outputs([*finals, *manifests]) as temps:
+        for temp, final, path, model in zip(temps, finals, paths, models):
+            write_onnx(model, temp)
+            document = documents.get(manifest_path(path))
+            if document is None:
+                log.info("'%s' has no manifest: the digest of '%s' is not recorded", path, final)
+                continue
+            document.setdefault("files", {})["onnx"] = {
+                "file": final.name,
+                "sha256": file_digest(temp),
+                "opset": ", ".join(
+                    f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import
+                ),
+            }
+        for temp, manifest in zip(temps[len(finals) :], manifests):
+            temp.write_text(json.dumps(documents[manifest], indent=2))
+    return finals

@@ -208,7 +208,9 @@ def _preprocessing(g: _Graph, x: str, pre: dict[str, Any], nv: int) -> str:
         offset, scale = (np.asarray(pre[k], _F64) for k in ("offset", "scale"))
         if offset.size != nv or scale.size != nv:
             raise ExportError(f"preprocessing of {offset.size} variables for {nv}")
-        return g.cast(g.op("Div", g.op("Sub", xd, g.const(offset, _F64)), g.const(scale, _F64)), _F32)
+        return g.cast(
+            g.op("Div", g.op("Sub", xd, g.const(offset, _F64)), g.const(scale, _F64)), _F32
+        )
     if pre["kind"] == "quantile":
         return g.cast(_quantile(g, xd, pre, nv), _F32)
     raise ExportError(f"preprocessing kind '{pre['kind']}' cannot be written as ONNX")
