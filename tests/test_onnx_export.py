@@ -235,3 +235,48 @@ def test_refused_export_writes_nothing(trained_models, fold_dir, tmp_path):
     with pytest.raises(ExportError, match="activation 'hard_sigmoid'"):
         export(config, engine="keras", format="onnx")
     assert not list(folder.glob("*.onnx")) and manifest.read_text() == before
+
+
+@needs_data
+def test_tmva_engine_exports_its_weight_files_per_fold(fold_dir, tmp_path):
+    """``--engine tmva``: each fold's weight file of the booked method (a real BDT here) as
+    ONNX next to it; the fold with a manifest gets the digest recorded."""
+    from htt_tmva.engines.tmva_plan import book_method
+    from htt_tmva.engines.weightfile import weights_manifest
+
+    pair = _pairs(gauss=False)["pair4"]
+    doc = training_document(fold_dir, tmp_path / "models", engine="tmva")
+    doc["tmva"] = {"methods": ["BDTG"]}
+    config = write_yaml(tmp_path / "training.yaml", doc)
+    loaded = load_training_config(config)
+    weight_files = []
+    for fold in (0, 1):
+        target = book_method(loaded, "BDTG", fold, f"fold{fold}_training").weight_file
+        target.parent.mkdir(parents=True)
+        weight_files.append(shutil.copy(REAL_FILES / pair["xml"], target))
+    weights = read_weights(weight_files[0])
+    weights_manifest(weight_files[0], weights, 0, 2, verified=True).write(
+        manifest_path(weight_files[0])
+    )
+    files = export(config, format="onnx")
+    assert [f.parent for f in files] == [w.parent for w in weight_files]
+    x = _tree_inputs(pair, weights)
+    expected = load_model(weight_files[1], "tmva").predict(x.astype(np.float64))
+    for path in files:
+        np.testing.assert_allclose(run_onnx(path, x), expected, rtol=1e-5, atol=1e-6)
+    recorded = json.loads(manifest_path(weight_files[0]).read_text())["files"]["onnx"]
+    assert recorded["sha256"] == file_digest(files[0])
+    assert "ai.onnx.ml 3" in recorded["opset"]
+
+
+def test_export_command_writes_onnx(trained_models, fold_dir, tmp_path):
+    from conftest import htt_tmva
+
+    config = copied_models(trained_models["bdt"], fold_dir, tmp_path)
+    result = htt_tmva(
+        "export", str(config), "1", "--engine", "bdt", "--format", "onnx", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "models" / "fold1_bdt_model.onnx"
+    assert f"wrote {path}" in result.stderr
+    assert not (tmp_path / "models" / "fold0_bdt_model.onnx").exists()
