@@ -1,7 +1,7 @@
 """ONNX export: onnxruntime on the written file gives the Python predictions (1e-5) on every
 event of the fold each model scores, for the built-in models (example, smhtt with quantile
-preprocessing), a user model with BatchNormalization, the BDT and the real TMVA weight files;
-what ONNX cannot express is refused by name."""
+preprocessing), a user model with BatchNormalization, the BDT, the real TMVA weight files and
+hand-built ones of every transformation; what the writer cannot express is refused by name."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 from conftest import training_document, write_yaml
+from test_tmva_cpp import SYNTHETIC, synthetic_inputs
 from tmva_files import REAL_FILES
 
 onnx = pytest.importorskip("onnx", reason="the onnx package is not installed")
@@ -158,13 +159,7 @@ def test_quantile_preprocessing_matches_at_the_edges(keras_models):
 # ------------------------------------------------------------------------------ TMVA weight files
 
 
-def _pairs(gauss: bool) -> dict:
-    return {
-        f"pair{p['id']}": p
-        for p in PAIRS
-        if p["method"].split("::")[0] in SUPPORTED_METHODS
-        and (("Gauss" in p["transformations"]) == gauss)
-    }
+REAL = {f"pair{p['id']}": p for p in PAIRS if p["method"].split("::")[0] in SUPPORTED_METHODS}
 
 
 def _tree_inputs(pair, model) -> np.ndarray:
@@ -180,10 +175,10 @@ def _tree_inputs(pair, model) -> np.ndarray:
 
 
 @needs_data
-@pytest.mark.parametrize("name", sorted(_pairs(gauss=False)))
+@pytest.mark.parametrize("name", sorted(REAL))
 def test_real_tmva_file_exports_to_onnx_giving_the_reader_response(name, tmp_path):
     """Every event of the pair's TestTree; the file read in place, the ONNX one in tmp_path."""
-    pair = _pairs(gauss=False)[name]
+    pair = REAL[name]
     model = load_model(REAL_FILES / pair["xml"], "tmva")
     spec = model_spec(model)
     where = tmp_path / "fold0_method.weights.xml"  # no manifest there: nothing recorded
@@ -198,12 +193,18 @@ def test_real_tmva_file_exports_to_onnx_giving_the_reader_response(name, tmp_pat
     assert onnx.load(str(path)).graph.output[0].name == output
 
 
-@needs_data
-def test_tmva_gauss_transformation_is_refused_by_name():
-    pair = next(iter(_pairs(gauss=True).values()))
-    spec = model_spec(read_weights(REAL_FILES / pair["xml"]))
-    with pytest.raises(ExportError, match="TMVA Gauss/Uniform transformation .* as ONNX"):
-        onnx_model(spec, {}, "t")
+@pytest.mark.parametrize("name", sorted(SYNTHETIC))
+def test_hand_built_tmva_file_exports_to_onnx_giving_the_reader_response(name, tmp_path):
+    """Each transformation (Gauss with fine and histogram PDFs, Uniform, chains, subsets) and
+    method variant, on inputs with NaN, +-inf and values beyond the PDFs' ranges."""
+    path = tmp_path / f"{name}.weights.xml"
+    path.write_text(SYNTHETIC[name]())
+    model = read_weights(path)
+    x = synthetic_inputs()
+    got = run_onnx(onnx_model(model_spec(model), {}, name).SerializeToString(), x)
+    expected = np.asarray(model.response(x)).reshape(len(x), -1).astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_activation_and_op_are_refused_by_name(trained_models):
@@ -244,7 +245,7 @@ def test_tmva_engine_exports_its_weight_files_per_fold(fold_dir, tmp_path):
     from htt_tmva.engines.tmva_plan import book_method
     from htt_tmva.engines.weightfile import weights_manifest
 
-    pair = _pairs(gauss=False)["pair4"]
+    pair = REAL["pair4"]
     doc = training_document(fold_dir, tmp_path / "models", engine="tmva")
     doc["tmva"] = {"methods": ["BDTG"]}
     config = write_yaml(tmp_path / "training.yaml", doc)
