@@ -282,3 +282,14 @@ def test_export_command_writes_onnx(trained_models, fold_dir, tmp_path):
     path = tmp_path / "models" / "fold1_bdt_model.onnx"
     assert f"wrote {path}" in result.stderr
     assert not (tmp_path / "models" / "fold0_bdt_model.onnx").exists()
+
+
+def test_missing_onnx_package_says_how_to_install_it(trained_models, monkeypatch):
+    import sys
+
+    from htt_tmva.errors import EngineError
+
+    spec = model_spec(load_model(trained_models["bdt"]["models"][0]))
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
+    with pytest.raises(EngineError, match=r"pip install onnx"):
+        onnx_model(spec, {}, "t")
