@@ -293,3 +293,20 @@ def test_missing_onnx_package_says_how_to_install_it(trained_models, monkeypatch
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     with pytest.raises(EngineError, match=r"pip install onnx"):
         onnx_model(spec, {}, "t")
+
+
+def test_manifest_without_digests_still_warns_after_an_export(
+    trained_models, fold_dir, tmp_path, caplog
+):
+    """A manifest of an older htt-tmva (no digests) gets only ``files.onnx``: loading still
+    says that it cannot check the model's files."""
+    config = copied_models(trained_models["bdt"], fold_dir, tmp_path)
+    model = tmp_path / "models" / trained_models["bdt"]["models"][0].name
+    document = json.loads(manifest_path(model).read_text())
+    document["files"] = {}
+    manifest_path(model).write_text(json.dumps(document))
+    export(config, fold=0, engine="bdt", format="onnx")
+    assert set(json.loads(manifest_path(model).read_text())["files"]) == {"onnx"}
+    with caplog.at_level("WARNING"):
+        load_model(model)
+    assert "records no digests" in caplog.text
