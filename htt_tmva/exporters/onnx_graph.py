@@ -13,7 +13,8 @@ nodes) and one float32 output ``[N, n_classes]``. The arithmetic follows the Pyt
   float32 (Normalize in float; Decorrelation, PCA and Gauss/Uniform in double, the inverse
   error function refined by Newton steps on a quadrature ``erf``), then the method in double.
 
-Only the ops and activations listed here are written; anything else is refused by name.
+Only the ops and activations listed here are written; anything else is refused by name. The
+TMVA parts are in :mod:`htt_tmva.exporters.onnx_tmva`, the node builder in ``onnx_nodes``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 import numpy as np
 
 from htt_tmva.errors import ExportError
+from htt_tmva.exporters.onnx_nodes import F32, F64, Graph, count_at_most
+from htt_tmva.exporters.onnx_tmva import tmva_softmax, tmva_transformations, tmva_trees_output
 
-OPSET = 17  # ai.onnx: every op used here exists there (ROOT's SOFIE and CMSSW read it)
+OPSET = 17  # ai.onnx (onnxruntime >= 1.13, as in CMSSW, reads it)
 ML_OPSET = 3  # ai.onnx.ml: TreeEnsembleRegressor with double thresholds
 INPUT = "variables"
 
@@ -49,48 +52,12 @@ ACTIVATIONS = (
     "leaky_relu",
     "softmax",
 )
-_TMVA_OUTPUTS = ("tmva_adaboost", "tmva_grad", "tmva_multiclass")
-_F32, _F64 = np.float32, np.float64
-
-
-class _Graph:
-    """Nodes and constants under unique names."""
-
-    def __init__(self):
-        from onnx import TensorProto, helper, numpy_helper
-
-        self.helper, self.numpy_helper, self.tensor_proto = helper, numpy_helper, TensorProto
-        self.nodes: list = []
-        self.initializers: list = []
-        self._count = 0
-
-    def _name(self, stem: str) -> str:
-        self._count += 1
-        return f"{stem}_{self._count}"
-
-    def const(self, values, dtype, stem: str = "c") -> str:
-        name = self._name(stem)
-        self.initializers.append(
-            self.numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
-        )
-        return name
-
-    def op(self, kind: str, *inputs: str, domain: str = "", output: str = "", **attrs) -> str:
-        out = output or self._name(kind.lower())
-        self.nodes.append(
-            self.helper.make_node(kind, list(inputs), [out], domain=domain or None, **attrs)
-        )
-        return out
-
-    def cast(self, x: str, dtype) -> str:
-        to = self.tensor_proto.DOUBLE if dtype is _F64 else self.tensor_proto.FLOAT
-        return self.op("Cast", x, to=to)
 
 
 # ---------------------------------------------------------------------------------- networks
 
 
-def _activation(g: _Graph, x: str, name: str, dtype, alpha=None) -> str:
+def _activation(g: Graph, x: str, name: str, dtype, alpha=None) -> str:
     """``name`` applied to ``x`` (of ``dtype``); refused unless in :data:`ACTIVATIONS`."""
     if name not in ACTIVATIONS:
         raise ExportError(
@@ -124,7 +91,7 @@ def _activation(g: _Graph, x: str, name: str, dtype, alpha=None) -> str:
     if name == "softmax":
         return g.op("Softmax", x, axis=-1)
     alpha = float({"elu": 1.0, "leaky_relu": 0.3}.get(name, 0.0) if alpha is None else alpha)
-    if dtype is _F32:  # the ONNX ops (onnxruntime has them for float only)
+    if dtype is F32:  # the ONNX ops (onnxruntime has them for float only)
         native = {"softsign": "Softsign", "elu": "Elu", "selu": "Selu", "softplus": "Softplus"}
         if name == "leaky_relu":
             return g.op("LeakyRelu", x, alpha=alpha)
@@ -132,11 +99,11 @@ def _activation(g: _Graph, x: str, name: str, dtype, alpha=None) -> str:
     return _elementary(g, x, name, alpha)
 
 
-def _elementary(g: _Graph, x: str, name: str, alpha: float) -> str:
+def _elementary(g: Graph, x: str, name: str, alpha: float) -> str:
     """Activations of doubles from elementary ops, as :mod:`htt_tmva.exporters.cpp_tmva`."""
 
     def c(v):
-        return g.const(v, _F64)
+        return g.const(v, F64)
 
     positive = g.op("Greater", x, c(0.0))
     if name == "softsign":  # v / (1 + |v|)
@@ -153,27 +120,27 @@ def _elementary(g: _Graph, x: str, name: str, alpha: float) -> str:
     return g.op("Mul", result, c(scale)) if name == "selu" else result
 
 
-def _fast_tanh(g: _Graph, x: str) -> str:
+def _fast_tanh(g: Graph, x: str) -> str:
     """TMVA's TActivationTanh::fast_tanh on a double ``x``: a [7/6] rational approximation in
     float (as :mod:`htt_tmva.exporters.cpp_tmva`), +-1 beyond 4.97."""
 
     def f(v):
-        return g.const(v, _F32)
+        return g.const(v, F32)
 
-    arg2 = g.cast(g.op("Mul", x, x), _F32)
+    arg2 = g.cast(g.op("Mul", x, x), F32)
     poly = g.op("Add", f(17325.0), g.op("Mul", arg2, g.op("Add", f(378.0), arg2)))
     poly = g.op("Add", f(135135.0), g.op("Mul", arg2, poly))
-    a = g.cast(g.op("Mul", x, g.cast(poly, _F64)), _F32)
+    a = g.cast(g.op("Mul", x, g.cast(poly, F64)), F32)
     b = g.op("Add", f(3150.0), g.op("Mul", arg2, f(28.0)))
     b = g.op("Add", f(135135.0), g.op("Mul", arg2, g.op("Add", f(62370.0), g.op("Mul", arg2, b))))
-    ratio = g.cast(g.op("Div", a, b), _F64)
-    one = g.const(1.0, _F64)
-    high = g.op("Greater", x, g.const(4.97, _F64))
-    low = g.op("Less", x, g.const(-4.97, _F64))
+    ratio = g.cast(g.op("Div", a, b), F64)
+    one = g.const(1.0, F64)
+    high = g.op("Greater", x, g.const(4.97, F64))
+    low = g.op("Less", x, g.const(-4.97, F64))
     return g.op("Where", high, one, g.op("Where", low, g.op("Neg", one), ratio))
 
 
-def _network_ops(g: _Graph, x: str, width: int, ops: list, dtype) -> tuple[str, int]:
+def _network_ops(g: Graph, x: str, width: int, ops: list, dtype) -> tuple[str, int]:
     """The ``ops`` of a network on ``x`` (``[N, width]`` of ``dtype``)."""
     for k, op in enumerate(ops, start=1):
         kind = op["op"]
@@ -195,9 +162,9 @@ def _network_ops(g: _Graph, x: str, width: int, ops: list, dtype) -> tuple[str, 
                 x = g.op("Sub", x, g.const(values[0], dtype))
             x = g.op("Add", g.op("Mul", x, g.const(values[1], dtype)), g.const(values[2], dtype))
         elif kind == "round_float32":
-            x = g.cast(g.cast(x, _F32), dtype)
+            x = g.cast(g.cast(x, F32), dtype)
         elif kind == "tmva_softmax":
-            x = _tmva_softmax(g, x)
+            x = tmva_softmax(g, x)
         elif kind == "take":
             units = [int(u) for u in op["units"]]
             if any(not 0 <= u < width for u in units):
@@ -209,251 +176,51 @@ def _network_ops(g: _Graph, x: str, width: int, ops: list, dtype) -> tuple[str, 
     return x, width
 
 
-def _tmva_softmax(g: _Graph, o: str) -> str:
-    """TMVA's ``p_i = 1 / (1 + sum_{j != i} exp(o_j - o_i))``: the sum over all j of
-    ``exp(o_j - o_i)`` includes the 1."""
-    rows = g.op("Unsqueeze", o, g.const([1], np.int64))  # [N, 1, n]: o_j
-    columns = g.op("Unsqueeze", o, g.const([2], np.int64))  # [N, n, 1]: o_i
-    exps = g.op("Exp", g.op("Sub", rows, columns))
-    return g.op("Reciprocal", g.op("ReduceSum", exps, g.const([2], np.int64), keepdims=0))
-
-
 # ----------------------------------------------------------------------------- preprocessing
 
 
-def _preprocessing(g: _Graph, x: str, pre: dict[str, Any], nv: int) -> str:
+def _preprocessing(g: Graph, x: str, pre: dict[str, Any], nv: int) -> str:
     """The htt-tmva preprocessing of the raw float32 ``x``, in double, as float32."""
-    xd = g.cast(x, _F64)
+    xd = g.cast(x, F64)
     if pre["kind"] == "affine":
-        offset, scale = (np.asarray(pre[k], _F64) for k in ("offset", "scale"))
+        offset, scale = (np.asarray(pre[k], F64) for k in ("offset", "scale"))
         if offset.size != nv or scale.size != nv:
             raise ExportError(f"preprocessing of {offset.size} variables for {nv}")
-        return g.cast(
-            g.op("Div", g.op("Sub", xd, g.const(offset, _F64)), g.const(scale, _F64)), _F32
-        )
+        return g.cast(g.op("Div", g.op("Sub", xd, g.const(offset, F64)), g.const(scale, F64)), F32)
     if pre["kind"] == "quantile":
-        return g.cast(_quantile(g, xd, pre, nv), _F32)
+        return g.cast(_quantile(g, xd, pre, nv), F32)
     raise ExportError(f"preprocessing kind '{pre['kind']}' cannot be written as ONNX")
 
 
-def _quantile(g: _Graph, x: str, pre: dict[str, Any], nv: int) -> str:
+def _quantile(g: Graph, x: str, pre: dict[str, Any], nv: int) -> str:
     """``np.interp(x_j, quantiles_j, levels)`` per variable: a binary search for the segment
     ``q[k] <= x < q[k+1]`` (unrolled, O(log n) nodes and memory per event), then the linear
     interpolation; below the first and from the last quantile on, the end levels."""
-    levels = np.asarray(pre["levels"], _F64)
-    table = np.asarray(pre["quantiles"], _F64)
+    levels = np.asarray(pre["levels"], F64)
+    table = np.asarray(pre["quantiles"], F64)
     n = levels.size
     if table.shape != (nv, n) or n < 2:
         raise ExportError(f"quantile table of shape {table.shape} for {nv} variables x {n}")
-    k = _count_at_most(g, x, table[:, 1 : n - 1])  # inner quantiles <= x: the segment
+    k = count_at_most(g, x, table[:, 1 : n - 1])  # inner quantiles <= x: the segment
     k = g.op("Min", k, g.const(n - 2, np.int64))
-    full = g.const(table.ravel(), _F64)
+    full = g.const(table.ravel(), F64)
     starts = g.const(np.arange(nv) * n, np.int64)
     lo_index = g.op("Add", k, starts)
     lo = g.op("Gather", full, lo_index)
     hi = g.op("Gather", full, g.op("Add", lo_index, g.const(1, np.int64)))
-    level_lo = g.op("Gather", g.const(levels, _F64), k)
-    level_hi = g.op("Gather", g.const(levels, _F64), g.op("Add", k, g.const(1, np.int64)))
+    level_lo = g.op("Gather", g.const(levels, F64), k)
+    level_hi = g.op("Gather", g.const(levels, F64), g.op("Add", k, g.const(1, np.int64)))
     slope = g.op("Div", g.op("Sub", level_hi, level_lo), g.op("Sub", hi, lo))
     value = g.op("Add", g.op("Mul", slope, g.op("Sub", x, lo)), level_lo)
-    first, last = g.const(table[:, 0], _F64), g.const(table[:, -1], _F64)
-    value = g.op("Where", g.op("GreaterOrEqual", x, last), g.const(levels[-1], _F64), value)
-    return g.op("Where", g.op("Less", x, first), g.const(levels[0], _F64), value)
-
-
-def _count_at_most(g: _Graph, x: str, rows: np.ndarray) -> str:
-    """Per column j of ``x`` (``[N, m]``, double) how many values of the sorted ``rows[j]``
-    are <= x (``np.searchsorted(rows[j], x, "right")``; NaN: 0; +inf may count beyond the
-    row's length, up to the next power of two): a binary search unrolled into
-    ``log2(length)`` steps, O(1) memory per event."""
-    m, length = rows.shape
-    size = 1 << int(np.ceil(np.log2(length + 1)))
-    padded = np.full((m, size), np.inf)
-    padded[:, :length] = rows
-    flat = g.const(padded.ravel(), _F64)
-    starts = g.const(np.arange(m) * size, np.int64)
-    zero = g.helper.make_tensor("zero", g.tensor_proto.INT64, [1], [0])
-    k = g.op("ConstantOfShape", g.op("Shape", x), value=zero)
-    step = size // 2
-    while step >= 1:
-        candidate = g.op("Add", k, g.const(step, np.int64))
-        probe = g.op("Add", g.op("Add", candidate, g.const(-1, np.int64)), starts)
-        k = g.op("Where", g.op("LessOrEqual", g.op("Gather", flat, probe), x), candidate, k)
-        step //= 2
-    return k
-
-
-def _columns(g: _Graph, t: str, y: str, columns: list[int], nv: int) -> str:
-    """``t`` with its ``columns`` replaced by those of ``y`` (in order)."""
-    both = g.op("Concat", t, y, axis=1)
-    index = list(range(nv))
-    for j, c in enumerate(columns):
-        index[c] = nv + j
-    return g.op("Gather", both, g.const(index, np.int64), axis=1)
-
-
-def _tmva_transformations(g: _Graph, t: str, transformations: list, nv: int) -> str:
-    """TMVA's transformations on the float32 ``t`` in chain order, each result float32."""
-    for k, op in enumerate(transformations):
-        columns = [int(c) for c in op["columns"]]
-        if any(not 0 <= c < nv for c in columns):
-            raise ExportError(f"transformation {k} acts on columns {columns} of {nv} variables")
-        picked = g.op("Gather", t, g.const(columns, np.int64), axis=1)
-        if op["op"] == "normalize":  # (v - low) * scale * 2 - 1, in float
-            y = g.op("Sub", picked, g.const(op["low"], _F32))
-            y = g.op("Mul", g.op("Mul", y, g.const(op["scale"], _F32)), g.const(2.0, _F32))
-            y = g.op("Sub", y, g.const(1.0, _F32))
-        elif op["op"] == "linear":  # (x - offset) M in double
-            matrix = np.asarray(op["matrix"], _F64)
-            y = g.op("Sub", g.cast(picked, _F64), g.const(op["offset"], _F64))
-            y = g.cast(g.op("MatMul", y, g.const(matrix, _F64)), _F32)
-        elif op["op"] == "gauss":
-            if len(op["pdfs"]) != len(columns):
-                raise ExportError(f"Gauss transformation {k}: {len(op['pdfs'])} PDFs")
-            parts = [
-                _gauss(g, g.op("Gather", picked, g.const([j], np.int64), axis=1), pdf, op)
-                for j, pdf in enumerate(op["pdfs"])
-            ]
-            y = g.cast(parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=1), _F32)
-        else:
-            raise ExportError(f"TMVA transformation '{op['op']}' cannot be written as ONNX")
-        t = _columns(g, t, y, columns, nv)
-    return t
-
-
-def _clamp(g: _Graph, x: str, low: float, high: float) -> str:
-    """``np.clip`` (NaN stays NaN)."""
-    x = g.op("Where", g.op("Less", x, g.const(low, _F64)), g.const(low, _F64), x)
-    return g.op("Where", g.op("Greater", x, g.const(high, _F64)), g.const(high, _F64), x)
-
-
-def _gauss(g: _Graph, column: str, pdf: dict[str, Any], op: dict[str, Any]) -> str:
-    """TMVA's Gauss (or Uniform) transformation of one float32 column ``[N, 1]``, in double:
-    the cumulative PDF (as :class:`htt_tmva.tmva.transforms.Gauss`), clamped, then
-    ``sqrt(2) erfinv(2c - 1)``."""
-    x = g.cast(column, _F64)
-    eps = g.const(1.0e-12, _F64)
-    if pdf["kind"] == "histogram":
-        edges, contents = np.asarray(pdf["edges"], _F64), np.asarray(pdf["contents"], _F64)
-        n = contents.size
-        found = _count_at_most(g, x, edges.reshape(1, -1))
-        found = g.op("Where", g.op("IsNaN", x), g.const(n + 1, np.int64), found)  # numpy's NaN
-        found = g.op("Max", g.op("Min", found, g.const(n, np.int64)), g.const(1, np.int64))
-        value = g.op("Gather", g.const(contents, _F64), g.op("Sub", found, g.const(1, np.int64)))
-    elif pdf["kind"] == "fine":
-        fine = np.asarray(pdf["values"], _F64)
-        n, x_min, x_max = fine.size, float(pdf["x_min"]), float(pdf["x_max"])
-        width = (x_max - x_min) / n
-
-        def c(v):
-            return g.const(v, _F64)
-
-        raw = g.op(
-            "Floor",
-            g.op("Div", g.op("Mul", c(float(n)), g.op("Sub", x, c(x_min))), c(x_max - x_min)),
-        )
-        bin_ = g.op(
-            "Where", g.op("GreaterOrEqual", x, c(x_max)), c(n + 1.0), g.op("Add", raw, c(1.0))
-        )
-        bin_ = g.op("Where", g.op("Less", x, c(x_min)), c(0.0), bin_)
-        bin_ = _clamp(g, g.op("Where", g.op("IsNaN", bin_), c(1.0), bin_), 1.0, float(n))
-
-        def centre_of(b):
-            return g.op(
-                "Add",
-                g.op("Add", c(x_min), g.op("Mul", g.op("Sub", b, c(1.0)), c(width))),
-                c(0.5 * width),
-            )
-
-        centre = centre_of(bin_)
-        up = g.op("And", g.op("Greater", x, centre), g.op("Not", g.op("Equal", bin_, c(float(n)))))
-        up = g.op("Or", up, g.op("Equal", bin_, c(1.0)))
-        nxt = g.op("Where", up, g.op("Add", bin_, c(1.0)), g.op("Sub", bin_, c(1.0)))
-        table = g.const(fine, _F64)
-
-        def at(b):
-            return g.op(
-                "Gather", table, g.op("Cast", g.op("Sub", b, c(1.0)), to=g.tensor_proto.INT64)
-            )
-
-        y0, y1 = at(bin_), at(nxt)
-        slope = g.op("Div", g.op("Sub", y0, y1), g.op("Sub", centre, centre_of(nxt)))
-        value = g.op("Add", y0, g.op("Mul", g.op("Sub", x, centre), slope))
-    else:
-        raise ExportError(f"Gauss PDF kind '{pdf['kind']}' cannot be written as ONNX")
-    value = g.op("Where", g.op("Less", value, eps), eps, value)
-    cumulant = _clamp(g, value, 0.0 + 10e-10, 1.0 - 10e-10)
-    if op.get("flat"):
-        return cumulant
-    arg = g.op("Sub", g.op("Mul", cumulant, g.const(2.0, _F64)), g.const(1.0, _F64))
-    arg = _clamp(g, arg, -0.99999999, 0.99999999)
-    return g.op("Mul", _erfinv(g, arg), g.const(1.414213562, _F64))
-
-
-_ERFINV_CENTRAL = (
-    2.81022636e-08,
-    3.43273939e-07,
-    -3.5233877e-06,
-    -4.39150654e-06,
-    0.00021858087,
-    -0.00125372503,
-    -0.00417768164,
-    0.246640727,
-    1.50140941,
-)
-_ERFINV_TAIL = (
-    -0.000200214257,
-    0.000100950558,
-    0.00134934322,
-    -0.00367342844,
-    0.00573950773,
-    -0.0076224613,
-    0.00943887047,
-    1.00167406,
-    2.83297682,
-)
-
-
-def _erfinv(g: _Graph, y: str) -> str:
-    """The inverse error function of ``y`` (``[N, 1]``, double), as the C++ export computes
-    it: Giles' approximation refined by two Newton steps on :func:`_erf`."""
-
-    def horner(coefficients, w):
-        p = g.const(coefficients[0], _F64)
-        for a in coefficients[1:]:
-            p = g.op("Add", g.op("Mul", p, w), g.const(a, _F64))
-        return p
-
-    one = g.const(1.0, _F64)
-    w = g.op("Neg", g.op("Log", g.op("Mul", g.op("Sub", one, y), g.op("Add", one, y))))
-    central = horner(_ERFINV_CENTRAL, g.op("Sub", w, g.const(2.5, _F64)))
-    tail_w = g.op("Sub", g.op("Sqrt", g.op("Max", w, g.const(5.0, _F64))), g.const(3.0, _F64))
-    p = g.op("Where", g.op("Less", w, g.const(5.0, _F64)), central, horner(_ERFINV_TAIL, tail_w))
-    x = g.op("Mul", p, y)
-    for _ in range(2):  # Newton: d erf / dx = 2 / sqrt(pi) exp(-x^2)
-        slope = g.op(
-            "Mul", g.op("Exp", g.op("Neg", g.op("Mul", x, x))), g.const(1.1283791670955126, _F64)
-        )
-        x = g.op("Sub", x, g.op("Div", g.op("Sub", _erf(g, x), y), slope))
-    return x
-
-
-def _erf(g: _Graph, x: str, nodes: int = 24) -> str:
-    """erf of ``x`` (``[N, 1]``, double) as ``2/sqrt(pi)`` times the integral of
-    ``exp(-t^2)`` from 0 to x by Gauss-Legendre quadrature (onnxruntime's ``Erf`` is float
-    only): within 2e-15 of the true value for ``|x| <= 4.2``, the range the clipped
-    arguments reach."""
-    t, w = np.polynomial.legendre.leggauss(nodes)
-    points = g.op("Mul", x, g.const(0.5 * (1.0 + t), _F64))  # [N, nodes]
-    values = g.op("Exp", g.op("Neg", g.op("Mul", points, points)))
-    integral = g.op("MatMul", values, g.const((w / np.sqrt(np.pi)).reshape(-1, 1), _F64))
-    return g.op("Mul", integral, x)
+    first, last = g.const(table[:, 0], F64), g.const(table[:, -1], F64)
+    value = g.op("Where", g.op("GreaterOrEqual", x, last), g.const(levels[-1], F64), value)
+    return g.op("Where", g.op("Less", x, first), g.const(levels[0], F64), value)
 
 
 # --------------------------------------------------------------------------------------- trees
 
 
-def _forest(g: _Graph, x: str, spec: dict[str, Any], nc: int, dtype) -> str:
+def _forest(g: Graph, x: str, spec: dict[str, Any], nc: int, dtype) -> str:
     """The per-class sums of the trees plus the base margins (``[N, nc]`` of ``dtype``):
     ``x < threshold`` goes left (the true branch), NaN the ``default_left`` way."""
     attrs: dict[str, list] = {
@@ -501,7 +268,7 @@ def _forest(g: _Graph, x: str, spec: dict[str, Any], nc: int, dtype) -> str:
         "target_weights_as_tensor": np.asarray(weights, dtype),
         "base_values_as_tensor": base,
     }
-    if dtype is _F32:  # the float attributes (older readers know only these)
+    if dtype is F32:  # the float attributes (older readers know only these)
         tensors = {
             "nodes_values": [float(v) for v in tensors["nodes_values_as_tensor"]],
             "target_weights": [float(v) for v in tensors["target_weights_as_tensor"]],
@@ -519,20 +286,7 @@ def _forest(g: _Graph, x: str, spec: dict[str, Any], nc: int, dtype) -> str:
         **attrs,
         **tensors,
     )
-    return sums if dtype is _F32 else g.cast(sums, dtype)  # its output is float32
-
-
-def _tmva_trees_output(g: _Graph, s: str, spec: dict[str, Any]) -> str:
-    output = spec.get("output")
-    if output == "tmva_adaboost":
-        return g.op("Div", s, g.const(float(spec["norm"]), _F64))
-    if output == "tmva_grad":  # 2 / (1 + exp(-2 s)) - 1
-        e = g.op("Exp", g.op("Mul", s, g.const(-2.0, _F64)))
-        ratio = g.op("Div", g.const(2.0, _F64), g.op("Add", g.const(1.0, _F64), e))
-        return g.op("Sub", ratio, g.const(1.0, _F64))
-    if output == "tmva_multiclass":
-        return _tmva_softmax(g, s)
-    raise ExportError(f"TMVA trees output '{output}' cannot be written as ONNX")
+    return sums if dtype is F32 else g.cast(sums, dtype)  # its output is float32
 
 
 # --------------------------------------------------------------------------------------- model
@@ -541,29 +295,29 @@ def _tmva_trees_output(g: _Graph, s: str, spec: dict[str, Any]) -> str:
 def onnx_graph(spec: dict[str, Any], output: str, graph_name: str):
     """The ``GraphProto`` of ``spec``: input ``variables``, output ``output``."""
     nv, nc = len(spec["variables"]), len(spec["classes"])
-    g = _Graph()
+    g = Graph()
     tmva = spec.get("precision") == "float64"
     if tmva:
         pre = spec.get("preprocessing") or {"kind": "tmva", "transformations": []}
         if pre.get("kind") != "tmva":
             raise ExportError(f"preprocessing kind '{pre.get('kind')}' in a TMVA spec")
-        t = _tmva_transformations(g, INPUT, pre["transformations"], nv)
+        t = tmva_transformations(g, INPUT, pre["transformations"], nv)
         if spec["kind"] == "network":
-            result, width = _network_ops(g, g.cast(t, _F64), nv, spec["ops"], _F64)
+            result, width = _network_ops(g, g.cast(t, F64), nv, spec["ops"], F64)
         elif spec["kind"] == "trees":
-            sums = _forest(g, g.cast(t, _F64), spec, _n_out(spec), _F64)
-            result = _tmva_trees_output(g, sums, spec)
+            sums = _forest(g, g.cast(t, F64), spec, _n_out(spec), F64)
+            result = tmva_trees_output(g, sums, spec)
             width = _n_out(spec)
         else:
             raise ExportError(f"model kind '{spec['kind']}' cannot be written as ONNX")
-        result = g.cast(result, _F32)
+        result = g.cast(result, F32)
     elif spec["kind"] == "network":
         z = _preprocessing(g, INPUT, spec["preprocessing"], nv)
-        result, width = _network_ops(g, z, nv, spec["ops"], _F32)
+        result, width = _network_ops(g, z, nv, spec["ops"], F32)
     elif spec["kind"] == "trees":
         if spec.get("output", "softmax") != "softmax":
             raise ExportError(f"trees output '{spec.get('output')}' cannot be written as ONNX")
-        result = g.op("Softmax", _forest(g, INPUT, spec, nc, _F32), axis=-1)
+        result = g.op("Softmax", _forest(g, INPUT, spec, nc, F32), axis=-1)
         width = nc
     else:
         raise ExportError(f"model kind '{spec['kind']}' cannot be written as ONNX")
