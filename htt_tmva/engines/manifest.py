@@ -194,7 +194,7 @@ def manifest_for(
 
 #: roles of preprocessing files: any one of them may be given for the model
 PREPROCESSING_ROLES = ("preprocessing", "preprocessing_pickle")
-#: roles that prediction never reads (not checked on loading): exports made later
+#: roles that prediction never reads (not checked on loading): the history, later exports
 UNREAD_ROLES = ("history", "onnx")
 
 
