@@ -185,8 +185,9 @@ def export(
     engine: Optional[str] = None,
     format: str = "cpp",
 ) -> list[Path]:
-    """Export the model of ``fold`` (default: all folds, as one fold-aware C++ header) as C++
-    or JSON, next to the models (``htt-tmva export``).
+    """Export the model of ``fold`` (default: all folds, as one fold-aware C++ header) as C++,
+    JSON or ONNX (``format="onnx"``: one ``<model>.onnx`` per fold), next to the models
+    (``htt-tmva export``).
 
     >>> [p.name for p in htt_tmva.export(configs["training"])]
     ['htt_tmva_bdt_folds.hxx']

@@ -267,19 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="write models as C++ headers, JSON or TMVA weight files",
+        help="write models as C++ headers, JSON, ONNX or TMVA weight files",
         description="Export the model of FOLD (or, with --all-folds, one fold-aware C++ "
-        "header of all folds, or one JSON per fold) next to the models.",
+        "header of all folds, or one JSON or ONNX file per fold) next to the models.",
     )
     p.add_argument("training_config", metavar="TRAINING_CONFIG")
     p.add_argument("fold", metavar="FOLD", type=int, nargs="?", default=None)
     p.add_argument("--all-folds", action="store_true", help="every fold (C++: one header)")
     p.add_argument(
         "--format",
-        choices=("cpp", "json", "tmva"),
+        choices=("cpp", "json", "onnx", "tmva"),
         default="cpp",
-        help="cpp (default): C++17 header; json: JSON; tmva: a bdt model as a TMVA BDTG "
-        "weight file <model>.weights.xml (per fold)",
+        help="cpp (default): C++17 header; json: JSON; onnx: <model>.onnx (per fold; needs "
+        "the onnx package); tmva: a bdt model as a TMVA BDTG weight file <model>.weights.xml "
+        "(per fold)",
     )
     p.add_argument("--overwrite", action="store_true", help="tmva: replace an existing file")
     _engine_option(p)

@@ -77,7 +77,8 @@ for args in [["--help"]] + [[c, "--help"] for c in {SUBCOMMANDS!r}]:
         parser.parse_args(args)
     except SystemExit as exc:
         assert exc.code == 0, args
-heavy = [m for m in ("ROOT", "cppyy", "tensorflow", "keras", "xgboost") if m in sys.modules]
+heavy = ("ROOT", "cppyy", "tensorflow", "keras", "xgboost", "onnx", "onnxruntime")
+heavy = [m for m in heavy if m in sys.modules]
 print("HEAVY", heavy)
 """
     result = subprocess.run(

@@ -164,8 +164,8 @@ def test_cpp_and_json_formats_are_written_by_the_exporters(exported, caplog):
     with caplog.at_level("INFO"):
         assert main(["export", str(config), "1", "--format", "cpp"]) == 0
     assert "fold1_bdt_model.hxx" in caplog.text
-    with pytest.raises(ConfigError, match="unknown --format 'onnx'"):
-        run_export(config, 0, fmt="onnx")
+    with pytest.raises(ConfigError, match="unknown --format 'pmml'"):
+        run_export(config, 0, fmt="pmml")
 
 
 def test_export_refusals(exported, tmp_path):

@@ -194,8 +194,8 @@ def manifest_for(
 
 #: roles of preprocessing files: any one of them may be given for the model
 PREPROCESSING_ROLES = ("preprocessing", "preprocessing_pickle")
-#: roles that prediction never reads (not checked on loading)
-UNREAD_ROLES = ("history",)
+#: roles that prediction never reads (not checked on loading): the history, later exports
+UNREAD_ROLES = ("history", "onnx")
 
 
 def file_digest(path: Path) -> str:
@@ -310,7 +310,7 @@ def verify_model_files(
     model_path = Path(model_path)
     if manifest.details.get("classic"):
         return
-    if not manifest.files:
+    if not set(manifest.files) - set(UNREAD_ROLES):  # e.g. only an export recorded since
         log.warning(
             "manifest '%s' records no digests of the model's files (written by an older "
             "htt-tmva): cannot check that model and preprocessing belong together; retrain "

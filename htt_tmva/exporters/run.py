@@ -1,4 +1,4 @@
-"""The export step: models of a training as C++ headers or JSON, written next to them."""
+"""The export step: models of a training as C++ headers, JSON or ONNX, written next to them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from htt_tmva.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("cpp", "json")
+FORMATS = ("cpp", "json", "onnx")
 
 
 def _models(config, folds, engine: str):
@@ -44,8 +44,8 @@ def export_models(
     event_branch: Optional[str] = None,
 ) -> list[Path]:
     """Export the model of ``fold`` (or, with ``fold=None``, all folds: a fold-aware header
-    for ``cpp``, one file per fold for ``json``); return the files written. With the ``tmva``
-    engine every method the config books is exported from its TMVA weight files."""
+    for ``cpp``, one file per fold for ``json`` and ``onnx``); return the files written. With
+    the ``tmva`` engine every method the config books is exported from its TMVA weight files."""
     from htt_tmva.config import load_training_config
 
     if fmt not in FORMATS:
@@ -62,6 +62,10 @@ def export_models(
     # every spec first: a model that cannot be exported stops the export before any write
     specs = [[model_spec(m) for m in models] for _, _, models in groups]
     finals: list[Path] = []
+    if fmt == "onnx":  # each spec as a checked ONNX model, before any write, too
+        from htt_tmva.exporters.onnx_format import onnx_models
+
+        specs = [onnx_models(config, s, p, m) for (_, p, m), s in zip(groups, specs)]
     for (method, paths, models), group_specs in zip(groups, specs):
         name = method or (config.model.name if engine == "keras" else "")
         finals += _write(config, fold, engine, fmt, event_branch, name, paths, models, group_specs)
@@ -78,6 +82,10 @@ def _write(config, fold, engine, fmt, event_branch, name, paths, models, specs) 
 
     namespace = namespace_for(engine, name)
     what = f"{engine} {name}".strip() if engine == "tmva" else engine
+    if fmt == "onnx":
+        from htt_tmva.exporters.onnx_format import write_onnx_files
+
+        return write_onnx_files(paths, specs)
     if fmt == "json":
         finals = [p.with_name(f"{p.name.split('.')[0]}.export.json") for p in paths]
         with atomic_outputs(finals) as temps:

@@ -2,7 +2,8 @@
 
 ``tmva``: a bdt model as a TMVA BDTG weight file ``<model stem>.weights.xml`` (with a
 manifest, so that htt-tmva can check its folds when the file is used for testing or
-application). ``cpp`` and ``json`` are written by :func:`htt_tmva.exporters.run.export_models`.
+application). ``cpp``, ``json`` and ``onnx`` are written by
+:func:`htt_tmva.exporters.run.export_models`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from htt_tmva.errors import ConfigError, EngineError, HttTmvaError, OutputError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("tmva", "cpp", "json")
+FORMATS = ("tmva", "cpp", "json", "onnx")
 
 
 def exported_path(model_path: Path) -> Path:
