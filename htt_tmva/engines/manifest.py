@@ -195,7 +195,7 @@ def manifest_for(
 #: roles of preprocessing files: any one of them may be given for the model
 PREPROCESSING_ROLES = ("preprocessing", "preprocessing_pickle")
 #: roles that prediction never reads (not checked on loading)
-UNREAD_ROLES = ("history",)
+UNREAD_ROLES = ("history", "class_file")
 
 
 def file_digest(path: Path) -> str:
