@@ -18,6 +18,7 @@ import re
 from typing import Any, Optional
 
 from htt_tmva.config.schema import Expression, Field, non_empty, unique
+from htt_tmva.engines.tmva_checks import validation_size_problem
 from htt_tmva.errors import choices_text, did_you_mean
 
 #: methods the engine books; each is a key of the ``tmva:`` section
@@ -187,7 +188,7 @@ DL_OPTIONS = {
         str, ("XAVIER", "XAVIERUNIFORM", "GAUSS", "UNIFORM", "IDENTITY", "ZERO")
     ),
     "RandomSeed": _opt(int),
-    "ValidationSize": _opt(Expression),
+    "ValidationSize": _opt(Expression, check=validation_size_problem),
     "Architecture": _opt(
         str,
         check=OneOf(
@@ -219,7 +220,7 @@ PYKERAS_OPTIONS = {
     "TriesEarlyStopping": _opt(int),
     "LearningRateSchedule": _opt(str),
     "TensorBoard": _opt(str),
-    "ValidationSize": _opt(Expression),
+    "ValidationSize": _opt(Expression, check=validation_size_problem),
     "UserCode": _opt(str),
     "tfkeras": _opt(bool),
 }

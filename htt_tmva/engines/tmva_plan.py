@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import htt_tmva.config  # noqa: F401 - first: it imports tmva_options (else an import cycle)
 from htt_tmva.engines import tmva_checks as checks
 from htt_tmva.engines.tmva_options import (
     DATALOADER_OPTIONS,
