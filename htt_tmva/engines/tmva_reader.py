@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from htt_tmva.engines.base import Model
-from htt_tmva.engines.manifest import Manifest, read_manifest
+from htt_tmva.engines.manifest import Manifest, read_manifest, verify_model_files
 from htt_tmva.errors import EngineError, ModelError
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,8 @@ def load_with_tmva_reader(model_path: Path) -> Model:
             f"--reader tmva reads TMVA weight files, but '{model_path}' is a "
             f"'{manifest.engine}' model; leave out --reader for it"
         )
+    if manifest.files:  # the weight file (and trained Keras model) written with it
+        verify_model_files(manifest, Path(model_path))
     if is_pykeras(Path(model_path), manifest):
         from htt_tmva.engines.tmva_train import keras2_problem
 
