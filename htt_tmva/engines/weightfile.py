@@ -110,10 +110,11 @@ def weights_manifest(path: Path, weights, fold: int, n_folds: int, verified: boo
 
 
 def _verified_manifest(path: Path) -> Manifest:
-    """The manifest next to ``path``; where it records digests (TMVA engine), the weight file
-    and the trained Keras model it names must be those written with it."""
+    """The manifest next to ``path``; where the TMVA engine wrote it with digests, the weight
+    file and the trained Keras model it names must be those written with it (an export's
+    manifest carries its source model's digests instead)."""
     manifest = read_manifest(path)
-    if manifest.files:
+    if manifest.engine == "tmva" and manifest.files:
         verify_model_files(manifest, path)
     return manifest
 
