@@ -155,7 +155,7 @@ def check_layout(layout: str, n_classes: int, n_variables: int, source) -> None:
         if kind not in (None, "DENSE"):
             last_width = None
             continue
-        last_width = 1
+        last_width = None  # the first width token counts (ParseDenseLayer); none: 1
         for token in tokens[1:] if kind else tokens:
             if token in DL_ACTIVATIONS:
                 continue
@@ -171,7 +171,8 @@ def check_layout(layout: str, n_classes: int, n_variables: int, source) -> None:
                     f"({choices_text(DL_ACTIVATIONS)}{did_you_mean(token, DL_ACTIVATIONS)}) "
                     "nor a width (a number or a formula in N, the number of variables)"
                 )
-            last_width = width
+            last_width = last_width or width
+        last_width = last_width or 1
     if last_width != n_classes:
         got = "is not a dense layer" if last_width is None else f"has {last_width} nodes"
         raise ConfigError(
