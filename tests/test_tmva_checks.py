@@ -465,3 +465,15 @@ def test_weight_file_replaced_after_training_is_refused(tmp_path):
     ):
         with pytest.raises(ModelError, match="is not the one saved with model"):
             load()
+
+
+def test_tmva_output_file_that_cannot_be_created_is_an_output_error(tmp_path):
+    """ROOT raises a bare OSError where TFile::Open fails; the engine names the file."""
+    from htt_tmva._root import root
+    from htt_tmva.engines.tmva_train import TmvaTraining, _train_test_evaluate
+    from htt_tmva.errors import OutputError
+
+    plan = plan_of(tmp_path)
+    output = tmp_path / "missing" / ".fold0_training.root.tmp"
+    with pytest.raises(OutputError, match="cannot create TMVA's output file .*fold0_training"):
+        _train_test_evaluate(root(), plan, [], output, TmvaTraining(plan))

@@ -257,7 +257,10 @@ def run_plan(plan: BookingPlan, config, fold_origin: Optional[dict] = None) -> T
 def _train_test_evaluate(ROOT, plan: BookingPlan, trees, output_name: Path, result) -> None:
     """The TMVA calls of the plan; objects released in the order of TMVA's tutorials
     (close the output file, then delete the Factory, then the DataLoader)."""
-    output = ROOT.TFile.Open(str(output_name), "RECREATE")
+    try:  # ROOT's pythonization raises OSError where TFile::Open returns nullptr
+        output = ROOT.TFile.Open(str(output_name), "RECREATE")
+    except OSError:
+        output = None
     if not output or output.IsZombie():
         raise OutputError(
             f"fold {plan.fold}: cannot create TMVA's output file '{output_name}' in "
