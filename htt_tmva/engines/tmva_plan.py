@@ -142,6 +142,8 @@ class BookingPlan:
                 f"factory.BookMethod(&loader, TMVA::Types::{m.type}, {q(m.title)}, {q(m.options)});"
             )
             lines.append(f"#   -> weight file {m.weight_file}")
+            if m.trained_model is not None:
+                lines.append(f"#   -> trained Keras model {m.trained_model}")
         lines += [
             "factory.TrainAllMethods();",
             "factory.TestAllMethods();",
