@@ -120,8 +120,8 @@ def test_plan_books_classic_bdtg_and_a_dnn_like_the_example_model(tmp_path):
     assert dnn.options == (
         "!H:!V:VarTransform=N:ErrorStrategy=MUTUALEXCLUSIVE:WeightInitialization=XAVIER:"
         "Layout=DENSE|10|RELU,DENSE|3|LINEAR:TrainingStrategy=LearningRate=0.002,"
-        "Optimizer=ADAM,BatchSize=64,MaxEpochs=7,ConvergenceSteps=3,TestRepetitions=1:"
-        "Architecture=CPU:RandomSeed=5"
+        "Optimizer=ADAM,BatchSize=64,MaxEpochs=7,ConvergenceSteps=2,TestRepetitions=1:"
+        "Architecture=CPU:RandomSeed=5:ValidationSize=20%"
     )
 
 
@@ -155,9 +155,13 @@ def test_pykeras_gets_the_model_file_epochs_batch_size_and_early_stopping(tmp_pa
     assert pykeras.weight_file.name == "TMVAMulticlass_PyKeras_fold0.weights.xml"
     assert pykeras.options == (
         "!H:!V:VarTransform=N:FilenameModel=fold0_training/PyKeras_fold0_untrained.h5:"
-        "NumEpochs=4:BatchSize=32:SaveBestOnly:TriesEarlyStopping=2"
+        "FilenameTrainedModel=fold0_training/weights/TrainedModel_PyKeras_fold0.h5:"
+        "ValidationSize=20%:NumEpochs=4:BatchSize=32:SaveBestOnly:TriesEarlyStopping=2"
     )
     assert pykeras.keras_model == tmp_path / "models/fold0_training/PyKeras_fold0_untrained.h5"
+    assert pykeras.trained_model == (
+        tmp_path / "models/fold0_training/weights/TrainedModel_PyKeras_fold0.h5"
+    )
     assert plan.needs_pymva
     assert "TMVA::PyMethodBase::PyInitialize();" in plan.describe()
 
@@ -194,7 +198,7 @@ def test_tmva_section_overrides_in_place_and_appends(tmp_path):
         ({"BDTG": {"NTree": 10}}, r"tmva\.BDTG\.NTree' is not a valid key \(did you mean 'NTrees'"),
         ({"DNN": {"layout": "x"}}, r"tmva\.DNN\.layout' .*did you mean 'Layout'"),
         ({"BDTG": {"NTrees": "many"}}, r"tmva\.BDTG\.NTrees' has value 'many'.*integer"),
-        ({"BDTG": {"BoostType": "grad"}}, r"did you mean 'Grad'"),
+        ({"BDTG": {"BoostType": "Gradient"}}, r"did you mean 'Grad'"),
         ({"methods": ["BDT"]}, r"did you mean 'BDTG'"),
         ({"Factory": {"AnalysisType": "Classification"}}, r"tmva\.Factory\.AnalysisType"),
         ({"DataLoader": {"NormMode": "NumEvents"}}, r"tmva\.DataLoader\.NormMode"),

@@ -8,6 +8,7 @@ environment of environment.yml: ``pytest -m tmva``.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -230,3 +231,114 @@ def test_pykeras_with_keras_3_stops_before_any_work(tmva_available, fold_dir, tm
     for alternative in ("DNN", "--engine keras"):
         assert alternative in str(error.value)
     assert not output.exists()
+
+
+# --- issue 22: what the review against TMVA's sources found -------------------------------
+
+
+def test_manifests_record_the_validation_size_and_digests_of_what_tmva_wrote(tmva_trained):
+    from htt_tmva.engines.manifest import file_digest, read_manifest
+
+    for method in METHODS:
+        path = weight_file(tmva_trained, 0, method)
+        manifest = read_manifest(path)
+        assert manifest.files["model"]["sha256"] == file_digest(path)
+        class_file = path.with_name(f"TMVAMulticlass_{method}.class.C")
+        if class_file.is_file():
+            assert manifest.files["class_file"]["sha256"] == file_digest(class_file)
+    dnn = read_manifest(weight_file(tmva_trained, 0, "DNN"))
+    assert ":ValidationSize=20%" in dnn.details["options"]
+    assert "ValidationSize" in weight_file(tmva_trained, 0, "DNN").read_text()
+
+
+def test_tmva_reader_leaves_tmva_talking(tmva_trained):
+    """The Reader is not Silent: that would silence TMVA for the rest of the process."""
+    from htt_tmva._root import root
+    from htt_tmva.engines.tmva_reader import load_with_tmva_reader
+
+    load_with_tmva_reader(weight_file(tmva_trained, 0, "BDTG"))
+    assert not root().TMVA.gConfig().IsSilent()
+
+
+def test_tmva_reader_fatal_error_is_a_model_error_naming_the_weight_file(tmva_trained, tmp_path):
+    from htt_tmva.engines.manifest import manifest_path
+    from htt_tmva.engines.tmva_reader import load_with_tmva_reader
+    from htt_tmva.errors import ModelError
+
+    source = weight_file(tmva_trained, 0, "BDTG")
+    broken = tmp_path / "fold0_training/weights" / source.name
+    broken.parent.mkdir(parents=True)
+    text = source.read_text()
+    broken.write_text(text[: text.index("<Weights")] + "<Weights>\n")  # cut in the forest
+    manifest = json.loads(manifest_path(source).read_text())
+    with pytest.raises(ModelError, match="is not the one saved with model"):  # digest
+        manifest_path(broken).write_text(json.dumps(manifest))
+        load_with_tmva_reader(broken)
+    manifest["files"] = {}  # an older manifest: TMVA reads the file and stops
+    manifest_path(broken).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"TMVA::Reader .*TMVAMulticlass_BDTG\.weights\.xml"):
+        load_with_tmva_reader(broken).predict(np.zeros((2, 2), dtype=np.float32))
+
+
+def _small_plan(fold_dir, tmp_path, **tmva):
+    from htt_tmva.config import load_training_config
+    from htt_tmva.engines.tmva_plan import booking_plan
+
+    document = training_document(
+        fold_dir, tmp_path / "models", tmva={"methods": ["BDTG"], "BDTG": {"NTrees": 5}, **tmva}
+    )
+    config = load_training_config(write_yaml(tmp_path / "training.yaml", document))
+    return config, booking_plan(config, 0)
+
+
+def test_output_file_that_cannot_be_created_is_an_output_error(tmva_available, fold_dir, tmp_path):
+    import os
+
+    from htt_tmva.engines.tmva_train import run_plan
+    from htt_tmva.errors import OutputError
+
+    config, plan = _small_plan(fold_dir, tmp_path)
+    plan.output_path.mkdir(parents=True)
+    # TMVA's output file is a link into a missing folder: TFile.Open cannot create it
+    temporary = plan.output_file.with_name(f".{plan.output_file.name}.{os.getpid()}.tmp")
+    temporary.symlink_to(tmp_path / "missing" / "output.root")
+    with pytest.raises(OutputError, match="cannot create TMVA's output file"):
+        run_plan(plan, config)
+    assert not plan.methods[0].weight_file.exists()
+
+
+def test_method_tmva_does_not_book_is_an_engine_error(tmva_available, fold_dir, tmp_path):
+    from htt_tmva.engines.tmva_train import run_plan
+    from htt_tmva.errors import EngineError
+
+    config, plan = _small_plan(fold_dir, tmp_path)
+    plan.methods[0].type = "kFisher"  # two-class only: BookMethod returns nullptr
+    plan.methods[0].options = "!H:!V"
+    with pytest.raises(EngineError, match="TMVA refused to book BDTG"):
+        run_plan(plan, config)
+    assert not plan.output_file.exists()
+
+
+def test_pykeras_folds_train_each_in_a_process_of_its_own(tmva_available, fold_dir, tmp_path):
+    from htt_tmva._root import has_pymva
+    from htt_tmva.config import load_training_config
+    from htt_tmva.engines.manifest import read_manifest
+    from htt_tmva.engines.tmva_train import keras2_problem
+    from htt_tmva.training import train_folds
+
+    if not has_pymva() or keras2_problem() is not None:
+        pytest.skip("needs TMVA's PyMVA and Keras 2 (TensorFlow <= 2.15, or tf_keras)")
+    output = tmp_path / "models"
+    document = training_document(
+        fold_dir,
+        output,
+        model={"name": "example", "batch_size": 256, "epochs": 2, "seed": 3},
+        tmva={"methods": ["PyKeras"]},
+    )
+    config = load_training_config(write_yaml(tmp_path / "training.yaml", document))
+    results = train_folds(config, [0, 1], engine="tmva")
+    assert [r.plan.fold for r in results] == [0, 1]
+    for fold in (0, 1):
+        weights = output / f"fold{fold}_training/weights"
+        manifest = read_manifest(weights / f"TMVAMulticlass_PyKeras_fold{fold}.weights.xml")
+        assert manifest.files["keras_model"]["file"] == f"TrainedModel_PyKeras_fold{fold}.h5"

@@ -194,8 +194,9 @@ def manifest_for(
 
 #: roles of preprocessing files: any one of them may be given for the model
 PREPROCESSING_ROLES = ("preprocessing", "preprocessing_pickle")
-#: roles that prediction never reads (not checked on loading): the history, later exports
-UNREAD_ROLES = ("history", "onnx")
+#: roles that prediction never reads (not checked on loading): the history, TMVA's
+#: .class.C files, later exports
+UNREAD_ROLES = ("history", "class_file", "onnx")
 
 
 def file_digest(path: Path) -> str:

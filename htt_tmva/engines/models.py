@@ -140,6 +140,16 @@ def custom_objects(where: Optional[str], model_path: Path) -> dict[str, Any]:
     }
 
 
+def is_compiled(model) -> bool:
+    """Whether a model function returned a compiled model: Keras 3 says so in ``compiled``,
+    Keras 2 (TMVA's PyKeras) in ``_is_compiled``; either way it has an optimizer. A model
+    that is compiled keeps its loss and settings (smhtt's mean squared error)."""
+    flag = getattr(model, "compiled", None)
+    if flag is None:
+        flag = getattr(model, "_is_compiled", False)
+    return bool(flag) and getattr(model, "optimizer", None) is not None
+
+
 def build_model(
     name: str, n_inputs: int, n_outputs: int, learning_rate: float, base: Optional[Path]
 ):
@@ -151,7 +161,7 @@ def build_model(
         if takes_rate
         else function(n_inputs, n_outputs)
     )
-    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+    if not is_compiled(model):
         import keras
 
         model.compile(

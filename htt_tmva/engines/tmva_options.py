@@ -1,18 +1,25 @@
 """TMVA's option names, declared per method, and the ``tmva:`` section of the training YAML.
 
 The lists follow the options TMVA declares (``DeclareOptions`` of MethodBase, MethodBDT,
-MethodDL, MethodPyKeras, Factory and DataSetFactory) in ROOT 6.30 to 6.40. Each option has a
-type; unknown names are config errors with a did-you-mean. Options that htt-tmva fixes for the
-workflow to stay right (``AnalysisType=multiclass``, ``NormMode=None``, the per-class
-``TrainTestSplit_<class>``) are not in the lists and so cannot be overridden. A few options
-are newer than ROOT 6.30 (e.g. ``CalcCorrelations``); an older TMVA rejects them itself.
+MethodDL, MethodPyKeras, Factory and DataSetFactory); every one of them is declared by ROOT
+6.30 to 6.40. Each option has a type; unknown names are config errors with a did-you-mean.
+Options that htt-tmva fixes for the workflow to stay right (``AnalysisType=multiclass``,
+``NormMode=None``, the per-class ``TrainTestSplit_<class>``) are not in the lists and so cannot
+be overridden; ``ModelPersistence`` may only stay true (without it TMVA writes no weight file).
+
+Values are checked as TMVA reads them: a string option with predefined values matches them
+ignoring case (``Option<TString>``; TMVA then uses its own spelling, and so does the plan),
+while ``VarTransform`` is parsed case-sensitively (``CreateVariableTransforms``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Optional
 
 from htt_tmva.config.schema import Expression, Field, non_empty, unique
+from htt_tmva.engines.tmva_checks import validation_size_problem
+from htt_tmva.errors import choices_text, did_you_mean
 
 #: methods the engine books; each is a key of the ``tmva:`` section
 METHODS = ("BDTG", "DNN", "PyKeras")
@@ -21,8 +28,75 @@ DEFAULT_METHODS = ("BDTG", "DNN")
 _VERBOSITY = ("Default", "Debug", "Verbose", "Info", "Warning", "Error", "Fatal")
 
 
-def _opt(kind: type, choices: tuple = ()) -> Field:
-    return Field(kind, default=None, nullable=True, choices=choices or None)
+class OneOf:
+    """The predefined values of a TMVA string option, matched ignoring case as TMVA's
+    ``Option<TString>`` matches them; ``only`` narrows them to those that work in htt-tmva's
+    multiclass jobs (``reason`` says why)."""
+
+    def __init__(self, *choices: str, only: tuple = (), reason: str = ""):
+        self.choices, self.only, self.reason = choices, only or choices, reason
+
+    def canonical(self, value: str) -> Optional[str]:
+        """TMVA's own spelling of ``value``, or None where TMVA does not know it."""
+        return next((c for c in self.choices if c.lower() == str(value).lower()), None)
+
+    def __call__(self, value: str) -> Optional[str]:
+        known = self.canonical(value)
+        if known is None:
+            return (
+                f"has value {value!r}{did_you_mean(value, self.choices)}; valid choices (any "
+                f"case, as TMVA reads them): {choices_text(self.choices)}"
+            )
+        if known not in self.only:
+            return f"has value {value!r}; {self.reason}"
+        return None
+
+
+def _opt(kind: type, choices: tuple = (), check=None) -> Field:
+    return Field(kind, default=None, nullable=True, check=OneOf(*choices) if choices else check)
+
+
+#: transformation names of ``CreateVariableTransforms`` (compared case-sensitively there)
+TRANSFORMATIONS = (
+    "I", "Ident", "Identity", "D", "Deco", "Decorrelate", "P", "PCA",
+    "U", "Uniform", "G", "Gauss", "N", "Norm", "Normalise", "Normalize",
+)  # fmt: skip
+
+
+def transformation_parts(value: str) -> list[tuple[str, Optional[str]]]:
+    """``VarTransform`` as TMVA splits it: (name, class or None) per transformation, the
+    ``(variables)`` selections left out; ``None`` alone means no transformation."""
+    if value == "None":
+        return []
+    parts, depth, current = [], 0, ""
+    for ch in value + ",":
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch in ",+" and depth == 0:
+            parts.append(re.sub(r"\(.*?\)", "", current))
+            current = ""
+        else:
+            current += ch
+    out = []
+    for part in parts:
+        name, _, rest = part.partition("_")
+        out.append((name, rest.split("_")[0] if rest else None))
+    return out
+
+
+def _var_transform(value: str) -> Optional[str]:
+    for name, _ in transformation_parts(value):
+        if name not in TRANSFORMATIONS:
+            cased = [t for t in TRANSFORMATIONS if t.lower() == name.lower()]
+            hint = f" (did you mean '{cased[0]}'?)" if cased else ""
+            hint = hint or did_you_mean(name, TRANSFORMATIONS)
+            return (
+                f"has value {value!r}: TMVA knows no transformation {name!r}{hint} (names are "
+                "case-sensitive there); "
+                f"valid: 'None' or a comma-separated list of {choices_text(TRANSFORMATIONS)}, "
+                "each optionally with _<class> and (variables)"
+            )
+    return None
 
 
 #: options of every method (TMVA::MethodBase::DeclareBaseOptions)
@@ -30,7 +104,7 @@ BASE_OPTIONS = {
     "H": _opt(bool),
     "V": _opt(bool),
     "VerbosityLevel": _opt(str, _VERBOSITY),
-    "VarTransform": _opt(str),
+    "VarTransform": _opt(str, check=_var_transform),
     "CreateMVAPdfs": _opt(bool),
     "IgnoreNegWeightsInTraining": _opt(bool),
 }
@@ -43,7 +117,18 @@ BDT_OPTIONS = {
     "MinNodeSize": _opt(Expression),
     "nCuts": _opt(int),
     "BoostType": _opt(
-        str, ("AdaBoost", "RealAdaBoost", "AdaCost", "Bagging", "AdaBoostR2", "Grad")
+        str,
+        check=OneOf(
+            "AdaBoost",
+            "RealAdaBoost",
+            "AdaCost",
+            "Bagging",
+            "AdaBoostR2",
+            "Grad",
+            only=("Grad",),
+            reason="htt-tmva's jobs are multiclass, and a multiclass MethodBDT needs "
+            "BoostType=Grad (TMVA stops with a FATAL error for any other)",
+        ),
     ),
     "AdaBoostR2Loss": _opt(str, ("Linear", "Quadratic", "Exponential")),
     "UseBaggedBoost": _opt(bool),
@@ -99,10 +184,24 @@ DL_OPTIONS = {
     "BatchLayout": _opt(str),
     "Layout": _opt(str),
     "ErrorStrategy": _opt(str, ("CROSSENTROPY", "SUMOFSQUARES", "MUTUALEXCLUSIVE")),
-    "WeightInitialization": _opt(str, ("XAVIER", "XAVIERUNIFORM")),
+    "WeightInitialization": _opt(
+        str, ("XAVIER", "XAVIERUNIFORM", "GAUSS", "UNIFORM", "IDENTITY", "ZERO")
+    ),
     "RandomSeed": _opt(int),
-    "ValidationSize": _opt(Expression),
-    "Architecture": _opt(str, ("CPU", "GPU", "CUDNN", "STANDARD")),
+    "ValidationSize": _opt(Expression, check=validation_size_problem),
+    "Architecture": _opt(
+        str,
+        check=OneOf(
+            "STANDARD",
+            "CPU",
+            "GPU",
+            "OPENCL",
+            "CUDNN",
+            only=("STANDARD", "CPU", "GPU", "CUDNN"),
+            reason="TMVA declares OPENCL but stops with a FATAL error in training (not "
+            "implemented); use CPU or GPU",
+        ),
+    ),
     "TrainingStrategy": _opt(str),
 }
 
@@ -121,7 +220,7 @@ PYKERAS_OPTIONS = {
     "TriesEarlyStopping": _opt(int),
     "LearningRateSchedule": _opt(str),
     "TensorBoard": _opt(str),
-    "ValidationSize": _opt(Expression),
+    "ValidationSize": _opt(Expression, check=validation_size_problem),
     "UserCode": _opt(str),
     "tfkeras": _opt(bool),
 }
@@ -136,7 +235,15 @@ FACTORY_OPTIONS = {
     "Transformations": _opt(str),
     "Correlations": _opt(bool),
     "ROC": _opt(bool),
-    "ModelPersistence": _opt(bool),
+    "ModelPersistence": _opt(
+        bool,
+        check=lambda v: (
+            None
+            if v
+            else "must stay true: without it TMVA writes no weight file, and the training would "
+            "fail after all its work (htt-tmva fixes it, like AnalysisType)"
+        ),
+    ),
 }
 
 #: DataLoader::PrepareTrainingAndTestTree, i.e. DataSetFactory (NormMode and the per-class
@@ -168,9 +275,15 @@ TMVA_SCHEMA = {
 }
 
 
-def set_options(section: Any) -> dict[str, Any]:
-    """The options a user set in a validated sub-section (those left out are None)."""
-    return {k: v for k, v in (section or {}).items() if v is not None}
+def set_options(section: Any, declared: Optional[dict[str, Field]] = None) -> dict[str, Any]:
+    """The options a user set in a validated sub-section (those left out are None); with the
+    ``declared`` options, predefined values in TMVA's own spelling."""
+    options = {k: v for k, v in (section or {}).items() if v is not None}
+    for name, value in options.items():
+        check = declared[name].check if declared and name in declared else None
+        if isinstance(check, OneOf):
+            options[name] = check.canonical(value) or value
+    return options
 
 
 def format_value(value: Any) -> str:

@@ -7,19 +7,32 @@ As the classic ``TMVA_training.py``: a Factory ``TMVAMulticlass`` (multiclass) w
 in ``output_path/fold{i}_training/weights/``), one tree per class with weight
 ``class_weights[class] * global_weight_scale`` and ``event_weights`` as weight expression,
 a random, seeded training/test split per class from ``train_test_split`` with
-``NormMode=None`` (no renormalisation of the class weights).
+``NormMode=None`` (no renormalisation of the class weights). DNN and PyKeras train on TMVA's
+training sample less its last ``ValidationSize`` events, on which they stop early and keep
+the best epoch (MethodDL/MethodPyKeras::Train): it is set explicitly, so the plan shows it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from htt_tmva.engines.tmva_options import format_value, option_string, set_options
+import htt_tmva.config  # noqa: F401 - first: it imports tmva_options (else an import cycle)
+from htt_tmva.engines import tmva_checks as checks
+from htt_tmva.engines.tmva_options import (
+    DATALOADER_OPTIONS,
+    FACTORY_OPTIONS,
+    METHOD_OPTIONS,
+    format_value,
+    option_string,
+    set_options,
+)
 from htt_tmva.errors import ConfigError
 
 FACTORY_NAME = "TMVAMulticlass"
+#: the part of TMVA's training sample that DNN and PyKeras keep for validation (TMVA's default)
+VALIDATION_SIZE = "20%"
 METHOD_TYPES = {"BDTG": "kBDT", "DNN": "kDL", "PyKeras": "kPyKeras"}
 
 #: the classic BDTG booking (TMVA_training.py)
@@ -64,6 +77,14 @@ class BookedMethod:
     options: str
     weight_file: Path
     keras_model: Optional[Path] = None  # PyKeras: the untrained model written for TMVA
+    trained_model: Optional[Path] = None  # PyKeras: the trained model TMVA writes
+    values: dict[str, Any] = field(default_factory=dict)  # the options, before joining
+
+    @property
+    def class_file(self) -> Path:
+        """The standalone C++ class TMVA writes next to the weight file (MakeClass)."""
+        stem = self.weight_file.name[: -len(".weights.xml")]
+        return self.weight_file.with_name(f"{stem}.class.C")
 
 
 @dataclass
@@ -121,6 +142,8 @@ class BookingPlan:
                 f"factory.BookMethod(&loader, TMVA::Types::{m.type}, {q(m.title)}, {q(m.options)});"
             )
             lines.append(f"#   -> weight file {m.weight_file}")
+            if m.trained_model is not None:
+                lines.append(f"#   -> trained Keras model {m.trained_model}")
         lines += [
             "factory.TrainAllMethods();",
             "factory.TestAllMethods();",
@@ -133,10 +156,11 @@ def _quoted(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _merged(defaults: dict[str, Any], section: Any) -> dict[str, Any]:
-    """Our defaults, each replaced in place by the user's value; the user's others appended."""
+def _merged(defaults: dict[str, Any], section: Any, declared: dict) -> dict[str, Any]:
+    """Our defaults, each replaced in place by the user's value; the user's others appended
+    (predefined values in TMVA's spelling)."""
     options = dict(defaults)
-    options.update(set_options(section))
+    options.update(set_options(section, declared))
     return options
 
 
@@ -157,18 +181,23 @@ def factory_options(config) -> str:
         "DrawProgressBar": False,
         "Transformations": "I",
     }
-    options = _merged(defaults, config.tmva.get("Factory"))
+    options = _merged(defaults, config.tmva.get("Factory"), FACTORY_OPTIONS)
     return option_string(options) + ":AnalysisType=multiclass"
+
+
+def dataloader_options(config) -> dict[str, Any]:
+    seed = _checked_seed(config.model.seed, config.source)
+    defaults = {"SplitMode": "Random", "SplitSeed": seed}
+    options = _merged(defaults, config.tmva.get("DataLoader"), DATALOADER_OPTIONS)
+    options.setdefault("V", False)
+    return options
 
 
 def split_options(config) -> str:
     per_class = [
         f"TrainTestSplit_{c}={format_value(config.train_test_split)}" for c in config.classes
     ]
-    seed = _checked_seed(config.model.seed, config.source)
-    defaults = {"SplitMode": "Random", "SplitSeed": seed}
-    options = _merged(defaults, config.tmva.get("DataLoader"))
-    options.setdefault("V", False)
+    options = dataloader_options(config)
     return ":".join([*per_class, option_string(options), "NormMode=None"])
 
 
@@ -176,14 +205,15 @@ def _dnn_defaults(config) -> dict[str, Any]:
     model = config.model
     n_classes = len(config.classes)
     layout, regularisation = DNN_LAYOUTS.get(model.name, (None, ""))
-    user = set_options(config.tmva.get("DNN"))
+    user = set_options(config.tmva.get("DNN"), METHOD_OPTIONS["DNN"])
     if layout is None and "Layout" not in user:
         raise ConfigError(
             f"{config.source}: the model '{model.name}' has no TMVA DNN equivalent; give the "
             "layout in TMVA's syntax as key 'tmva.DNN.Layout' (e.g. "
             f"'DENSE|64|RELU,DENSE|{n_classes}|LINEAR'), or book BDTG/PyKeras only"
         )
-    patience = model.early_stopping if model.early_stopping is not None else model.epochs
+    checks.check_patience(model.early_stopping, config.source)
+    patience = checks.convergence_steps(model.early_stopping, model.epochs)
     strategy = (
         f"LearningRate={format_value(model.learning_rate)},Optimizer=ADAM,"
         f"BatchSize={model.batch_size},MaxEpochs={model.epochs},"
@@ -199,16 +229,20 @@ def _dnn_defaults(config) -> dict[str, Any]:
         "TrainingStrategy": strategy,
         "Architecture": "CPU",
         "RandomSeed": _checked_seed(model.seed, config.source),
+        "ValidationSize": VALIDATION_SIZE,
     }
 
 
-def _pykeras_defaults(config, keras_model: str) -> dict[str, Any]:
+def _pykeras_defaults(config, keras_model: str, trained_model: str) -> dict[str, Any]:
     model = config.model
+    checks.check_patience(model.early_stopping, config.source)
     return {
         "H": False,
         "V": False,
         "VarTransform": "N",
         "FilenameModel": keras_model,
+        "FilenameTrainedModel": trained_model,
+        "ValidationSize": VALIDATION_SIZE,
         "NumEpochs": model.epochs,
         "BatchSize": model.batch_size,
         "SaveBestOnly": model.save_best_only,
@@ -218,23 +252,40 @@ def _pykeras_defaults(config, keras_model: str) -> dict[str, Any]:
 
 def book_method(config, method: str, fold: int, dataloader: str) -> BookedMethod:
     """The method's title and option string (our defaults, then the ``tmva.<method>`` keys)."""
-    section = config.tmva.get(method)
-    keras_model = None
+    section, declared = config.tmva.get(method), METHOD_OPTIONS[method]
+    keras_model = trained_model = None
     if method == "BDTG":
-        title, options = "BDTG", _merged(BDTG_DEFAULTS, section)
+        title, options = "BDTG", _merged(BDTG_DEFAULTS, section, declared)
     elif method == "DNN":
-        title, options = "DNN", _merged(_dnn_defaults(config), section)
+        title, options = "DNN", _merged(_dnn_defaults(config), section, declared)
+        checks.check_layout(
+            str(options["Layout"]), len(config.classes), len(config.variables), config.source
+        )
     else:
         # the classic title, so that the classic TMVA application config finds the file
         title = f"PyKeras_fold{fold}"
         relative = f"{dataloader}/{title}_untrained.h5"
-        options = _merged(_pykeras_defaults(config, relative), section)
+        trained = f"{dataloader}/weights/TrainedModel_{title}.h5"  # TMVA's default name
+        options = _merged(_pykeras_defaults(config, relative, trained), section, declared)
         keras_model = config.output_path / options["FilenameModel"]
+        trained_model = config.output_path / options["FilenameTrainedModel"]
+    for key in ("VarTransform",):
+        if key in options:
+            checks.check_transform_classes(
+                str(options[key]), config.classes, f"tmva.{method}.{key}", config.source
+            )
     weight_file = (
         config.output_path / dataloader / "weights" / f"{FACTORY_NAME}_{title}.weights.xml"
     )
     return BookedMethod(
-        method, METHOD_TYPES[method], title, option_string(options), weight_file, keras_model
+        method,
+        METHOD_TYPES[method],
+        title,
+        option_string(options),
+        weight_file,
+        keras_model,
+        trained_model,
+        options,
     )
 
 
@@ -247,6 +298,8 @@ def booking_plan(config, fold: int) -> BookingPlan:
             f"fold {fold} does not exist: {config.source} lists {config.folds} datasets "
             f"(folds 0 to {config.folds - 1})"
         )
+    checks.check_class_names(config.classes, config.source)
+    checks.check_split_modes(dataloader_options(config), config.tmva["methods"], config.source)
     dataloader = f"fold{fold}_training"
     scale = config.global_weight_scale
     classes = [

@@ -2,7 +2,10 @@
 
 ``TMVA::Reader`` evaluates one event at a time; a small C++ helper, declared once through
 the ROOT gateway, runs that loop over a whole batch (float32, row-major) so that Python is
-not called per event. Needs ROOT with TMVA (and PyMVA for PyKeras weight files).
+not called per event. Needs ROOT with TMVA (and PyMVA and Keras 2 for PyKeras weight files).
+The Reader is not made ``Silent``: that option silences TMVA's logger for the whole process
+(``MsgLogger::InhibitOutput``), a later training included. A FATAL error of TMVA (cppyy
+raises it as ``std::runtime_error``) becomes a ModelError naming the weight file.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from htt_tmva.engines.base import Model
-from htt_tmva.engines.manifest import Manifest, read_manifest
+from htt_tmva.engines.manifest import Manifest, read_manifest, verify_model_files
 from htt_tmva.errors import EngineError, ModelError
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,7 @@ class BatchReader {
 public:
    BatchReader(const std::vector<std::string> &variables, const std::string &weightFile,
                const std::string &method)
-      : fValues(variables.size()), fReader("!Color:Silent"), fMethod(method.c_str())
+      : fValues(variables.size()), fReader("!Color:!Silent"), fMethod(method.c_str())
    {
       for (std::size_t i = 0; i < variables.size(); ++i)
          fReader.AddVariable(TString(variables[i].c_str()), &fValues[i]);
@@ -102,14 +105,25 @@ class TmvaReaderModel(Model):
         # trained in (<output_path>, above <dataloader>/weights/); TMVA loads it at booking
         parents = self.weight_file.parents
         with working_directory(parents[2] if len(parents) > 2 else parents[0]):
-            self._reader = helper(variables, str(self.weight_file), self.method)
+            try:
+                self._reader = helper(variables, str(self.weight_file), self.method)
+            except Exception as exc:  # TMVA's FATAL errors, raised through cppyy
+                raise ModelError(
+                    f"TMVA::Reader cannot book '{self.weight_file}' (method '{self.method}'): "
+                    f"{_first_line(exc)}"
+                ) from None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         n_classes = len(self.manifest.classes)
         batch = np.ascontiguousarray(x, dtype=np.float32)
         out = np.empty((len(batch), n_classes), dtype=np.float32)
         if len(batch):
-            got = self._reader.Evaluate(batch, len(batch), out, n_classes)
+            try:
+                got = self._reader.Evaluate(batch, len(batch), out, n_classes)
+            except Exception as exc:  # TMVA's FATAL errors, raised through cppyy
+                raise ModelError(
+                    f"TMVA::Reader failed to evaluate '{self.weight_file}': {_first_line(exc)}"
+                ) from None
             if got != n_classes:
                 raise ModelError(
                     f"TMVA::Reader returned {got} values per event for '{self.weight_file}', "
@@ -121,6 +135,21 @@ class TmvaReaderModel(Model):
         raise ModelError("TMVA weight files are written by TMVA itself (htt-tmva train)")
 
 
+def _first_line(exc: Exception) -> str:
+    """cppyy's message of a C++ exception, without the call signature it puts first."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def is_pykeras(model_path: Path, manifest: Manifest) -> bool:
+    """Whether a weight file is PyKeras's (its manifest, else the weight file's Method)."""
+    method = manifest.details.get("method")
+    if method is not None:
+        return method == "PyKeras"
+    with open(model_path, errors="replace") as f:
+        return 'Method="PyKeras' in f.read(4096)
+
+
 def load_with_tmva_reader(model_path: Path) -> Model:
     """The model of a TMVA weight file (with its manifest) evaluated by TMVA::Reader."""
     manifest = read_manifest(model_path)
@@ -129,6 +158,18 @@ def load_with_tmva_reader(model_path: Path) -> Model:
             f"--reader tmva reads TMVA weight files, but '{model_path}' is a "
             f"'{manifest.engine}' model; leave out --reader for it"
         )
+    if manifest.files:  # the weight file (and trained Keras model) written with it
+        verify_model_files(manifest, Path(model_path))
+    if is_pykeras(Path(model_path), manifest):
+        from htt_tmva.engines.tmva_train import keras2_problem
+
+        problem = keras2_problem()
+        if problem:
+            raise EngineError(
+                f"--reader tmva cannot evaluate the PyKeras weight file '{model_path}': "
+                f"{problem}; leave out --reader to use htt-tmva's own reader (which runs "
+                "the trained Keras model without TMVA)"
+            )
     log.info("evaluating %s with TMVA::Reader", Path(model_path).name)
     return TmvaReaderModel(manifest, Path(model_path))
 

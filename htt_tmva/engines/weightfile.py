@@ -9,7 +9,9 @@ in order) and classes (in order).
 A weight file written by TMVA has no manifest: the fold rule comes from the configs (entry
 j of ``classifiers`` scores the events with ``event % k == j``), and a warning says that the
 folds cannot be verified from the file. One written by ``htt-tmva export`` carries the
-manifest of its model, and the folds are checked as for any model.
+manifest of its model, and the folds are checked as for any model. One trained by
+``htt-tmva train --engine tmva`` records the digests of the weight file and of PyKeras's
+trained model, and they are checked as for any model.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from typing import Optional
 import numpy as np
 
 from htt_tmva.engines.base import Model
-from htt_tmva.engines.manifest import Manifest, check_compatible, manifest_path, read_manifest
+from htt_tmva.engines.manifest import (
+    Manifest,
+    check_compatible,
+    manifest_path,
+    read_manifest,
+    verify_model_files,
+)
 from htt_tmva.errors import ModelError, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -101,6 +109,16 @@ def weights_manifest(path: Path, weights, fold: int, n_folds: int, verified: boo
     )
 
 
+def _verified_manifest(path: Path) -> Manifest:
+    """The manifest next to ``path``; where the TMVA engine wrote it with digests, the weight
+    file and the trained Keras model it names must be those written with it (an export's
+    manifest carries its source model's digests instead)."""
+    manifest = read_manifest(path)
+    if manifest.engine == "tmva" and manifest.files:
+        verify_model_files(manifest, path)
+    return manifest
+
+
 def checked_weight_file(
     path: Path,
     event_fold: int,
@@ -120,7 +138,7 @@ def checked_weight_file(
     weights = read_weight_file(path)
     check_weights_fit(weights, path, variables, classes)
     if manifest_path(path).is_file():
-        manifest = read_manifest(path)
+        manifest = _verified_manifest(path)
         if manifest.n_folds != n_folds:
             raise ModelError(
                 f"'{path}' belongs to a {manifest.n_folds}-fold training, but the configs "
@@ -176,7 +194,7 @@ def load_weight_file(path: Path, engine: Optional[str] = None) -> WeightFileMode
     _check_engine(path, engine)
     weights = read_weight_file(path)
     if manifest_path(path).is_file():
-        manifest = read_manifest(path)
+        manifest = _verified_manifest(path)
     else:
         manifest = weights_manifest(path, weights, -1, 0, verified=False)
     return WeightFileModel(path, weights, manifest)
