@@ -67,13 +67,19 @@ DATASET_SCHEMA = {
 
 MODEL_SCHEMA = {
     "name": Field(str, doc="built-in model ('example', 'smhtt') or 'module:function'"),
-    "batch_size": Field(int, check=positive),
+    "batch_size": Field(
+        int, default=None, check=positive, doc="events per batch (or eventsPerClassAndBatch)"
+    ),
     "epochs": Field(int, check=positive),
     "early_stopping": Field(int, default=None, doc="patience in epochs", nullable=True),
     "seed": Field(int, default=1234),
     "learning_rate": Field(float, default=1e-3, check=positive),
     "save_best_only": Field(bool, default=True),
     "reduce_lr_on_plateau": Field(int, default=None, nullable=True, doc="patience in epochs"),
+    "eventsPerClassAndBatch": Field(
+        int, default=None, check=positive, doc="balanced batches: events of each class per batch"
+    ),
+    "steps_per_epoch": Field(int, default=None, check=positive, doc="batches per epoch"),
 }
 
 BDT_SCHEMA = {
@@ -114,6 +120,7 @@ TRAINING_SCHEMA = {
     "tmva": Field(
         dict, keys=TMVA_SCHEMA, default=None, doc="TMVA engine: methods, option overrides"
     ),
+    "seed": Field(int, default=None, doc="classic place of model.seed"),
 }
 
 TESTING_SCHEMA = {
@@ -266,6 +273,15 @@ class ModelConfig:
     learning_rate: float
     save_best_only: bool
     reduce_lr_on_plateau: Optional[int]
+    eventsPerClassAndBatch: Optional[int] = None
+    steps_per_epoch: Optional[int] = None
+    learning_rate_given: bool = True  # false: a classic zoo model keeps its classic rate
+
+    @property
+    def balanced_batches(self) -> bool:
+        """Batches of ``eventsPerClassAndBatch`` events of every class (the classic trainer's
+        ``--balance-batches``, which the analyses used)."""
+        return self.eventsPerClassAndBatch is not None
 
 
 @dataclass
@@ -318,6 +334,10 @@ class ApplicationConfig(StageConfig):
     preprocessing: Optional[list[Path]] = None
     branch_prefix: str = ""
     engine: Optional[str] = None
+    #: relative entries from the working directory, as the classic application read them
+    #: (used where the file is there; None for absolute entries)
+    classifiers_cwd: list[Optional[Path]] = field(default_factory=list)
+    preprocessing_cwd: Optional[list[Optional[Path]]] = None
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
@@ -386,10 +406,45 @@ def load_training_config(path: str | Path) -> TrainingConfig:
         engine=raw["engine"],
         preprocessing=CLASSIC_PREPROCESSING.get(raw["preprocessing"], raw["preprocessing"]),
         write_pickle=raw["write_pickle"],
-        model=ModelConfig(**raw["model"]),
+        model=_model_config(raw, doc, classes, path),
         bdt=BdtConfig(**(raw["bdt"] or {})),
         tmva=raw["tmva"] or validate({}, TMVA_SCHEMA, str(path)),
     )
+
+
+def _model_config(raw: dict, doc: dict, classes: list[str], path) -> ModelConfig:
+    """The ``model`` section with the classic keys of the analyses' configs: a top-level
+    ``seed`` is ``model.seed``; ``eventsPerClassAndBatch`` (balanced batches) sets the batch
+    size to that many events of each class."""
+    settings = dict(raw["model"])
+    given = doc["model"]
+    if raw["seed"] is not None:
+        if "seed" in given and given["seed"] != raw["seed"]:
+            raise ConfigError(
+                f"{path}: keys 'seed' ({raw['seed']}) and 'model.seed' ({given['seed']}) differ; "
+                "they mean the same (the classic scripts read 'seed'): give one of them"
+            )
+        settings["seed"] = raw["seed"]
+    per_class = settings["eventsPerClassAndBatch"]
+    if per_class is None:
+        if settings["batch_size"] is None:
+            raise ConfigError(
+                f"{path}: key 'model.batch_size' is required but missing (events per batch; "
+                "or 'model.eventsPerClassAndBatch' for balanced batches)"
+            )
+        if settings["steps_per_epoch"] is not None:
+            raise ConfigError(
+                f"{path}: key 'model.steps_per_epoch' needs 'model.eventsPerClassAndBatch' "
+                "(balanced batches); without it an epoch is one pass over the training events"
+            )
+    elif settings["batch_size"] is not None:
+        raise ConfigError(
+            f"{path}: keys 'model.batch_size' and 'model.eventsPerClassAndBatch' both given; "
+            "balanced batches hold eventsPerClassAndBatch events of each class: give one of them"
+        )
+    else:
+        settings["batch_size"] = per_class * len(classes)
+    return ModelConfig(**settings, learning_rate_given="learning_rate" in given)
 
 
 def _per_fold(paths: Optional[list[str]], base: Path) -> Optional[list[Path]]:
@@ -424,4 +479,21 @@ def load_application_config(path: str | Path, training: TrainingConfig) -> Appli
         preprocessing=_per_fold(raw["preprocessing"], base),
         branch_prefix=raw["branch_prefix"],
         engine=raw["engine"],
+        classifiers_cwd=_from_working_directory(raw["classifiers"], base),
+        preprocessing_cwd=_from_working_directory(raw["preprocessing"], base),
     )
+
+
+def _from_working_directory(
+    paths: Optional[list[str]], base: Path
+) -> Optional[list[Optional[Path]]]:
+    """Relative entries from the working directory, where that differs from ``base``."""
+    if paths is None:
+        return None
+    here = _working_directory()
+    out = []
+    for value in paths:
+        local = not is_remote(value) and not Path(value).expanduser().is_absolute()
+        candidate = _resolve(here, value) if local else None
+        out.append(candidate if candidate != _resolve(base, value) else None)
+    return out
