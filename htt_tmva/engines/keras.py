@@ -223,7 +223,7 @@ class KerasEngine(Engine):
             batches = balanced_batches(
                 x, train.y, train.w, n_classes, settings.eventsPerClassAndBatch, settings.seed
             )
-            result = network.fit(batches, steps_per_epoch=steps, **common)
+            result = network.fit(batches, steps_per_epoch=steps, shuffle=False, **common)
         else:
             result = network.fit(
                 x, y, sample_weight=w, batch_size=settings.batch_size, shuffle=True, **common
@@ -257,10 +257,15 @@ class KerasEngine(Engine):
         """The model of the config, compiled; a model ``.py`` file is relative to the working
         directory. A classic zoo model keeps its classic learning rate unless the config
         sets one."""
-        from htt_tmva.engines.models import build_checked, model_learning_rate
+        from htt_tmva.engines.models import (
+            build_checked,
+            checked_model_function,
+            model_learning_rate,
+        )
 
         settings = config.model
         base = Path.cwd()
+        checked_model_function(settings.name, base, config.source)
         rate = model_learning_rate(
             settings.name, settings.learning_rate, settings.learning_rate_given, base
         )
