@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -31,6 +32,8 @@ from htt_tmva.config.schema import (
 from htt_tmva.engines.tmva_options import TMVA_SCHEMA
 from htt_tmva.errors import ConfigError, choices_text
 
+log = logging.getLogger(__name__)
+
 ENGINES = ("keras", "bdt", "tmva")
 PREPROCESSING = ("standard", "identity", "minmax", "robust", "quantile")
 #: names of the classic training script (scikit-learn classes) -> ours
@@ -42,6 +45,13 @@ CLASSIC_PREPROCESSING = {
 }
 
 _strings = Field(list, items=Field(str), check=non_empty)
+#: keys of the analyses' application configs naming files that the classic scripts exported
+#: for lwtnn; htt-tmva reads the model files themselves (their weights, layers, variables)
+CLASSIC_EXPORTS = {
+    "weights": "Keras weight files",
+    "architecture_exports": "lwtnn architecture exports",
+    "variable_exports": "lwtnn variable exports",
+}
 
 PROCESS_SCHEMA = {
     "files": Field(
@@ -141,6 +151,10 @@ APPLICATION_SCHEMA = {
     "preprocessing": Field(list, items=Field(str), default=None),
     "branch_prefix": Field(str),
     "engine": Field(str, default=None, choices=ENGINES, nullable=True),
+    **{
+        key: Field(list, items=Field(str), default=None, doc=f"classic: {what}; not read")
+        for key, what in CLASSIC_EXPORTS.items()
+    },
 }
 
 
@@ -471,6 +485,14 @@ def load_application_config(path: str | Path, training: TrainingConfig) -> Appli
     """Load an application config; classifier paths resolve against the training output_path."""
     source, doc = load_yaml(path)
     raw = validate(doc, APPLICATION_SCHEMA, str(path))
+    ignored = [key for key in CLASSIC_EXPORTS if raw[key] is not None]
+    if ignored:
+        log.info(
+            "%s: keys %s (files exported for lwtnn by the classic scripts) are not read: the "
+            "models are read from 'classifiers'",
+            path,
+            choices_text(ignored),
+        )
     base = training.output_path
     return ApplicationConfig(
         source=source,
