@@ -250,6 +250,21 @@ def test_user_model_that_fails_to_build_is_one_line_before_reading_data(tmp_path
     assert "ValueError" in message and "no_such_activation" in message
 
 
+@pytest.mark.slow
+def test_train_command_prints_a_failing_model_in_one_line_without_traceback(tmp_path):
+    from conftest import htt_tmva
+
+    (tmp_path / "mymodels.py").write_text("def broken(n_inputs, n_outputs):\n    return 1 / 0\n")
+    no_data_config(tmp_path, "mymodels.py:broken")
+    result = htt_tmva("train", "training.yaml", "0", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert (
+        "model function 'mymodels.py:broken' failed to build the model for 2 inputs and 3 "
+        "classes: ZeroDivisionError: division by zero"
+    ) in result.stderr
+
+
 # --- classic model file names, and model paths from the working directory ------------------
 
 
@@ -351,6 +366,10 @@ def analysis_application(path, prefix: str):
                 f"{prefix}fold1_keras_preprocessing.pickle",
                 f"{prefix}fold0_keras_preprocessing.pickle",
             ],
+            # lwtnn exports of the classic scripts: accepted, not read
+            "weights": [f"{prefix}fold1_keras_weights.h5", f"{prefix}fold0_keras_weights.h5"],
+            "architecture_exports": [f"fold{i}_keras_architecture.json" for i in (1, 0)],
+            "variable_exports": [f"fold{i}_keras_variables.json" for i in (1, 0)],
             "branch_prefix": "mt_",
         },
     )
