@@ -17,9 +17,11 @@ from htt_tmva.errors import ConfigError, ModelError
 from htt_tmva.training import train_fold
 
 
-def analysis_training(fold_dir, output_path: str, **model) -> dict:
+def analysis_training(fold_dir, output_path: str, output_path_json=None, **model) -> dict:
     """A training config in the shape of ml/templates/2017_mt_training.yaml."""
+    extra = {"output_path_json": output_path_json} if output_path_json else {}
     return {
+        **extra,
         "class_weights": {"signal": 300.0, "background_1": 2.7, "background_2": 7.9},
         "classes": list(CLASSES),
         "datasets": [str(fold_dir / f"fold{i}_training_dataset.root") for i in (0, 1)],
@@ -56,6 +58,13 @@ def test_top_level_seed_is_the_model_seed(fold_dir, tmp_path):
     doc = analysis_training(fold_dir, "models")
     doc["model"]["seed"] = 1234  # both, equal: fine
     assert load_training_config(write_yaml(tmp_path / "t.yaml", doc)).model.seed == 1234
+
+
+def test_classic_lwtnn_export_folder_is_accepted_and_not_used(fold_dir, tmp_path, caplog):
+    doc = analysis_training(fold_dir, "ml/2017_mt", output_path_json="ml/2017_mt_json")
+    with caplog.at_level(logging.INFO):
+        load_training_config(write_yaml(tmp_path / "t.yaml", doc))
+    assert "key 'output_path_json' (the classic lwtnn exports) is not used" in caplog.text
 
 
 def test_top_level_and_model_seed_that_differ_are_refused(fold_dir, tmp_path):

@@ -131,6 +131,7 @@ TRAINING_SCHEMA = {
         dict, keys=TMVA_SCHEMA, default=None, doc="TMVA engine: methods, option overrides"
     ),
     "seed": Field(int, default=None, doc="classic place of model.seed"),
+    "output_path_json": Field(str, default=None, doc="classic: lwtnn export folder; not used"),
 }
 
 TESTING_SCHEMA = {
@@ -390,6 +391,12 @@ def load_training_config(path: str | Path) -> TrainingConfig:
     the working directory, datasets against ``base_path``; class weights default to 1."""
     source, doc = load_yaml(path)
     raw = validate(doc, TRAINING_SCHEMA, str(path))
+    if raw["output_path_json"] is not None:
+        log.info(
+            "%s: key 'output_path_json' (the classic lwtnn exports) is not used; "
+            "`htt-tmva export` writes next to the models",
+            path,
+        )
     here = _working_directory()
     base = _resolve(here, raw["base_path"])
     classes = raw["classes"]

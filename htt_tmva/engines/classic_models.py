@@ -168,7 +168,9 @@ NOT_BUILT_IN = {
             "smhtt_significance_unbinned",
         )
     },
-    "functional": "it has two inputs and two outputs; the keras engine trains one of each",
+    "functional": "it has two inputs and two outputs, one per channel, trained from two "
+    "configs at once (the 2021 trainer's --configs); the keras engine trains one config's "
+    "inputs and classes",
     "smhtt_dropout_tensorflow": "it is no model but a TensorFlow 1 export of smhtt_dropout",
     "smhtt_dropout_tanh_tensorflow": "it is no model but a TensorFlow 1 export of "
     "smhtt_dropout_tanh",
