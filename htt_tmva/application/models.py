@@ -89,8 +89,8 @@ def load_fold_models(
     _check_counts(application, training, n_folds)
     engine = engine or application.engine
     hint = (
-        " (a relative model path is taken from the working directory where the model is "
-        "there, else from the training config's output_path)"
+        " (relative model paths are relative to the training config's output_path, or to "
+        "the working directory where the model is there)"
     )
     from_cwd = application.classifiers_cwd or [None] * n_folds
     paths = [
