@@ -60,6 +60,7 @@ def train_fold(config: TrainingConfig, fold: int, engine: Engine, overwrite: boo
     model_path = engine.model_path(config.output_path, fold, config.model.name)
     if model_path.exists() and not overwrite:
         raise OutputError(f"model '{model_path}' exists already; use --overwrite to replace it")
+    engine.check_config(config)  # an unknown or failing model stops before the data is read
     log.info(
         "fold %d: training %s on %s; it will score fold %d",
         fold,

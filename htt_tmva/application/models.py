@@ -13,8 +13,9 @@ from htt_tmva.engines.base import Model
 from htt_tmva.engines.manifest import (
     Manifest,
     checked_manifest,
-    locate_model,
+    locate_model_from,
     locate_preprocessing,
+    preprocessing_from,
 )
 from htt_tmva.errors import ConfigError, ModelError
 
@@ -87,9 +88,20 @@ def load_fold_models(
     """Check every manifest first (cheap), then load the models, one per event fold."""
     _check_counts(application, training, n_folds)
     engine = engine or application.engine
-    hint = " (relative model paths are relative to the training config's output_path)"
-    paths = [locate_model(path, hint) for path in application.classifiers]
+    hint = (
+        " (relative model paths are relative to the training config's output_path, or to "
+        "the working directory where the model is there)"
+    )
+    from_cwd = application.classifiers_cwd or [None] * n_folds
+    paths = [
+        locate_model_from(path, cwd, hint) for path, cwd in zip(application.classifiers, from_cwd)
+    ]
     pre = application.preprocessing or [None] * n_folds
+    pre_cwd = application.preprocessing_cwd or [None] * n_folds
+    pre = [
+        None if p is None else preprocessing_from(p, cwd, path)
+        for p, cwd, path in zip(pre, pre_cwd, paths)
+    ]
     manifests = [
         checked_model_manifest(path, fold, n_folds, training, engine)
         for fold, path in enumerate(paths)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -31,6 +32,8 @@ from htt_tmva.config.schema import (
 from htt_tmva.engines.tmva_options import TMVA_SCHEMA
 from htt_tmva.errors import ConfigError, choices_text
 
+log = logging.getLogger(__name__)
+
 ENGINES = ("keras", "bdt", "tmva")
 PREPROCESSING = ("standard", "identity", "minmax", "robust", "quantile")
 #: names of the classic training script (scikit-learn classes) -> ours
@@ -42,6 +45,13 @@ CLASSIC_PREPROCESSING = {
 }
 
 _strings = Field(list, items=Field(str), check=non_empty)
+#: keys of the analyses' application configs naming files that the classic scripts exported
+#: for lwtnn; htt-tmva reads the model files themselves (their weights, layers, variables)
+CLASSIC_EXPORTS = {
+    "weights": "Keras weight files",
+    "architecture_exports": "lwtnn architecture exports",
+    "variable_exports": "lwtnn variable exports",
+}
 
 PROCESS_SCHEMA = {
     "files": Field(
@@ -67,13 +77,19 @@ DATASET_SCHEMA = {
 
 MODEL_SCHEMA = {
     "name": Field(str, doc="built-in model ('example', 'smhtt') or 'module:function'"),
-    "batch_size": Field(int, check=positive),
+    "batch_size": Field(
+        int, default=None, check=positive, doc="events per batch (or eventsPerClassAndBatch)"
+    ),
     "epochs": Field(int, check=positive),
     "early_stopping": Field(int, default=None, doc="patience in epochs", nullable=True),
     "seed": Field(int, default=1234),
     "learning_rate": Field(float, default=1e-3, check=positive),
     "save_best_only": Field(bool, default=True),
     "reduce_lr_on_plateau": Field(int, default=None, nullable=True, doc="patience in epochs"),
+    "eventsPerClassAndBatch": Field(
+        int, default=None, check=positive, doc="balanced batches: events of each class per batch"
+    ),
+    "steps_per_epoch": Field(int, default=None, check=positive, doc="batches per epoch"),
 }
 
 BDT_SCHEMA = {
@@ -114,6 +130,8 @@ TRAINING_SCHEMA = {
     "tmva": Field(
         dict, keys=TMVA_SCHEMA, default=None, doc="TMVA engine: methods, option overrides"
     ),
+    "seed": Field(int, default=None, doc="classic place of model.seed"),
+    "output_path_json": Field(str, default=None, doc="classic: lwtnn export folder; not used"),
 }
 
 TESTING_SCHEMA = {
@@ -134,6 +152,10 @@ APPLICATION_SCHEMA = {
     "preprocessing": Field(list, items=Field(str), default=None),
     "branch_prefix": Field(str),
     "engine": Field(str, default=None, choices=ENGINES, nullable=True),
+    **{
+        key: Field(list, items=Field(str), default=None, doc=f"classic: {what}; not read")
+        for key, what in CLASSIC_EXPORTS.items()
+    },
 }
 
 
@@ -266,6 +288,15 @@ class ModelConfig:
     learning_rate: float
     save_best_only: bool
     reduce_lr_on_plateau: Optional[int]
+    eventsPerClassAndBatch: Optional[int] = None
+    steps_per_epoch: Optional[int] = None
+    learning_rate_given: bool = True  # false: a classic zoo model keeps its classic rate
+
+    @property
+    def balanced_batches(self) -> bool:
+        """Batches of ``eventsPerClassAndBatch`` events of every class (the classic trainer's
+        ``--balance-batches``, which the analyses used)."""
+        return self.eventsPerClassAndBatch is not None
 
 
 @dataclass
@@ -318,6 +349,10 @@ class ApplicationConfig(StageConfig):
     preprocessing: Optional[list[Path]] = None
     branch_prefix: str = ""
     engine: Optional[str] = None
+    #: relative entries from the working directory, as the classic application read them
+    #: (used where the file is there; None for absolute entries)
+    classifiers_cwd: list[Optional[Path]] = field(default_factory=list)
+    preprocessing_cwd: Optional[list[Optional[Path]]] = None
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
@@ -356,6 +391,12 @@ def load_training_config(path: str | Path) -> TrainingConfig:
     the working directory, datasets against ``base_path``; class weights default to 1."""
     source, doc = load_yaml(path)
     raw = validate(doc, TRAINING_SCHEMA, str(path))
+    if raw["output_path_json"] is not None:
+        log.info(
+            "%s: key 'output_path_json' (the classic lwtnn exports) is not used; "
+            "`htt-tmva export` writes next to the models",
+            path,
+        )
     here = _working_directory()
     base = _resolve(here, raw["base_path"])
     classes = raw["classes"]
@@ -386,10 +427,45 @@ def load_training_config(path: str | Path) -> TrainingConfig:
         engine=raw["engine"],
         preprocessing=CLASSIC_PREPROCESSING.get(raw["preprocessing"], raw["preprocessing"]),
         write_pickle=raw["write_pickle"],
-        model=ModelConfig(**raw["model"]),
+        model=_model_config(raw, doc, classes, path),
         bdt=BdtConfig(**(raw["bdt"] or {})),
         tmva=raw["tmva"] or validate({}, TMVA_SCHEMA, str(path)),
     )
+
+
+def _model_config(raw: dict, doc: dict, classes: list[str], path) -> ModelConfig:
+    """The ``model`` section with the classic keys of the analyses' configs: a top-level
+    ``seed`` is ``model.seed``; ``eventsPerClassAndBatch`` (balanced batches) sets the batch
+    size to that many events of each class."""
+    settings = dict(raw["model"])
+    given = doc["model"]
+    if raw["seed"] is not None:
+        if "seed" in given and given["seed"] != raw["seed"]:
+            raise ConfigError(
+                f"{path}: keys 'seed' ({raw['seed']}) and 'model.seed' ({given['seed']}) differ; "
+                "they mean the same (the classic scripts read 'seed'): give one of them"
+            )
+        settings["seed"] = raw["seed"]
+    per_class = settings["eventsPerClassAndBatch"]
+    if per_class is None:
+        if settings["batch_size"] is None:
+            raise ConfigError(
+                f"{path}: key 'model.batch_size' is required but missing (events per batch; "
+                "or 'model.eventsPerClassAndBatch' for balanced batches)"
+            )
+        if settings["steps_per_epoch"] is not None:
+            raise ConfigError(
+                f"{path}: key 'model.steps_per_epoch' needs 'model.eventsPerClassAndBatch' "
+                "(balanced batches); without it an epoch is one pass over the training events"
+            )
+    elif settings["batch_size"] is not None:
+        raise ConfigError(
+            f"{path}: keys 'model.batch_size' and 'model.eventsPerClassAndBatch' both given; "
+            "balanced batches hold eventsPerClassAndBatch events of each class: give one of them"
+        )
+    else:
+        settings["batch_size"] = per_class * len(classes)
+    return ModelConfig(**settings, learning_rate_given="learning_rate" in given)
 
 
 def _per_fold(paths: Optional[list[str]], base: Path) -> Optional[list[Path]]:
@@ -416,6 +492,14 @@ def load_application_config(path: str | Path, training: TrainingConfig) -> Appli
     """Load an application config; classifier paths resolve against the training output_path."""
     source, doc = load_yaml(path)
     raw = validate(doc, APPLICATION_SCHEMA, str(path))
+    ignored = [key for key in CLASSIC_EXPORTS if raw[key] is not None]
+    if ignored:
+        log.info(
+            "%s: keys %s (files exported for lwtnn by the classic scripts) are not read: the "
+            "models are read from 'classifiers'",
+            path,
+            choices_text(ignored),
+        )
     base = training.output_path
     return ApplicationConfig(
         source=source,
@@ -424,4 +508,21 @@ def load_application_config(path: str | Path, training: TrainingConfig) -> Appli
         preprocessing=_per_fold(raw["preprocessing"], base),
         branch_prefix=raw["branch_prefix"],
         engine=raw["engine"],
+        classifiers_cwd=_from_working_directory(raw["classifiers"], base),
+        preprocessing_cwd=_from_working_directory(raw["preprocessing"], base),
     )
+
+
+def _from_working_directory(
+    paths: Optional[list[str]], base: Path
+) -> Optional[list[Optional[Path]]]:
+    """Relative entries from the working directory, where that differs from ``base``."""
+    if paths is None:
+        return None
+    here = _working_directory()
+    out = []
+    for value in paths:
+        local = not is_remote(value) and not Path(value).expanduser().is_absolute()
+        candidate = _resolve(here, value) if local else None
+        out.append(candidate if candidate != _resolve(base, value) else None)
+    return out

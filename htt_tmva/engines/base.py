@@ -88,6 +88,11 @@ class Engine(ABC):
     def model_path(self, output_path: Path, fold: int, model_name: str) -> Path:
         """Where the model of ``fold`` is written."""
 
+    def check_config(self, config) -> None:
+        """Check what the training config asks of this engine before any data is read
+        (e.g. that its model builds); raise an HttTmvaError if it cannot work."""
+        return None
+
     @abstractmethod
     def train(self, train: FoldData, validation: FoldData, config, fold: int) -> Model:
         """Train on ``train``, monitor ``validation``; return the model (unsaved)."""

@@ -18,6 +18,7 @@ import numpy as np
 from htt_tmva._files import atomic_outputs
 from htt_tmva._progress import progress_wanted, quiet_tensorflow_start
 from htt_tmva.engines.base import Engine, FoldData, Model
+from htt_tmva.engines.batches import balanced_batches, class_balanced
 from htt_tmva.engines.dense import DenseNetwork
 from htt_tmva.engines.manifest import Manifest, manifest_for, manifest_path, record_files
 from htt_tmva.engines.preprocessing import Preprocessing, load_preprocessing
@@ -170,19 +171,13 @@ class KerasEngine(Engine):
 
     def train(self, train: FoldData, validation: FoldData, config, fold: int) -> KerasModel:
         keras = import_keras()
-        from htt_tmva.engines.models import build_model, user_module
+        from htt_tmva.engines.models import user_module
 
         settings = config.model
         keras.utils.set_random_seed(settings.seed)
         preprocessing = Preprocessing.fit(config.preprocessing, train.x, train.variables)
         n_classes = len(train.classes)
-        network = build_model(
-            settings.name,
-            len(train.variables),
-            n_classes,
-            settings.learning_rate,
-            Path.cwd(),  # a model .py file is relative to the working directory
-        )
+        network = self._build(config, len(train.variables), n_classes)
         fit_data = (
             preprocessing.transform(train.x),
             keras.utils.to_categorical(train.y, n_classes),
@@ -191,7 +186,9 @@ class KerasEngine(Engine):
         val_data = (
             preprocessing.transform(validation.x),
             keras.utils.to_categorical(validation.y, n_classes),
-            normalised(validation.w),
+            class_balanced(validation.y, validation.w, n_classes)
+            if settings.balanced_batches
+            else normalised(validation.w),
         )
         callbacks = [_LogEpochs(keras)]
         if settings.early_stopping:
@@ -207,17 +204,30 @@ class KerasEngine(Engine):
                 keras.callbacks.ReduceLROnPlateau(patience=settings.reduce_lr_on_plateau)
             )
         x, y, w = fit_data
-        result = network.fit(
-            x,
-            y,
-            sample_weight=w,
+        common = dict(
             validation_data=val_data,
-            batch_size=settings.batch_size,
             epochs=settings.epochs,
             callbacks=callbacks,
             verbose=1 if progress_wanted() else 0,  # Keras' bar and epoch line on a terminal
-            shuffle=True,
         )
+        steps = None
+        if settings.balanced_batches:
+            steps = settings.steps_per_epoch or -(-len(train) // settings.batch_size)
+            log.info(
+                "balanced batches: %d events of each class per batch (weights scaled to the "
+                "same sum per class), %d batches per epoch%s",
+                settings.eventsPerClassAndBatch,
+                steps,
+                "" if settings.steps_per_epoch else " (one pass over the training events)",
+            )
+            batches = balanced_batches(
+                x, train.y, train.w, n_classes, settings.eventsPerClassAndBatch, settings.seed
+            )
+            result = network.fit(batches, steps_per_epoch=steps, shuffle=False, **common)
+        else:
+            result = network.fit(
+                x, y, sample_weight=w, batch_size=settings.batch_size, shuffle=True, **common
+            )
         history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
         try:
             dense = DenseNetwork.from_keras(network)
@@ -238,8 +248,36 @@ class KerasEngine(Engine):
             model_module=user_module(settings.name, Path.cwd()),
             epochs_run=len(history.get("loss", [])),
             write_pickle=config.write_pickle,
+            events_per_class_and_batch=settings.eventsPerClassAndBatch,
+            steps_per_epoch=steps if settings.balanced_batches else None,
         )
         return KerasModel(manifest, preprocessing, network=network, dense=dense, history=history)
+
+    def _build(self, config, n_inputs: int, n_outputs: int):
+        """The model of the config, compiled; a model ``.py`` file is relative to the working
+        directory. A classic zoo model keeps its classic learning rate unless the config
+        sets one."""
+        from htt_tmva.engines.models import (
+            build_checked,
+            checked_model_function,
+            model_learning_rate,
+        )
+
+        settings = config.model
+        base = Path.cwd()
+        checked_model_function(settings.name, base, config.source)
+        rate = model_learning_rate(
+            settings.name, settings.learning_rate, settings.learning_rate_given, base
+        )
+        if rate != settings.learning_rate:
+            log.info("model %s: its classic learning rate %g", settings.name, rate)
+        return build_checked(settings.name, n_inputs, n_outputs, rate, base, config.source)
+
+    def check_config(self, config) -> None:
+        """Build the model once, before any data is read: an unknown ``model.name`` or a
+        model function that fails stops here."""
+        import_keras()
+        self._build(config, len(config.variables), len(config.classes))
 
     def load(
         self, model_path: Path, manifest: Manifest, preprocessing: Optional[Path] = None

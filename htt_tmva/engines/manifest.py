@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import platform
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -246,9 +247,64 @@ def missing_file_message(what: str, path: Path, wanted=None, hint: str = "") -> 
     )
 
 
-def locate_model(path: Path, hint: str = "") -> Path:
-    """The model file ``path``; a classic ``.h5`` name that htt-tmva saved as ``.keras``
-    (same name otherwise, with a manifest) maps to that file."""
+#: the names of the classic trainer's files, which hold no model name
+_CLASSIC_MODEL = re.compile(r"fold(\d+)_keras_model\.(h5|keras)")
+_CLASSIC_PREPROCESSING = re.compile(r"fold(\d+)_keras_preprocessing\.(pickle|json)")
+
+
+def _same_engine(path: Path):
+    """Which files may stand for the model file ``path`` in a did-you-mean: those of its
+    engine (a Keras name is never offered the BDT's file)."""
+    name = Path(path).name
+    if Path(path).suffix in (".h5", ".keras") or "_keras_" in name:
+        return lambda p: p.suffix in (".h5", ".keras")
+    if Path(path).suffix == ".xml":
+        return lambda p: p.suffix == ".xml"
+    if "_bdt_" in name:
+        return lambda p: p.suffix == ".json" and p.stem.endswith("_model") and "_bdt_" in p.name
+    return _is_model_file
+
+
+def keras_models_of_fold(folder: Path, fold: int) -> list[Path]:
+    """The Keras models of ``fold`` that htt-tmva saved in ``folder`` (with a manifest)."""
+    pattern = re.compile(rf"fold{fold}_keras_model_.+\.(keras|h5)")
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if pattern.fullmatch(p.name) and p.is_file() and manifest_path(p).is_file()
+    )
+
+
+def _classic_model_name(path: Path, hint: str) -> Optional[Path]:
+    """The model that the classic name ``fold{i}_keras_model.h5`` stands for: the one Keras
+    model of fold i in its folder; several are refused, listing them."""
+    match = _CLASSIC_MODEL.fullmatch(path.name)
+    if not match or not path.parent.is_dir():
+        return None
+    fold = int(match.group(1))
+    candidates = keras_models_of_fold(path.parent, fold)
+    if len(candidates) > 1:
+        raise ModelError(
+            f"model file '{path.name}' (the classic trainer's name, without a model name) "
+            f"could be any of the {len(candidates)} Keras models of fold {fold} in "
+            f"'{path.parent}': {choices_text([c.name for c in candidates])}; name one of them"
+            f"{hint}"
+        )
+    if candidates:
+        log.info(
+            "model '%s': using '%s', the one Keras model of fold %d in '%s'",
+            path.name,
+            candidates[0].name,
+            fold,
+            path.parent,
+        )
+        return candidates[0]
+    return None
+
+
+def find_model(path: Path) -> Optional[Path]:
+    """The file that the model name ``path`` stands for (see :func:`locate_model`), or None
+    if there is none; several candidates are an error."""
     path = Path(path)
     if path.is_file():
         return path
@@ -257,7 +313,47 @@ def locate_model(path: Path, hint: str = "") -> Path:
         if saved.is_file() and manifest_path(saved).is_file():
             log.info("model '%s': using '%s', as htt-tmva saves it", path.name, saved.name)
             return saved
-    raise ModelError(missing_file_message("model file", path, _is_model_file, hint))
+    return _classic_model_name(path, "")
+
+
+def locate_model(path: Path, hint: str = "") -> Path:
+    """The model file ``path``; a classic ``.h5`` name that htt-tmva saved as ``.keras``
+    (same name otherwise, with a manifest) maps to that file, and the classic trainer's
+    ``fold{i}_keras_model.h5`` (no model name) to the one Keras model of fold i there."""
+    path = Path(path)
+    try:
+        found = find_model(path)
+    except ModelError as exc:
+        raise ModelError(f"{exc}{hint}") from None
+    if found is not None:
+        return found
+    raise ModelError(missing_file_message("model file", path, _same_engine(path), hint))
+
+
+def locate_model_from(path: Path, from_cwd: Optional[Path], hint: str = "") -> Path:
+    """The model of a config entry resolved against the training ``output_path`` (``path``)
+    or, for a relative entry, the working directory (``from_cwd``), as the classic
+    application read it: the working directory's where the model is there, else
+    ``output_path``'s; the log says which."""
+    if from_cwd is None:
+        return locate_model(path, hint)
+    found = find_model(from_cwd)
+    if found is not None:
+        log.info("model '%s': found from the working directory: %s", from_cwd.name, found)
+        return found
+    located = locate_model(path, f"{hint}; not in '{Path(from_cwd).parent}' either")
+    log.info("model '%s': found from the training output_path: %s", path.name, located)
+    return located
+
+
+def preprocessing_from(path: Path, from_cwd: Optional[Path], model_path: Path) -> Path:
+    """Of a relative preprocessing entry, the path from the working directory where the file
+    is there or the model was found there, else the one from the training ``output_path``."""
+    if from_cwd is None:
+        return path
+    if from_cwd.is_file() or from_cwd.parent == Path(model_path).parent:
+        return from_cwd
+    return path
 
 
 def locate_preprocessing(path: Path, manifest: Manifest, model_path: Path) -> Path:
@@ -267,23 +363,34 @@ def locate_preprocessing(path: Path, manifest: Manifest, model_path: Path) -> Pa
     path = Path(path)
     if path.is_file():
         return path
-    for role in PREPROCESSING_ROLES:
-        entry = manifest.files.get(role)
-        if entry and Path(entry["file"]).stem == path.stem:
-            saved = Path(model_path).with_name(entry["file"])
-            if saved.is_file():
-                log.info(
-                    "preprocessing '%s': using '%s', the preprocessing saved with model '%s'",
-                    path.name,
-                    saved.name,
-                    Path(model_path).name,
-                )
-                return saved
+    for role in _preprocessing_roles_for(path, manifest):
+        saved = Path(model_path).with_name(manifest.files[role]["file"])
+        if saved.is_file():
+            log.info(
+                "preprocessing '%s': using '%s', the preprocessing saved with model '%s'",
+                path.name,
+                saved.name,
+                Path(model_path).name,
+            )
+            return saved
     raise ModelError(
         missing_file_message(
             "preprocessing file", path, _is_preprocessing_file, f" (for model '{model_path}')"
         )
     )
+
+
+def _preprocessing_roles_for(path: Path, manifest: Manifest) -> list[str]:
+    """The preprocessing files of the model that the missing name ``path`` may stand for:
+    those of the same stem; for the classic trainer's ``fold{i}_keras_preprocessing.pickle``
+    (no model name) of the model of fold i, the one of the same kind first."""
+    saved = [r for r in PREPROCESSING_ROLES if r in manifest.files]
+    same_stem = [r for r in saved if Path(manifest.files[r]["file"]).stem == path.stem]
+    classic = _CLASSIC_PREPROCESSING.fullmatch(path.name)
+    if same_stem or not classic or int(classic.group(1)) != manifest.fold:
+        return same_stem
+    wanted = "preprocessing_pickle" if path.suffix == ".pickle" else "preprocessing"
+    return sorted(saved, key=lambda r: r != wanted)
 
 
 def _check_digest(path: Path, entry: dict, role: str, model_path: Path) -> None:

@@ -170,3 +170,62 @@ def build_model(
             weighted_metrics=["categorical_accuracy"],
         )
     return model
+
+
+# --- the classic zoo, and the checks made before any data is read ------------------------
+
+from htt_tmva.engines.classic_models import CLASSIC, NOT_BUILT_IN, classic_learning_rate  # noqa: E402
+
+BUILTIN.update(CLASSIC)
+
+
+def checked_model_function(name: str, base: Optional[Path], source: Any = None) -> Callable:
+    """The model function ``name``, or a ConfigError naming the config file: an unknown name
+    (with a did-you-mean over every built-in model), a classic model that is not built in
+    (and why), a missing module or function."""
+    where = f"{source}: " if source else ""
+    if name in NOT_BUILT_IN:
+        raise ConfigError(
+            f"{where}key 'model.name' is the classic model '{name}', which is not built in: "
+            f"{NOT_BUILT_IN[name]}; give a model of your own as 'module:function' "
+            f"(built in: {choices_text(BUILTIN)})"
+        )
+    try:
+        return resolve_model_function(name, base)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def model_learning_rate(name: str, configured: float, given: bool, base: Optional[Path]) -> float:
+    """The learning rate to build ``name`` with: the config's if it sets one, else a classic
+    model's own (e.g. 1e-4 for smhtt_dropout_tanh), else the config's default."""
+    if given:
+        return configured
+    classic = classic_learning_rate(resolve_model_function(name, base))
+    return configured if classic is None else classic
+
+
+def build_checked(
+    name: str,
+    n_inputs: int,
+    n_outputs: int,
+    learning_rate: float,
+    base: Optional[Path],
+    source: Any = None,
+):
+    """:func:`build_model`, with any failure of the model function as one ModelError line
+    naming the function and the exception (no traceback)."""
+    from htt_tmva.errors import HttTmvaError
+
+    checked_model_function(name, base, source)
+    try:
+        return build_model(name, n_inputs, n_outputs, learning_rate, base)
+    except HttTmvaError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        where = f"{source}: " if source else ""
+        raise ModelError(
+            f"{where}model function '{name}' failed to build the model for {n_inputs} inputs "
+            f"and {n_outputs} classes: {type(exc).__name__}: {text}"
+        ) from exc
