@@ -297,6 +297,7 @@ def native_kernel(extra_flags: Sequence[str] = ()) -> Optional[Kernel]:
 
     call.name = f"{Path(library).name}: {lib.htt_tmva_forest_variant().decode()}"
     call.library = lib  # keeps the library loaded
+    call.library_path = Path(library)
     return call
 
 
