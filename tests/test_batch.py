@@ -335,3 +335,32 @@ def test_dataset_processes_that_cannot_be_job_items_are_refused(toy_dir, tmp_pat
     )
     assert result.returncode == 1 and "['two words']" in result.stderr
     assert not (tmp_path / "jobs").exists()
+
+
+def test_resubmit_does_not_count_old_scores_of_an_overwrite_job_as_done(
+    application_setup, tmp_path
+):
+    """Inputs that hold score branches from an earlier run: the --overwrite jobs that never
+    ran are resubmitted (their records name no job of this folder); a job that ran is done."""
+    data, configs = application_setup
+    files = [str(data / f"sample{i}.root") for i in range(2)]
+    result = htt_tmva("apply", *configs, *files, "ntuple", cwd=tmp_path)  # old scores
+    assert result.returncode == 0, result.stderr
+    jobs_dir = tmp_path / "jobs"
+    result = htt_tmva(
+        "submit", "apply", *configs, *files, "ntuple", "--overwrite", "--job-dir", str(jobs_dir),
+        "--dry-run", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    description = jobs_dir / "apply.sub"
+    jobs = condor_jobs(description)
+    assert "--overwrite" in (jobs_dir / "apply.sh").read_text()
+    result = htt_tmva("submit", "--resubmit", str(jobs_dir), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "not written by a job of this folder" in result.stderr
+    assert condor_jobs(jobs_dir / "apply.resubmit1.sub") == jobs
+
+    run_job(description, jobs[0])
+    result = htt_tmva("submit", "--resubmit", str(jobs_dir), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert condor_jobs(jobs_dir / "apply.resubmit2.sub") == jobs[1:]

@@ -28,6 +28,7 @@ import logging
 import shlex
 import stat
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -69,6 +70,10 @@ def wrapper_text(jobs: JobSet, resources: Resources) -> str:
     if resources.setup:
         lines.append(f"source {shlex.quote(resources.setup)}")
     lines.append(f"cd {shlex.quote(jobs.workdir)}")
+    if jobs.token:  # written into the application records: --resubmit knows this job's outputs
+        from htt_tmva.application.scores import JOB_TOKEN_VARIABLE
+
+        lines.append(f"export {JOB_TOKEN_VARIABLE}={shlex.quote(jobs.token)}")
     command = [resources.interpreter, "-m", "htt_tmva"]
     head = " ".join(shlex.quote(a) for a in [*command, *jobs.prefix])
     tail = " ".join(shlex.quote(a) for a in jobs.suffix)
@@ -156,6 +161,8 @@ def write_job_folder(jobs: JobSet, folder: Path, resources: Resources) -> Path:
             f"'htt-tmva submit --resubmit {folder}' for its failed jobs"
         )
     (folder / "logs").mkdir(parents=True, exist_ok=True)
+    if not jobs.token:
+        jobs.token = uuid.uuid4().hex
     wrapper = folder / f"{jobs.step}.sh"
     wrapper.write_text(wrapper_text(jobs, resources))
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

@@ -36,6 +36,7 @@ class JobSet:
     jobs: list[Job]
     workdir: str = field(default_factory=os.getcwd)
     final: Optional[Job] = None  # run once every job succeeded (a DAG); values: its arguments
+    token: str = ""  # the job folder's identity, given to each job (its outputs' records name it)
 
     def command(self, job: Job) -> list[str]:
         """The ``htt-tmva`` arguments of ``job``, as a user would type them."""
@@ -120,7 +121,7 @@ def application_jobs(
     named as the input), as they do for a local run over several inputs.
     """
     from htt_tmva.application.inputs import expand_inputs
-    from htt_tmva.application.scores import score_names
+    from htt_tmva.application.scores import record_path, score_names
     from htt_tmva.config.stages import load_application_config, load_training_config
 
     training = load_training_config(training_config)
@@ -157,7 +158,13 @@ def application_jobs(
         jobs.append(
             Job(
                 [" ".join(group)],
-                {"inputs": group, "files": outputs, "tree": tree, "branches": branches},
+                {
+                    "inputs": group,
+                    "files": outputs,
+                    "tree": tree,
+                    "branches": branches,
+                    "records": [str(record_path(o, application.branch_prefix)) for o in outputs],
+                },
             )
         )
     configs = [str(Path(c).absolute()) for c in (dataset_config, training_config)]
