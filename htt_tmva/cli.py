@@ -94,14 +94,11 @@ def _apply(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    if args.format == "tmva":  # TMVA BDTG weight files, one per fold
-        from htt_tmva.exporters.tmva_weights import export_tmva_folds
-
-        export_tmva_folds(args.training_config, args.fold, args.engine, args.overwrite)
-        return
     from htt_tmva.exporters.run import export_models
 
-    export_models(args.training_config, args.fold, engine=args.engine, fmt=args.format)
+    export_models(
+        args.training_config, args.fold, args.engine, args.format, overwrite=args.overwrite
+    )
 
 
 def _cache(args: argparse.Namespace) -> None:
