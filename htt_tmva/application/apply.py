@@ -142,7 +142,9 @@ def run_application(
             "--reader tmva evaluates with TMVA::Reader in this process; it does not run with "
             "--executor dask"
         )
-    models = load_fold_models(application, training, dataset.folds, engine, reader)
+    models = load_fold_models(
+        application, training, dataset.folds, engine, reader, dataset.event_branch
+    )
     # --reader tmva is a cross-check of TMVA::Reader itself: never replaced by compiled code
     use_compiled = (compile_models or address is not None) and reader != "tmva"
     compiled = compiled_scorer(models, scoring_threads) if use_compiled else None
