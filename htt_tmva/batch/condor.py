@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from htt_tmva.batch.jobs import Job, JobSet
+from htt_tmva.batch.jobs import Job, JobSet, check_job_text
 from htt_tmva.errors import BatchError
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,8 @@ def write_items(jobs: list[Job], path: Path) -> Path:
 def write_job_folder(jobs: JobSet, folder: Path, resources: Resources) -> Path:
     """Write wrapper, items, submit description and ``jobs.json``; return the description."""
     folder = Path(folder).absolute()
+    check_job_text(str(folder), "the job folder")
+    check_job_text(jobs.workdir, "the working folder of the jobs", spaces=True)
     if (folder / JOBS_FILE).exists():
         raise BatchError(
             f"job folder '{folder}' holds a submission already; give a new folder, or "

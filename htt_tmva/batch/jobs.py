@@ -15,6 +15,26 @@ from typing import Optional
 
 from htt_tmva.errors import ConfigError
 
+#: what a value of a submit description or DAG file cannot hold as it is: white space splits
+#: arguments and DAG fields, '$' starts an HTCondor macro ($(...)), quotes change the
+#: arguments' syntax
+_UNSAFE = " \t'\"$"
+
+
+def check_job_text(value: str, what: str, spaces: bool = False) -> str:
+    """``value`` if HTCondor reads it as written in a submit description (and a DAG file),
+    else a ConfigError naming ``what``; ``spaces``: white space is allowed (a whole value,
+    not an argument or a DAG field)."""
+    unsafe = _UNSAFE.replace(" \t", "") if spaces else _UNSAFE
+    bad = sorted({c for c in value if c in unsafe or not c.isprintable()})
+    if bad:
+        raise ConfigError(
+            f"{what} '{value}' holds {', '.join(repr(c) for c in bad)}, which HTCondor's "
+            "submit and DAG files would read differently (white space splits arguments, "
+            "'$(' starts a macro, quotes change the arguments' syntax); use a path without"
+        )
+    return value
+
 
 @dataclass
 class Job:
@@ -130,10 +150,9 @@ def application_jobs(
 
     if files_per_job < 1:
         raise ConfigError(f"--files-per-job must be at least 1, got {files_per_job}")
-    files = [str(Path(f).absolute()) for f in expand_inputs(inputs)]
-    spaced = [f for f in files if any(c.isspace() for c in f)]
-    if spaced:
-        raise ConfigError(f"input paths with white space cannot be queued as job items: {spaced}")
+    files = [
+        check_job_text(str(Path(f).absolute()), "the input path") for f in expand_inputs(inputs)
+    ]
     target = friend if friend is not None else output
     in_folder = target is not None and (len(files) > 1 or Path(target).is_dir())
     if in_folder and not Path(target).is_dir():
@@ -184,12 +203,7 @@ def dataset_jobs(dataset_config: str, parts: str) -> JobSet:
     from htt_tmva.config import load_dataset_config
 
     config = load_dataset_config(dataset_config)
-    parts = str(Path(parts).absolute())
-    if any(c.isspace() for c in parts):
-        raise ConfigError(
-            f"the parts folder '{parts}' has white space, which a job argument cannot hold; "
-            "give --partial-output a folder without"
-        )
+    parts = check_job_text(str(Path(parts).absolute()), "the parts folder (--partial-output)")
     bad = [n for n in config.processes if not n or any(c in n for c in " \t\n\r,'\"$")]
     if bad:
         raise ConfigError(
