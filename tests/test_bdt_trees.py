@@ -61,6 +61,15 @@ def test_damaged_trees_are_refused_naming_the_file(model_document, damage, tmp_p
         model_spec(_model(path))  # the compiled path (C++ export)
     with pytest.raises(ModelError, match="tree 0"):
         _model(path).predict(np.zeros((2, 2)))  # the Python path: XGBoost never reads it
+    booster = xgboost.Booster()
+    try:
+        booster.load_model(str(path))
+    except xgboost.core.XGBoostError:  # XGBoost's own check caught this one
+        return
+    from htt_tmva.exporters.xgboost_trees import read_forest
+
+    with pytest.raises(ModelError, match=message):  # the TMVA export
+        read_forest(booster, None, str(path))
 
 
 def test_a_sound_model_passes_and_predicts(model_document, tmp_path):
