@@ -184,14 +184,16 @@ def export(
     fold: Optional[int] = None,
     engine: Optional[str] = None,
     format: str = "cpp",
+    overwrite: bool = False,
 ) -> list[Path]:
     """Export the model of ``fold`` (default: all folds, as one fold-aware C++ header) as C++,
-    JSON or ONNX (``format="onnx"``: one ``<model>.onnx`` per fold), next to the models
-    (``htt-tmva export``).
+    JSON, ONNX (``format="onnx"``: one ``<model>.onnx`` per fold) or (a bdt model, one file per
+    fold) a TMVA BDTG weight file, next to the models (``htt-tmva export``); ``overwrite``:
+    replace an existing TMVA weight file.
 
     >>> [p.name for p in htt_tmva.export(configs["training"])]
     ['htt_tmva_bdt_folds.hxx']
     """
     from htt_tmva.exporters.run import export_models
 
-    return export_models(training_config, fold, engine, format)
+    return export_models(training_config, fold, engine, format, overwrite=overwrite)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from typing import Callable, Optional
 
 from htt_tmva import __version__
@@ -93,14 +94,28 @@ def _apply(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    if args.format == "tmva":  # TMVA BDTG weight files, one per fold
-        from htt_tmva.exporters.tmva_weights import export_tmva_folds
-
-        export_tmva_folds(args.training_config, args.fold, args.engine, args.overwrite)
-        return
     from htt_tmva.exporters.run import export_models
 
-    export_models(args.training_config, args.fold, engine=args.engine, fmt=args.format)
+    export_models(
+        args.training_config, args.fold, args.engine, args.format, overwrite=args.overwrite
+    )
+
+
+def _cache(args: argparse.Namespace) -> None:
+    from htt_tmva import _cache
+
+    if args.action == "list":
+        found = _cache.entries()
+        for entry in reversed(found):  # most recently used first
+            used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.used))
+            print(f"{entry.size / 1e6:9.1f} MB  {used}  {entry.path.name}")
+        total = sum(e.size for e in found) / 1e6
+        print(f"{total:9.1f} MB in {len(found)} entries: {_cache.cache_folder()}")
+        return
+    limit = int(args.keep_mb * 1e6)
+    removed = _cache.clean(limit)
+    freed = sum(e.size for e in removed) / 1e6
+    log.info("removed %d entries (%.1f MB) from %s", len(removed), freed, _cache.cache_folder())
 
 
 def _engine_option(parser: argparse.ArgumentParser) -> None:
@@ -285,6 +300,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="tmva: replace an existing file")
     _engine_option(p)
     p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "cache",
+        help="list or empty the cache of compiled models and kernels",
+        description="The compiled libraries of 'apply' and the BDT kernel live in "
+        "$HTT_TMVA_CACHE (else ~/.cache/htt_tmva); after each build the least recently used "
+        "entries beyond $HTT_TMVA_CACHE_MAX_MB (default 2000) are removed.",
+    )
+    p.add_argument("action", choices=("list", "clean"), help="list: entries, sizes, last use")
+    p.add_argument(
+        "--keep-mb",
+        type=float,
+        default=0.0,
+        metavar="MB",
+        help="clean: keep the most recently used entries up to MB megabytes (default: none)",
+    )
+    p.set_defaults(func=_cache)
 
     p = add_submit_parser(sub)
     p.set_defaults(func=lambda args: run_submit(args, p))

@@ -109,3 +109,8 @@ class TmvaWeightsError(ModelError):
 
 class TmvaModelFileError(TmvaWeightsError):
     """The model file that a TMVA weight file names (e.g. PyKeras' .h5) is missing or unreadable."""
+
+
+class CacheError(HttTmvaError):
+    """The cache of compiled libraries cannot be trusted (another owner, writable by others)
+    or cannot be written."""

@@ -552,6 +552,24 @@ def test_missing_event_branch(setup, trained_models, toy_dir, tmp_path):
     )
 
 
+def test_an_event_branch_other_than_the_models_is_refused(setup, toy_dir, tmp_path):
+    """Folds made from another branch would hand events to the models trained on them."""
+    from htt_tmva.errors import FoldLeakError
+
+    data_file = write_ntuple(tmp_path / "data.root", 300, extras=False)
+    dataset = write_yaml(
+        tmp_path / "dataset_run.yaml", dataset_document(toy_dir, tmp_path, event_branch="run")
+    )
+    _, training, application = setup("bdt")
+    refused(
+        (dataset, training, application),
+        data_file,
+        FoldLeakError,
+        "trained on folds of the event branch 'event', but the dataset config gives "
+        "'event_branch: run'",
+    )
+
+
 def test_non_scalar_variable(setup, tmp_path):
     from htt_tmva._root import root
 

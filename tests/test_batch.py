@@ -335,3 +335,72 @@ def test_dataset_processes_that_cannot_be_job_items_are_refused(toy_dir, tmp_pat
     )
     assert result.returncode == 1 and "['two words']" in result.stderr
     assert not (tmp_path / "jobs").exists()
+
+
+def test_resubmit_does_not_count_old_scores_of_an_overwrite_job_as_done(
+    application_setup, tmp_path
+):
+    """Inputs that hold score branches from an earlier run: the --overwrite jobs that never
+    ran are resubmitted (their records name no job of this folder); a job that ran is done."""
+    data, configs = application_setup
+    files = [str(data / f"sample{i}.root") for i in range(2)]
+    result = htt_tmva("apply", *configs, *files, "ntuple", cwd=tmp_path)  # old scores
+    assert result.returncode == 0, result.stderr
+    jobs_dir = tmp_path / "jobs"
+    result = htt_tmva(
+        "submit", "apply", *configs, *files, "ntuple", "--overwrite", "--job-dir", str(jobs_dir),
+        "--dry-run", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    description = jobs_dir / "apply.sub"
+    jobs = condor_jobs(description)
+    assert "--overwrite" in (jobs_dir / "apply.sh").read_text()
+    result = htt_tmva("submit", "--resubmit", str(jobs_dir), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "not written by a job of this folder" in result.stderr
+    assert condor_jobs(jobs_dir / "apply.resubmit1.sub") == jobs
+
+    run_job(description, jobs[0])
+    result = htt_tmva("submit", "--resubmit", str(jobs_dir), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert condor_jobs(jobs_dir / "apply.resubmit2.sub") == jobs[1:]
+
+
+@pytest.mark.parametrize("where", ["input", "job folder", "parts folder"])
+def test_paths_that_htcondor_would_read_differently_are_refused(
+    application_setup, toy_dir, where, tmp_path
+):
+    """'$(' starts an HTCondor macro, white space splits arguments and DAG fields: such a
+    path is refused before anything is written, not expanded into another one."""
+    data, configs = application_setup
+    jobs_dir, odd = tmp_path / "jobs", "odd $(Cluster)"
+    if where == "input":
+        (data / odd).mkdir()
+        shutil.copy(data / "sample0.root", data / odd / "s.root")
+        arguments = ["apply", *configs, str(data / odd / "s.root"), "ntuple"]
+    elif where == "job folder":
+        jobs_dir = tmp_path / odd
+        arguments = ["apply", *configs, str(data / "sample0.root"), "ntuple"]
+    else:
+        dataset = write_yaml(tmp_path / "d.yaml", dataset_document(toy_dir, tmp_path / "folds"))
+        arguments = ["dataset", str(dataset), "--partial-output", str(tmp_path / odd)]
+    result = htt_tmva("submit", *arguments, "--job-dir", str(jobs_dir), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "holds ' ', '$'" in result.stderr and "'$(' starts a macro" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (jobs_dir / "jobs.json").exists()
+
+
+def test_a_working_folder_with_spaces_is_read_as_written(application_setup, tmp_path):
+    data, configs = application_setup
+    here = tmp_path / "my analysis"
+    here.mkdir()
+    result = htt_tmva(
+        "submit", "apply", *configs, str(data / "sample0.root"), "ntuple", "--friend",
+        str(tmp_path / "f.root"), "--job-dir", str(tmp_path / "jobs"), "--dry-run", cwd=here,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    submit = htcondor2.Submit((tmp_path / "jobs" / "apply.sub").read_text())
+    assert submit.expand("initialdir") == str(here)
+    run_job(tmp_path / "jobs" / "apply.sub", condor_jobs(tmp_path / "jobs" / "apply.sub")[0])
+    assert (tmp_path / "f.root").is_file()

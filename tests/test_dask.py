@@ -84,3 +84,26 @@ def test_unknown_executor_is_refused(configs, tmp_path):
     data = ntuple(tmp_path / "data.root", n=10)
     with pytest.raises(ConfigError, match="unknown executor 'spark'; valid: 'local', 'dask'"):
         run_application(*configs("bdt"), [str(data)], TREE, executor="spark")
+
+
+def test_dask_with_a_nan_default_and_quiet_prints_nothing(configs, tmp_path):
+    """--nonfinite-default nan reaches the workers' C++ as a NaN (not 'nanf'); -q leaves
+    stderr free of Dask's INFO lines."""
+    import math
+
+    from conftest import htt_tmva
+
+    data = ntuple(tmp_path / "data.root", n=2000, nan_rows=5)
+    result = htt_tmva(
+        "-q", "apply", *map(str, configs("bdt")), str(data), TREE, "--executor", "dask",
+        "--workers", "1", "--nonfinite-default", "nan", "--output", str(tmp_path / "o.root"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "INFO" not in result.stderr, result.stderr
+    scores = arrays(tmp_path / "o.root")
+    bad = ~np.isfinite(arrays(data)["y"])
+    assert bad.sum() == 5
+    assert all(math.isnan(v) for v in scores["s_max_score"][bad])
+    assert np.isfinite(scores["s_max_score"][~bad]).all()
+    assert (scores["s_max_index"][bad] == -1).all()

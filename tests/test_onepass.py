@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import CLASSES, dataset_document, write_yaml
+from conftest import CLASSES, dataset_document, htt_tmva, write_yaml
 
 from htt_tmva.application.apply import run_application
 from htt_tmva.errors import NonFiniteError
@@ -347,3 +347,51 @@ def test_the_writing_loop_refuses_scores_of_another_event(configs, tmp_path, mon
         run_application(*configs("bdt"), [str(data)], TREE)
     assert data.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_apply_loads_nothing_from_an_unsafe_cache_and_scores_in_python(
+    configs, tmp_path, monkeypatch
+):
+    """A library planted at the cached model's path in a cache folder that others may write is
+    never loaded: apply warns in one line and scores in Python, with the same scores."""
+    from test_cache import plant
+
+    data = ntuple(tmp_path / "data.root", n=500)
+    arguments = ["apply", *map(str, configs("bdt")), str(data), TREE]
+    result = htt_tmva(*arguments, "--output", str(tmp_path / "c.root"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [library] = (tmp_path / "cache").glob("*/htt_tmva_model_*.so")
+    plant(library)
+    library.parent.chmod(0o777)
+    monkeypatch.setenv("HTT_TMVA_PLANTED_MARK", str(tmp_path / "mark"))
+    result = htt_tmva(*arguments, "--output", str(tmp_path / "p.root"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "mark").exists()
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "writable by its group or by anyone" in warnings[0]
+    assert "scoring runs in Python" in warnings[0]
+    compiled, python = branches(tmp_path / "c.root"), branches(tmp_path / "p.root")
+    for name in [f"s_{c}" for c in CLASSES] + ["s_max_score"]:
+        np.testing.assert_allclose(python[name], compiled[name], rtol=1e-5, atol=1e-7)
+
+
+def test_apply_with_an_unwritable_cache_scores_in_python(configs, tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    arguments = ["apply", *map(str, configs("bdt")), str(ntuple(tmp_path / "d.root", n=300))]
+    monkeypatch.setenv("HTT_TMVA_CACHE", str(blocker / "cache"))
+    result = htt_tmva(*arguments, TREE, "--output", str(tmp_path / "o.root"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "cannot create the cache folder" in warnings[0], warnings
+    assert "Traceback" not in result.stderr
+    assert len(branches(tmp_path / "o.root")["s_max_score"]) == 300
+
+
+def test_a_non_integer_scoring_threads_variable_is_named(configs, tmp_path, monkeypatch):
+    from htt_tmva.errors import ConfigError
+
+    monkeypatch.setenv("HTT_TMVA_SCORING_THREADS", "two")
+    data = ntuple(tmp_path / "data.root", n=100)
+    with pytest.raises(ConfigError, match="HTT_TMVA_SCORING_THREADS must be a whole number"):
+        run_application(*configs("bdt"), [str(data)], TREE, output=str(tmp_path / "o.root"))

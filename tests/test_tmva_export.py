@@ -216,3 +216,16 @@ def test_early_stopped_model_exports_the_rounds_it_predicts_with(fold_dir, tmp_p
     assert int(weights.get("NTrees")) == (best + 2) * len(CLASSES)  # + the base-margin round
     x = toy_events(fold_dir)
     np.testing.assert_allclose(read_weights(path).response(x), model.predict(x), atol=1e-6)
+
+
+def test_python_api_exports_tmva_weight_files_as_the_command_does(
+    trained_models, fold_dir, tmp_path
+):
+    import htt_tmva
+
+    config = copy_bdt_models(trained_models, fold_dir, tmp_path)
+    written = htt_tmva.export(config, format="tmva", engine="bdt")
+    assert [p.name for p in written] == [f"fold{f}_bdt_model.weights.xml" for f in (0, 1)]
+    with pytest.raises(OutputError, match="exists already"):
+        htt_tmva.export(config, 0, format="tmva", engine="bdt")
+    assert htt_tmva.export(config, 0, format="tmva", engine="bdt", overwrite=True) == written[:1]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -34,9 +35,11 @@ from htt_tmva.application.expressions import input_branches
 from htt_tmva.application.inputs import InputInfo, expand_inputs, inspect_input
 from htt_tmva.application.models import FoldModels, load_fold_models
 from htt_tmva.application.scores import (
+    JOB_TOKEN_VARIABLE,
     ChunkReader,
     Pass1Result,
     reader_columns,
+    record_path,
     run_pass1,
     score_names,
 )
@@ -139,7 +142,9 @@ def run_application(
             "--reader tmva evaluates with TMVA::Reader in this process; it does not run with "
             "--executor dask"
         )
-    models = load_fold_models(application, training, dataset.folds, engine, reader)
+    models = load_fold_models(
+        application, training, dataset.folds, engine, reader, dataset.event_branch
+    )
     # --reader tmva is a cross-check of TMVA::Reader itself: never replaced by compiled code
     use_compiled = (compile_models or address is not None) and reader != "tmva"
     compiled = compiled_scorer(models, scoring_threads) if use_compiled else None
@@ -178,10 +183,11 @@ def _apply_all(infos, plans, scoring, dataset, training, application, tree) -> l
         written = commit_all(plans)
     log.info("committed %d output(s)", len(written))
     for info, plan, final in zip(infos, plans, written):
-        record = final.with_name(f"{final.stem}.{application.branch_prefix}application.yaml")
         write_resolved_configs(
-            record, dataset, training, application, input=info.path, tree=tree, mode=plan.mode
-        )
+            record_path(final, application.branch_prefix), dataset, training, application,
+            input=info.path, tree=tree, mode=plan.mode,
+            job=os.environ.get(JOB_TOKEN_VARIABLE, ""),
+        )  # fmt: skip
     return written
 
 

@@ -34,6 +34,7 @@ from htt_tmva.application.pipeline import declare as declare_pipeline
 from htt_tmva.application.scores import Pass1Result
 from htt_tmva.application.writer import OutputPlan, output_columns, snapshot_options
 from htt_tmva.errors import (
+    CacheError,
     ConfigError,
     ExportError,
     ExpressionError,
@@ -83,10 +84,13 @@ def compiled_scorer(models: FoldModels, threads: Optional[int] = None) -> Option
             specs, namespace, models.variables, models.classes, list(range(models.n_folds))
         )
         symbol = load_compiled(header, namespace)
+        declare_pipeline()
+    except CacheError as exc:
+        log.warning("%s; scoring runs in Python (two passes)", exc)
+        return None
     except ExportError as exc:
         log.info("the models cannot be compiled (%s): scoring runs in Python (two passes)", exc)
         return None
-    declare_pipeline()
     where = "compiled" if compiler() else "interpreted"
     threads = scoring_threads(specs, threads)
     log.info(
@@ -110,11 +114,20 @@ def scoring_threads(specs: list[dict], wanted: Optional[int] = None) -> int:
     """``wanted`` (``--scoring-threads``), else ``HTT_TMVA_SCORING_THREADS``, else two
     scoring threads for heavy models (where the cores allow) and one for the others. 0: no
     scoring thread, the writing loop scores each entry itself (one read of the input)."""
-    if wanted is None and os.environ.get("HTT_TMVA_SCORING_THREADS", "").strip():
-        wanted = int(os.environ["HTT_TMVA_SCORING_THREADS"])
+    variable = os.environ.get("HTT_TMVA_SCORING_THREADS", "").strip()
+    source = "--scoring-threads"
+    if wanted is None and variable:
+        source = "HTT_TMVA_SCORING_THREADS"
+        try:
+            wanted = int(variable)
+        except ValueError:
+            raise ConfigError(
+                f"HTT_TMVA_SCORING_THREADS must be a whole number of threads (0 or more), "
+                f"got '{variable}'"
+            ) from None
     if wanted is not None:
         if wanted < 0:
-            raise ConfigError(f"--scoring-threads must be 0 or more, got {wanted}")
+            raise ConfigError(f"{source} must be 0 or more, got {wanted}")
         return wanted
     cost = max(_cost(spec) for spec in specs)
     return 2 if cost > HEAVY and (os.cpu_count() or 1) > 1 else 1

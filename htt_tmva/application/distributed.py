@@ -70,6 +70,8 @@ def dask_client(address: str, workers: int) -> Iterator[object]:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError("--executor dask needs Dask: pip install 'dask[distributed]'") from None
+    if not log.isEnabledFor(logging.INFO):  # -q: Dask's INFO lines too (set up at its import)
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     if address:
         client = Client(address)
         log.info("Dask scheduler %s: %d workers", address, len(client.scheduler_info()["workers"]))
@@ -129,6 +131,7 @@ def run_distributed(
 ) -> Pass1Result:
     """Score and write ``info`` on the cluster into ``plan.temp``; counts as the local run."""
     from htt_tmva.exporters.compile import load_compiled
+    from htt_tmva.exporters.cpp import _floats  # NaN and inf as C++ expressions
 
     ROOT = root()
     symbol = load_compiled(scorer.header, scorer.namespace)
@@ -141,7 +144,7 @@ def run_distributed(
     node = frame.Define(
         SCORES,
         f"htt_tmva_dist_{tag}::score({event_branch}, {array}, {default}, "
-        f"{float(nonfinite_default or 0.0)!r}f)",
+        f"{_floats([nonfinite_default or 0.0])})",
     )
     node = define_scores(node, names, info.existing)[-1]
     good = " && ".join(f"std::isfinite(static_cast<double>({v}))" for v in scorer.variables)

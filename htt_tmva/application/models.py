@@ -17,7 +17,7 @@ from htt_tmva.engines.manifest import (
     locate_preprocessing,
     preprocessing_from,
 )
-from htt_tmva.errors import ConfigError, ModelError
+from htt_tmva.errors import ConfigError, FoldLeakError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,25 @@ def _check_counts(application: ApplicationConfig, training: TrainingConfig, n_fo
 
 
 def checked_model_manifest(
-    path: Path, event_fold: int, n_folds: int, training: TrainingConfig, engine: Optional[str]
+    path: Path,
+    event_fold: int,
+    n_folds: int,
+    training: TrainingConfig,
+    engine: Optional[str],
+    event_branch: Optional[str] = None,
 ) -> Manifest:
-    """The manifest of the model that scores ``event_fold``, checked against config and folds."""
+    """The manifest of the model that scores ``event_fold``, checked against config, folds
+    and (where the manifest records it) the event branch that makes the folds."""
     manifest = checked_manifest(
         path, event_fold, n_folds, training.variables, training.classes, engine
     )
+    if event_branch is not None and manifest.event_branch not in (None, event_branch):
+        raise FoldLeakError(
+            f"model '{path}' was trained on folds of the event branch "
+            f"'{manifest.event_branch}', but the dataset config gives 'event_branch: "
+            f"{event_branch}': its events would be split into other folds (and scored by models "
+            f"trained on them). Use the dataset config the models were trained with"
+        )
     if manifest.scores_fold != event_fold:
         log.warning(
             "model %s is listed for events of fold %d, but was made to score fold %d (the "
@@ -84,8 +97,10 @@ def load_fold_models(
     n_folds: int,
     engine: Optional[str] = None,
     reader: Optional[str] = None,
+    event_branch: Optional[str] = None,
 ) -> FoldModels:
-    """Check every manifest first (cheap), then load the models, one per event fold."""
+    """Check every manifest first (cheap), then load the models, one per event fold;
+    ``event_branch``: the branch that gives the events' folds here."""
     _check_counts(application, training, n_folds)
     engine = engine or application.engine
     hint = (
@@ -103,7 +118,7 @@ def load_fold_models(
         for p, cwd, path in zip(pre, pre_cwd, paths)
     ]
     manifests = [
-        checked_model_manifest(path, fold, n_folds, training, engine)
+        checked_model_manifest(path, fold, n_folds, training, engine, event_branch)
         for fold, path in enumerate(paths)
     ]
     pre = [

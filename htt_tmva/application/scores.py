@@ -30,6 +30,17 @@ def score_names(prefix: str, classes: Sequence[str]) -> list[str]:
     return [f"{prefix}{c}" for c in classes] + [f"{prefix}max_score", f"{prefix}max_index"]
 
 
+#: set by the wrapper of an ``htt-tmva submit`` job to its job folder's token; the record
+#: names it, so that ``--resubmit`` tells this job's outputs from older ones
+JOB_TOKEN_VARIABLE = "HTT_TMVA_JOB"
+
+
+def record_path(output: str | Path, prefix: str) -> Path:
+    """The record written beside a committed output: configs, input, tree, mode, batch job."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.{prefix}application.yaml")
+
+
 def reader_columns(variables: Sequence[str], event_branch: str, float_event: bool) -> list[str]:
     """Columns pass 1 reads as doubles: the variables, and a floating-point event branch last."""
     return [*variables, *([event_branch] if float_event else [])]

@@ -14,7 +14,7 @@ from htt_tmva.errors import BatchError, HttTmvaError
 log = logging.getLogger(__name__)
 
 
-def training_output_problem(job: Job) -> str:
+def training_output_problem(job: Job, token: str = "") -> str:
     """'' if the model and its manifest are there and readable, else what is wrong."""
     from htt_tmva.engines.manifest import read_manifest
 
@@ -27,8 +27,9 @@ def training_output_problem(job: Job) -> str:
     return ""
 
 
-def application_output_problem(job: Job) -> str:
-    """'' if every output holds the tree with all score branches for every input entry."""
+def application_output_problem(job: Job, token: str = "") -> str:
+    """'' if every output holds the tree with all score branches for every input entry and
+    the record beside it says that a job of this folder (``token``) wrote it."""
     from htt_tmva._root import branch_names, get_tree, open_root_file
 
     tree_path, wanted = job.outputs["tree"], job.outputs["branches"]
@@ -49,6 +50,33 @@ def application_output_problem(job: Job) -> str:
             tfile.Close()
         if output != source and entries != _entries(source, tree_path):
             return f"'{output}' has {entries} entries, its input '{source}' has more or fewer"
+    for source, record in zip(job.outputs["inputs"], job.outputs.get("records", ())):
+        problem = _record_problem(record, source, tree_path, token)
+        if problem:
+            return problem
+    return ""
+
+
+def _record_problem(record: str, source: str, tree_path: str, token: str) -> str:
+    """'' if ``record`` says that a job of this folder (``token``) scored ``source``: score
+    branches alone may be older ones (an --overwrite job that never ran)."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(Path(record).read_text()) or {}
+    except FileNotFoundError:
+        return f"no record '{record}' of a finished job"
+    except (OSError, yaml.YAMLError) as exc:
+        return f"the record '{record}' cannot be read: {exc}"
+    if not isinstance(document, dict) or document.get("job") != token:
+        return (
+            f"the record '{record}' was not written by a job of this folder: the scores there "
+            "are older than the submission"
+        )
+    if os.path.abspath(str(document.get("input"))) != os.path.abspath(source):
+        return f"the record '{record}' is of the input '{document.get('input')}', not '{source}'"
+    if document.get("tree") != tree_path:
+        return f"the record '{record}' is of the tree '{document.get('tree')}', not '{tree_path}'"
     return ""
 
 
@@ -113,7 +141,7 @@ def failed_jobs(jobs: JobSet) -> list[Job]:
     if jobs.step == "dataset":
         problems = dataset_part_problems(jobs)
     else:
-        problems = [CHECKS[jobs.step](job) for job in jobs.jobs]
+        problems = [CHECKS[jobs.step](job, jobs.token) for job in jobs.jobs]
     failed = []
     for job, problem in zip(jobs.jobs, problems):
         if problem:

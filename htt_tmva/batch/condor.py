@@ -28,11 +28,12 @@ import logging
 import shlex
 import stat
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from htt_tmva.batch.jobs import Job, JobSet
+from htt_tmva.batch.jobs import Job, JobSet, check_job_text
 from htt_tmva.errors import BatchError
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,10 @@ def wrapper_text(jobs: JobSet, resources: Resources) -> str:
     if resources.setup:
         lines.append(f"source {shlex.quote(resources.setup)}")
     lines.append(f"cd {shlex.quote(jobs.workdir)}")
+    if jobs.token:  # written into the application records: --resubmit knows this job's outputs
+        from htt_tmva.application.scores import JOB_TOKEN_VARIABLE
+
+        lines.append(f"export {JOB_TOKEN_VARIABLE}={shlex.quote(jobs.token)}")
     command = [resources.interpreter, "-m", "htt_tmva"]
     head = " ".join(shlex.quote(a) for a in [*command, *jobs.prefix])
     tail = " ".join(shlex.quote(a) for a in jobs.suffix)
@@ -150,12 +155,16 @@ def write_items(jobs: list[Job], path: Path) -> Path:
 def write_job_folder(jobs: JobSet, folder: Path, resources: Resources) -> Path:
     """Write wrapper, items, submit description and ``jobs.json``; return the description."""
     folder = Path(folder).absolute()
+    check_job_text(str(folder), "the job folder")
+    check_job_text(jobs.workdir, "the working folder of the jobs", spaces=True)
     if (folder / JOBS_FILE).exists():
         raise BatchError(
             f"job folder '{folder}' holds a submission already; give a new folder, or "
             f"'htt-tmva submit --resubmit {folder}' for its failed jobs"
         )
     (folder / "logs").mkdir(parents=True, exist_ok=True)
+    if not jobs.token:
+        jobs.token = uuid.uuid4().hex
     wrapper = folder / f"{jobs.step}.sh"
     wrapper.write_text(wrapper_text(jobs, resources))
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

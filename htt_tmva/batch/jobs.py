@@ -15,6 +15,26 @@ from typing import Optional
 
 from htt_tmva.errors import ConfigError
 
+#: what a value of a submit description or DAG file cannot hold as it is: white space splits
+#: arguments and DAG fields, '$' starts an HTCondor macro ($(...)), quotes change the
+#: arguments' syntax
+_UNSAFE = " \t'\"$"
+
+
+def check_job_text(value: str, what: str, spaces: bool = False) -> str:
+    """``value`` if HTCondor reads it as written in a submit description (and a DAG file),
+    else a ConfigError naming ``what``; ``spaces``: white space is allowed (a whole value,
+    not an argument or a DAG field)."""
+    unsafe = _UNSAFE.replace(" \t", "") if spaces else _UNSAFE
+    bad = sorted({c for c in value if c in unsafe or not c.isprintable()})
+    if bad:
+        raise ConfigError(
+            f"{what} '{value}' holds {', '.join(repr(c) for c in bad)}, which HTCondor's "
+            "submit and DAG files would read differently (white space splits arguments, "
+            "'$(' starts a macro, quotes change the arguments' syntax); use a path without"
+        )
+    return value
+
 
 @dataclass
 class Job:
@@ -36,6 +56,7 @@ class JobSet:
     jobs: list[Job]
     workdir: str = field(default_factory=os.getcwd)
     final: Optional[Job] = None  # run once every job succeeded (a DAG); values: its arguments
+    token: str = ""  # the job folder's identity, given to each job (its outputs' records name it)
 
     def command(self, job: Job) -> list[str]:
         """The ``htt-tmva`` arguments of ``job``, as a user would type them."""
@@ -120,7 +141,7 @@ def application_jobs(
     named as the input), as they do for a local run over several inputs.
     """
     from htt_tmva.application.inputs import expand_inputs
-    from htt_tmva.application.scores import score_names
+    from htt_tmva.application.scores import record_path, score_names
     from htt_tmva.config.stages import load_application_config, load_training_config
 
     training = load_training_config(training_config)
@@ -129,10 +150,9 @@ def application_jobs(
 
     if files_per_job < 1:
         raise ConfigError(f"--files-per-job must be at least 1, got {files_per_job}")
-    files = [str(Path(f).absolute()) for f in expand_inputs(inputs)]
-    spaced = [f for f in files if any(c.isspace() for c in f)]
-    if spaced:
-        raise ConfigError(f"input paths with white space cannot be queued as job items: {spaced}")
+    files = [
+        check_job_text(str(Path(f).absolute()), "the input path") for f in expand_inputs(inputs)
+    ]
     target = friend if friend is not None else output
     in_folder = target is not None and (len(files) > 1 or Path(target).is_dir())
     if in_folder and not Path(target).is_dir():
@@ -157,7 +177,13 @@ def application_jobs(
         jobs.append(
             Job(
                 [" ".join(group)],
-                {"inputs": group, "files": outputs, "tree": tree, "branches": branches},
+                {
+                    "inputs": group,
+                    "files": outputs,
+                    "tree": tree,
+                    "branches": branches,
+                    "records": [str(record_path(o, application.branch_prefix)) for o in outputs],
+                },
             )
         )
     configs = [str(Path(c).absolute()) for c in (dataset_config, training_config)]
@@ -177,12 +203,7 @@ def dataset_jobs(dataset_config: str, parts: str) -> JobSet:
     from htt_tmva.config import load_dataset_config
 
     config = load_dataset_config(dataset_config)
-    parts = str(Path(parts).absolute())
-    if any(c.isspace() for c in parts):
-        raise ConfigError(
-            f"the parts folder '{parts}' has white space, which a job argument cannot hold; "
-            "give --partial-output a folder without"
-        )
+    parts = check_job_text(str(Path(parts).absolute()), "the parts folder (--partial-output)")
     bad = [n for n in config.processes if not n or any(c in n for c in " \t\n\r,'\"$")]
     if bad:
         raise ConfigError(

@@ -51,31 +51,103 @@ def training_weights(w: np.ndarray, what: str) -> np.ndarray:
     return w / w.mean()
 
 
+#: deeper trees are refused (XGBoost's depth-wise trees are far shallower)
+MAX_TREE_DEPTH = 256
+
+
+def check_trees(document: dict, source: str) -> None:
+    """Refuse (ModelError naming ``source``) trees that XGBoost loads without a check but that
+    would make a walk read out of bounds or loop: children outside the tree, a node reached
+    twice (a cycle), a split feature the model does not have, a tree deeper than
+    MAX_TREE_DEPTH, a tree of a class that does not exist."""
+    try:
+        learner = document["learner"]
+        n_features = int(learner["learner_model_param"]["num_feature"])
+        n_classes = max(int(learner["learner_model_param"]["num_class"]), 1)
+        model = learner["gradient_booster"]["model"]
+        trees, classes = model["trees"], model["tree_info"]
+        if len(classes) != len(trees):
+            raise ValueError(f"{len(trees)} trees but {len(classes)} tree_info entries")
+        for index, (tree, klass) in enumerate(zip(trees, classes)):
+            if not 0 <= int(klass) < n_classes:
+                raise ValueError(f"tree {index} is of class {klass}, not one of {n_classes}")
+            _check_tree(tree, n_features, index)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{source}: not a valid XGBoost tree model ({exc})") from None
+
+
+def _check_tree(tree: dict, n_features: int, index: int) -> None:
+    left, right = tree["left_children"], tree["right_children"]
+    feature = tree["split_indices"]
+    n = len(left)
+    lengths = {len(tree[k]) for k in ("right_children", "split_indices", "split_conditions")}
+    lengths.add(len(tree["default_left"]))
+    if n == 0 or lengths != {n}:
+        raise ValueError(f"tree {index} has node arrays of different lengths or none")
+    seen = [False] * n
+    seen[0] = True
+    level, depth = [0], 0
+    while level:
+        below = []
+        for node in level:
+            a, b = int(left[node]), int(right[node])
+            if a == -1 and b == -1:
+                continue
+            if not (0 < a < n and 0 < b < n):
+                raise ValueError(f"tree {index}, node {node}: children {a}, {b} outside 1..{n - 1}")
+            if not 0 <= int(feature[node]) < n_features:
+                raise ValueError(
+                    f"tree {index}, node {node}: split feature {feature[node]} outside "
+                    f"0..{n_features - 1}"
+                )
+            for child in (a, b):
+                if seen[child]:
+                    raise ValueError(f"tree {index}: node {child} is reached twice (a cycle)")
+                seen[child] = True
+            below += [a, b]
+        level = below
+        depth += 1 if below else 0
+        if depth > MAX_TREE_DEPTH:
+            raise ValueError(f"tree {index} is deeper than {MAX_TREE_DEPTH} levels")
+
+
 class BdtModel(Model):
     """A booster, or the file it is loaded from when first needed (reading the trees of a
-    JSON model file, e.g. for the C++ export, needs no XGBoost)."""
+    JSON model file, e.g. for the C++ export, needs no XGBoost). Its trees are checked
+    (:func:`check_trees`) before any walk."""
 
     def __init__(self, manifest: Manifest, booster=None, n_jobs: int = 2, path=None):
         self.manifest, self._booster, self.n_jobs, self.path = manifest, booster, n_jobs, path
+        self._checked = False
 
     @property
     def booster(self):
         if self._booster is None:
+            if Path(self.path).suffix == ".json":
+                self.model_json()  # checked before XGBoost reads it
             xgboost = import_xgboost()
-            self._booster = xgboost.Booster()
-            self._booster.load_model(str(self.path))
+            booster = xgboost.Booster()
+            booster.load_model(str(self.path))
+            self._booster = booster
+            if not self._checked:  # other formats: checked once loaded
+                self.model_json()
         return self._booster
 
     def model_json(self) -> dict:
-        """XGBoost's JSON description of the model (``save_raw("json")``)."""
+        """XGBoost's JSON description of the model (``save_raw("json")``), checked."""
         if self._booster is None and Path(self.path).suffix == ".json":
             try:
-                return json.loads(Path(self.path).read_text())
+                document = json.loads(Path(self.path).read_text())
             except (OSError, ValueError) as exc:
                 raise ModelError(
                     f"{self.path}: not a readable XGBoost JSON model ({exc})"
                 ) from None
-        return json.loads(bytes(self.booster.save_raw("json")))
+        else:
+            document = json.loads(bytes(self.booster.save_raw("json")))
+        if not self._checked:
+            check_trees(document, str(self.path or "the trained booster"))
+            self._checked = True
+        return document
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         xgboost = import_xgboost()

@@ -68,6 +68,8 @@ class Manifest:
     preprocessing: Optional[dict[str, Any]] = None
     details: dict[str, Any] = field(default_factory=dict)
     fold_file: Optional[dict[str, Any]] = None  # the training fold file and how it was verified
+    #: the branch whose value % n_folds gave the folds (None: a model of an older version)
+    event_branch: Optional[str] = None
     #: role ("model", "preprocessing", "dense", ...) -> {"file": name, "sha256": digest}
     files: dict[str, dict[str, str]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
@@ -188,6 +190,7 @@ def manifest_for(
         training_config=str(config.source),
         preprocessing=preprocessing,
         details=details,
+        event_branch=getattr(config, "event_branch", None),
     )
 
 

@@ -9,30 +9,25 @@ system's C++ compiler (``$CXX``, else ``c++``/``g++``) at ``-O3`` for this machi
 ROOT's interpreter compiles the header instead (slower code, logged). The cache
 (``$HTT_TMVA_CACHE``, else ``$XDG_CACHE_HOME/htt_tmva``, else ``~/.cache/htt_tmva``)
 holds one folder per header content and CPU (a cache shared by different machines never
-hands out code for another CPU); a second run loads the library without compiling.
+hands out code for another CPU); a second run loads the library without compiling. Only a
+cache that the user owns and nobody else may write is used (:mod:`htt_tmva._cache`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import os
 import platform
-import shutil
-import socket
-import subprocess
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
+from htt_tmva._cache import FLAGS, NATIVE, build, cache_folder, compiler, entry_folder, write_text
 from htt_tmva._root import root
 from htt_tmva.errors import ExportError
 
-log = logging.getLogger(__name__)
+__all__ = ["build", "cache_folder", "compiler", "cpu_signature", "load_compiled"]
 
-# no fused multiply-adds: the per-event and the batched code give the same bits
-FLAGS = ["-std=c++17", "-O3", "-ffp-contract=off", "-shared", "-fPIC"]
-NATIVE = "-march=native"
+log = logging.getLogger(__name__)
 
 
 def cpu_signature() -> str:
@@ -48,20 +43,6 @@ def cpu_signature() -> str:
     except OSError:  # not Linux
         flags = platform.processor()
     return f"{platform.machine()} {flags}"
-
-
-def cache_folder() -> Path:
-    if os.environ.get("HTT_TMVA_CACHE"):
-        return Path(os.environ["HTT_TMVA_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "htt_tmva"
-
-
-def compiler() -> Optional[str]:
-    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
 
 
 def _entry_point(namespace: str, symbol: str) -> str:
@@ -109,46 +90,11 @@ def _declare(code: str) -> None:
 
 
 def _library(header_text: str, namespace: str, symbol: str, digest: str, cxx: str) -> Path:
-    folder = cache_folder() / digest
+    folder = entry_folder(digest)
     library = folder / f"htt_tmva_model_{digest}.so"
     built = build(header_text + "\n" + _entry_point(namespace, symbol), library, cxx, "the model")
     header = folder / "model.hxx"  # the header, for reading
     if not header.is_file():
-        _write_atomically(header, header_text)
+        with contextlib.suppress(OSError):  # a read-only cache
+            write_text(header, header_text)
     return built
-
-
-def build(source: str, library: Path, cxx: str, what: str, extra: Sequence[str] = ()) -> Path:
-    """Compile ``source`` into ``library`` (kept when it exists: the cache) and return it.
-    Libraries get names of their own: ROOT does not load a second library of a loaded name.
-    Processes may build the same library at the same time (batch jobs sharing a home folder):
-    each compiles its own copy of the source, and the library appears by an atomic rename."""
-    if library.is_file():
-        log.info("compiled %s found in the cache: %s", what, library)
-        return library
-    folder = library.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    unique = f"{socket.gethostname()}.{os.getpid()}"
-    cxx_file = folder / f".{library.stem}.{unique}.cxx"
-    cxx_file.write_text(source)
-    temporary = folder / f".{library.name}.{unique}"
-    log.info("compiling %s with %s -O3 (once; cached in %s)", what, Path(cxx).name, folder)
-    command = [cxx, *FLAGS, str(cxx_file), "-o", str(temporary), *extra]
-    try:
-        result = subprocess.run([*command, NATIVE], capture_output=True, text=True)
-        if result.returncode != 0 and NATIVE in result.stderr:  # a compiler without it
-            result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise ExportError(f"compiling {what} failed ({cxx}):\n{result.stderr.strip()[-2000:]}")
-        os.replace(temporary, library)
-        os.replace(cxx_file, folder / f"{library.stem}.cxx")  # the source, for reading
-    finally:
-        temporary.unlink(missing_ok=True)
-        cxx_file.unlink(missing_ok=True)
-    return library
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)

@@ -42,14 +42,21 @@ def export_models(
     engine: Optional[str] = None,
     fmt: str = "cpp",
     event_branch: Optional[str] = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Export the model of ``fold`` (or, with ``fold=None``, all folds: a fold-aware header
-    for ``cpp``, one file per fold for ``json`` and ``onnx``); return the files written. With
-    the ``tmva`` engine every method the config books is exported from its TMVA weight files."""
+    for ``cpp``, one file per fold for ``json``, ``onnx`` and ``tmva``); return the files
+    written. With the ``tmva`` engine every method the config books is exported from its TMVA
+    weight files. ``tmva`` (a bdt model as a TMVA BDTG weight file) replaces a file only with
+    ``overwrite``."""
     from htt_tmva.config import load_training_config
 
+    if fmt == "tmva":
+        from htt_tmva.exporters.tmva_weights import export_tmva_folds
+
+        return export_tmva_folds(training_config, fold, engine, overwrite)
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format '{fmt}'; valid: {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format '{fmt}'; valid: {', '.join(FORMATS)}, tmva")
     config = load_training_config(training_config)
     engine = engine or config.engine
     event_branch = event_branch or getattr(config, "event_branch", None) or "event"

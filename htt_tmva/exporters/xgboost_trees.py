@@ -51,7 +51,11 @@ def _floats(text: str) -> list[float]:
 def read_forest(booster, best_iteration: Optional[int] = None, source: str = "") -> XgbForest:
     """The trees a prediction uses (rounds up to ``best_iteration`` if early stopping kept
     fewer), refused unless the booster is a plain multiclass softmax gbtree."""
-    learner = json.loads(bytes(booster.save_raw("json")))["learner"]
+    from htt_tmva.engines.bdt import check_trees
+
+    document = json.loads(bytes(booster.save_raw("json")))
+    check_trees(document, source)
+    learner = document["learner"]
     objective = learner["objective"]["name"]
     if objective not in ("multi:softprob", "multi:softmax"):
         raise ModelError(f"{source}: objective '{objective}' is not a multiclass softmax")

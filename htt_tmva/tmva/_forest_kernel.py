@@ -24,7 +24,6 @@ import hashlib
 import logging
 import os
 import platform
-import subprocess
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -245,7 +244,7 @@ extern "C" void htt_tmva_forest_sums(const float* x, long long n, int nvar, int 
 extern "C" const char* htt_tmva_forest_variant() { return htt_tmva_forest::variant; }
 """
 
-FLAGS = ("-std=c++17", "-O3", "-march=native", "-shared", "-fPIC")
+FLAGS = ("-std=c++17", "-O3", "-shared", "-fPIC")  # and -march=native where it is known
 
 #: below this many events the numpy traversal is used until the kernel is loaded (building it
 #: costs seconds once per machine, ROOT's interpreter seconds once per process)
@@ -298,6 +297,7 @@ def native_kernel(extra_flags: Sequence[str] = ()) -> Optional[Kernel]:
 
     call.name = f"{Path(library).name}: {lib.htt_tmva_forest_variant().decode()}"
     call.library = lib  # keeps the library loaded
+    call.library_path = Path(library)
     return call
 
 
@@ -340,43 +340,23 @@ def compiled_sums(x, depth, feat, cut, leaf, tree_out, n_out, function=None) -> 
 
 def build_library(extra_flags: tuple = ()) -> Optional[Path]:
     """The kernel's shared library, built once per source, flags and CPU; None without a
-    compiler or when compiling fails (logged)."""
-    from htt_tmva.exporters.compile import cache_folder, compiler
+    compiler, when compiling fails or when the cache cannot be used (logged)."""
+    from htt_tmva._cache import NATIVE, build, compiler, entry_folder
+    from htt_tmva.errors import CacheError, ExportError
 
     cxx = compiler()
     if cxx is None:
         return None
     flags = [*FLAGS, *extra_flags]
-    key = "\n".join([_SOURCE, " ".join(flags), cxx, _cpu_identity()])
+    key = "\n".join([_SOURCE, " ".join([*flags, NATIVE]), cxx, _cpu_identity()])
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    folder = cache_folder() / f"forest_{digest}"
-    library = folder / f"htt_tmva_forest_{digest}.so"
-    if library.is_file():
-        return library
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        source = folder / f"forest.{os.getpid()}.cxx"  # processes may build at the same time
-        source.write_text(_SOURCE)
-        temporary = folder / f".{library.name}.{os.getpid()}"
-        log.info("compiling the BDT kernel with %s %s (once; cached in %s)", cxx, flags, folder)
-        result = subprocess.run(
-            [cxx, *flags, str(source), "-o", str(temporary)], capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            temporary.unlink(missing_ok=True)
-            source.unlink(missing_ok=True)
-            log.warning(
-                "compiling the BDT kernel failed (%s); trying ROOT's interpreter:\n%s",
-                cxx,
-                result.stderr.strip()[-2000:],
-            )
-            return None
-        os.replace(temporary, library)
-        os.replace(source, folder / "forest.cxx")
-    except OSError as exc:
-        log.warning("could not build the BDT kernel in %s (%s)", folder, exc)
+        folder = entry_folder(f"forest_{digest}")
+        return build(_SOURCE, folder / f"htt_tmva_forest_{digest}.so", cxx, "the BDT kernel",
+                     flags=flags)  # fmt: skip
+    except (CacheError, ExportError) as exc:
+        log.warning("%s; trying ROOT's interpreter", exc)
         return None
-    return library
 
 
 def _cpu_identity() -> str:
