@@ -1,6 +1,7 @@
 """The testing step: evaluate the model of one fold on the fold it never saw.
 
-Writes, under the training output_path, with names ``<output_prefix>fold<i>_...``:
+Writes, under the training output_path, with names ``<output_prefix>fold<i>_...``
+(without ``output_prefix``: ``<engine>_<model name>_fold<i>_...``, see :func:`output_stem`):
 confusion matrices in five representations (PNG, PDF), one-vs-rest ROC curves and
 score distributions (PNG, PDF), all numbers in a JSON file, the matrices as TH2D in a
 ROOT file, and the resolved testing config. All files are written atomically together.
@@ -26,7 +27,7 @@ from htt_tmva.data.fold_identity import ExpectedFold
 from htt_tmva.data.folds import scored_fold
 from htt_tmva.engines.base import FoldData, load_model
 from htt_tmva.engines.manifest import Manifest, checked_manifest, locate_model
-from htt_tmva.errors import ConfigError, ModelError
+from htt_tmva.errors import ConfigError, ModelError, OutputError
 from htt_tmva.evaluation.confusion import (
     REPRESENTATIONS,
     Representation,
@@ -82,6 +83,22 @@ def checked_model(
     return Scored(label, testing, path, manifest, engine)
 
 
+def refuse_other_models_outputs(files: dict[str, Path], scored: Scored) -> None:
+    """Refuse, before anything is read or written, to replace the outputs of another model:
+    the JSON summary already under these names records which model it tested."""
+    path = files["json"]
+    try:
+        other = json.loads(path.read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return  # no summary (or not ours): nothing recorded to protect
+    if other is not None and Path(other) != scored.model_path:
+        raise OutputError(
+            f"'{path}' holds the testing outputs of model '{other}', not of "
+            f"'{scored.model_path}'; set another 'output_prefix' in {scored.testing.source} "
+            "(or remove those outputs) so that both are kept"
+        )
+
+
 def predict(model, x: np.ndarray, n_classes: int, chunk_size: int = CHUNK_SIZE) -> np.ndarray:
     """Scores of all events, in batches of ``chunk_size`` through the engine interface."""
     starts = tracked(range(0, len(x), chunk_size), len(x), "testing")
@@ -117,9 +134,27 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def output_files(training: TrainingConfig, testing: TestingConfig, fold: int) -> dict[str, Path]:
+def model_name(model_file: str, engine: str, fold: int) -> str:
+    """The model's name for file names: engine, then the model file's stem without its fold,
+    engine and "model" parts (``fold0_keras_model_example.keras`` -> ``keras_example``,
+    ``fold0_bdt_model.json`` -> ``bdt``, ``TMVAClassification_BDTG.weights.xml`` ->
+    ``tmva_TMVAClassification_BDTG``)."""
+    stem = Path(model_file).name.split(".")[0]
+    skip = {f"fold{fold}", engine.lower(), "model"}
+    parts = [t for t in re.split(r"[^A-Za-z0-9]+", stem) if t and t.lower() not in skip]
+    return _safe("_".join([engine, *parts]))
+
+
+def output_stem(testing: TestingConfig, manifest: Manifest, fold: int) -> str:
+    """``<output_prefix>fold<i>_``; without a prefix the model's name takes its place, so that
+    the outputs of two models in one folder never share a name."""
+    prefix = testing.output_prefix or f"{model_name(manifest.model_file, manifest.engine, fold)}_"
+    return f"{prefix}fold{fold}_"
+
+
+def output_files(training: TrainingConfig, stem: str) -> dict[str, Path]:
     """Every output of the step, keyed by role (``confusion_<rep>.png``, ``json``, ...)."""
-    stem = training.output_path / f"{testing.output_prefix}fold{fold}_"
+    stem = training.output_path / stem
     files = {}
     figures = [f"confusion_{r}" for r in REPRESENTATIONS] + ["roc"]
     figures += [f"scores_{_safe(c)}" for c in training.classes]
@@ -176,6 +211,8 @@ def run_testing(
     # every model is checked before any data is read or any model is loaded
     results = [checked_model(testing, training, fold, engine)]
     results += [checked_model(load_testing_config(p, training), training, fold) for p in compare]
+    files = output_files(training, output_stem(testing, results[0].manifest, fold))
+    refuse_other_models_outputs(files, results[0])
     if reader and not any(r.manifest.engine == "tmva" for r in results):
         log.warning("--reader %s applies to TMVA weight files only; no model here is one", reader)
     elif reader == "tmva":
@@ -217,7 +254,7 @@ def run_testing(
     )
     _log(evaluation)
     summary = _summary(evaluation)
-    _write(evaluation, summary)
+    _write(evaluation, summary, files)
     return summary
 
 
@@ -291,12 +328,11 @@ def _summary(ev: Evaluation) -> dict:
     }
 
 
-def _write(ev: Evaluation, summary: dict) -> None:
+def _write(ev: Evaluation, summary: dict, files: dict[str, Path]) -> None:
     """Figures, ROOT file, JSON and resolved config, all renamed into place together."""
     from htt_tmva.evaluation import plots, root_output
 
     main, classes, fold = ev.results[0], ev.training.classes, ev.fold
-    files = output_files(ev.training, main.testing, fold)
     with atomic_outputs(list(files.values())) as temps:
         tmp = dict(zip(files, temps))
         for name, view in ev.views.items():
@@ -339,5 +375,5 @@ def _write(ev: Evaluation, summary: dict) -> None:
         "testing outputs of fold %d written to '%s' (%s*)",
         fold,
         ev.training.output_path,
-        f"{main.testing.output_prefix}fold{fold}_",
+        files["json"].name.removesuffix("confusion.json"),
     )
