@@ -62,3 +62,9 @@ def thin(roc: Roc, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
         return roc.fpr, roc.tpr
     index = np.unique(np.linspace(0, len(roc.fpr) - 1, points).round().astype(int))
     return roc.fpr[index], roc.tpr[index]
+
+
+def thinned(roc: Roc, points: int = 500) -> Roc:
+    """The same curve with at most ``points`` points (for figures), AUC and note kept."""
+    fpr, tpr = thin(roc, points)
+    return Roc(fpr, tpr, roc.auc, roc.note)

@@ -32,11 +32,13 @@ from htt_tmva.evaluation.confusion import (
     REPRESENTATIONS,
     Representation,
     confusion_matrix,
-    format_table,
     nan_to_none,
     representations,
 )
-from htt_tmva.evaluation.roc import Roc, one_vs_rest
+from htt_tmva.evaluation.plots import score_histograms, score_notes
+from htt_tmva.evaluation.render import Job, Renderer
+from htt_tmva.evaluation.report import roc_notes, summary_table, tables_text
+from htt_tmva.evaluation.roc import Roc, one_vs_rest, thinned
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +158,10 @@ def output_files(training: TrainingConfig, stem: str) -> dict[str, Path]:
     """Every output of the step, keyed by role (``confusion_<rep>.png``, ``json``, ...)."""
     stem = training.output_path / stem
     files = {}
-    figures = [f"confusion_{r}" for r in REPRESENTATIONS] + ["roc"]
-    figures += [f"scores_{_safe(c)}" for c in training.classes]
-    for figure in figures:
+    for figure in [*(f"confusion_{r}" for r in REPRESENTATIONS), "roc", "scores"]:
         for ext in ("png", "pdf"):
             files[f"{figure}.{ext}"] = Path(f"{stem}{figure}.{ext}")
+    files["tables"] = Path(f"{stem}confusion.txt")
     files["json"] = Path(f"{stem}confusion.json")
     files["root"] = Path(f"{stem}confusion.root")
     files["config"] = Path(f"{stem}testing_config.yaml")
@@ -182,6 +183,7 @@ class Evaluation:
     views: dict[str, Representation]
     sumw2: np.ndarray
     rocs: list[list[Roc]]
+    histograms: tuple[np.ndarray, np.ndarray, np.ndarray]  # edges, densities, class totals
 
     @property
     def scored_fold(self) -> int:
@@ -203,7 +205,7 @@ def run_testing(
     """
     training = load_training_config(training_config_path)
     testing = load_testing_config(testing_config_path, training)
-    k, classes = training.folds, training.classes
+    k = training.folds
     if not 0 <= fold < k:
         raise ConfigError(
             f"fold {fold} does not exist: the training config has {k} folds (0..{k - 1})"
@@ -219,6 +221,24 @@ def run_testing(
         from htt_tmva.engines.tmva_reader import check_tmva_reader
 
         check_tmva_reader()
+    # the figure workers start now, so that they load matplotlib while the data is read
+    with Renderer(jobs=len(REPRESENTATIONS) + 2) as renderer:
+        evaluation = _evaluate(training, testing, fold, results, reader)
+        _log(evaluation, files["tables"])
+        summary = _summary(evaluation)
+        _write(evaluation, summary, files, renderer)
+    return summary
+
+
+def _evaluate(
+    training: TrainingConfig,
+    testing: TestingConfig,
+    fold: int,
+    results: list[Scored],
+    reader: Optional[str],
+) -> Evaluation:
+    """Read the never-seen fold once, score it with every model, compute all numbers."""
+    k, classes = training.folds, training.classes
     tested = scored_fold(fold, k)
     expected = ExpectedFold(
         tested,
@@ -243,7 +263,7 @@ def run_testing(
             r.label = f"{r.label} ({r.testing.source.stem})"
 
     predicted = results[0].proba.argmax(axis=1)
-    evaluation = Evaluation(
+    return Evaluation(
         training,
         fold,
         data,
@@ -251,42 +271,34 @@ def run_testing(
         views=representations(confusion_matrix(data.y, predicted, data.w, len(classes)), classes),
         sumw2=confusion_matrix(data.y, predicted, data.w**2, len(classes)),
         rocs=[one_vs_rest(r.proba, data.y, data.w) for r in results],
+        histograms=score_histograms(results[0].proba, data.y, data.w),
     )
-    _log(evaluation)
-    summary = _summary(evaluation)
-    _write(evaluation, summary, files)
-    return summary
 
 
-def _log(ev: Evaluation) -> None:
-    """The matrices as tables, their notes as warnings, the AUCs."""
-    main, classes = ev.results[0], ev.training.classes
+def _log(ev: Evaluation, tables: Path) -> None:
+    """A summary per class (efficiency, purity, AUCs), the notes once each; the full
+    matrices are in ``tables``, which the log names."""
+    classes = ev.training.classes
+    log.info("%s", _headline(ev))
     log.info(
-        "model '%s' of fold %d tested on fold %d ('%s'), %d events, weights '%s'",
-        main.model_path.name,
-        ev.fold,
-        ev.scored_fold,
-        ev.training.datasets[ev.scored_fold].name,
-        len(ev.data),
-        main.testing.weight_branch,
+        "per class (diagonals of the efficiency and purity matrices, one-vs-rest AUCs):\n%s",
+        summary_table(ev.views, classes, [(r.label, rocs) for r, rocs in zip(ev.results, ev.rocs)]),
     )
     for name, view in ev.views.items():
-        log.info(
-            "%s (rows: true class, columns: predicted class):\n%s",
-            REPRESENTATIONS[name][0],
-            format_table(view.values, classes),
-        )
         for note in view.notes:
             log.warning("%s: %s", name, note)
-    for r, rocs in zip(ev.results, ev.rocs):
-        log.info(
-            "one-vs-rest AUC, %s: %s",
-            r.label,
-            ", ".join(f"{c} {roc.auc:.4f}" for c, roc in zip(classes, rocs)),
-        )
-    for c, roc in zip(classes, ev.rocs[0]):
-        if roc.note:
-            log.warning("ROC '%s': %s", c, roc.note)
+    for note in roc_notes(classes, ev.rocs[0]):
+        log.warning("%s", note)
+    log.info("all five matrices as tables: %s", tables)
+
+
+def _headline(ev: Evaluation) -> str:
+    main = ev.results[0]
+    return (
+        f"model '{main.model_path.name}' of fold {ev.fold} tested on fold {ev.scored_fold} "
+        f"('{ev.training.datasets[ev.scored_fold].name}'), {len(ev.data)} events, "
+        f"weights '{main.testing.weight_branch}'"
+    )
 
 
 def _summary(ev: Evaluation) -> dict:
@@ -308,8 +320,8 @@ def _summary(ev: Evaluation) -> dict:
         "sum_of_squared_weights": nan_to_none(ev.sumw2),
         "notes": {
             **{name: view.notes for name, view in ev.views.items()},
-            "roc": [f"ROC '{c}': {r.note}" for c, r in zip(classes, ev.rocs[0]) if r.note],
-            "scores": [],
+            "roc": roc_notes(classes, ev.rocs[0]),
+            "scores": score_notes(ev.histograms[2], classes),
         },
         "auc": _aucs(classes, ev.rocs[0]),
         "compare": [
@@ -328,40 +340,50 @@ def _summary(ev: Evaluation) -> dict:
     }
 
 
-def _write(ev: Evaluation, summary: dict, files: dict[str, Path]) -> None:
-    """Figures, ROOT file, JSON and resolved config, all renamed into place together."""
-    from htt_tmva.evaluation import plots, root_output
+def figure_jobs(ev: Evaluation, temps: dict[str, Path]) -> list[Job]:
+    """The figures of the step, as numbers to draw (see :mod:`htt_tmva.evaluation.render`)."""
+    main, classes, fold = ev.results[0], ev.training.classes, ev.fold
+    jobs = []
+    for name, view in ev.views.items():
+        title, colorbar = REPRESENTATIONS[name]
+        fractions = name in ("efficiency", "purity")
+        jobs.append(
+            Job(
+                "confusion_figure",
+                (view.values, classes, f"{title} ({main.label}, fold {fold})", colorbar),
+                [temps[f"confusion_{name}.png"], temps[f"confusion_{name}.pdf"]],
+                {"fmt": "compact" if name == "standard" else ".3f",
+                 "limits": (0.0, 1.0) if fractions else None},
+            )
+        )  # fmt: skip
+    curves = [(r.label, [thinned(roc) for roc in rocs]) for r, rocs in zip(ev.results, ev.rocs)]
+    labels = ", ".join(r.label for r in ev.results)
+    jobs.append(
+        Job(
+            "roc_figure",
+            (curves, classes, f"One-vs-rest ROC ({labels}, fold {fold})"),
+            [temps["roc.png"], temps["roc.pdf"]],
+        )
+    )
+    jobs.append(
+        Job(
+            "scores_figure",
+            (*ev.histograms, classes, f"Score distributions ({main.label}, fold {fold})"),
+            [temps["scores.png"], temps["scores.pdf"]],
+        )
+    )
+    return jobs
+
+
+def _write(ev: Evaluation, summary: dict, files: dict[str, Path], renderer: Renderer) -> None:
+    """Figures, tables, ROOT file, JSON and resolved config, renamed into place together."""
+    from htt_tmva.evaluation import root_output
 
     main, classes, fold = ev.results[0], ev.training.classes, ev.fold
     with atomic_outputs(list(files.values())) as temps:
         tmp = dict(zip(files, temps))
-        for name, view in ev.views.items():
-            title, colorbar = REPRESENTATIONS[name]
-            plots.confusion_figure(
-                view.values,
-                classes,
-                f"{title} ({main.label}, fold {fold})",
-                colorbar,
-                [tmp[f"confusion_{name}.png"], tmp[f"confusion_{name}.pdf"]],
-                fmt=".3g" if name == "standard" else ".3f",
-                limits=(0.0, 1.0) if name in ("efficiency", "purity") else None,
-            )
-        plots.roc_figure(
-            [(r.label, classes, rocs) for r, rocs in zip(ev.results, ev.rocs)],
-            [tmp["roc.png"], tmp["roc.pdf"]],
-            title=f"One-vs-rest ROC ({', '.join(r.label for r in ev.results)}, fold {fold})",
-        )
-        for c, cls in enumerate(classes):
-            key = f"scores_{_safe(cls)}"
-            summary["notes"]["scores"] += plots.score_figure(
-                main.proba[:, c],
-                ev.data.y,
-                ev.data.w,
-                classes,
-                cls,
-                [tmp[f"{key}.png"], tmp[f"{key}.pdf"]],
-                title=f"{cls} output ({main.label}, fold {fold})",
-            )
+        renderer.run(figure_jobs(ev, tmp))
+        tmp["tables"].write_text(tables_text(ev.views, classes, _headline(ev)))
         root_output.write_matrices(
             tmp["root"],
             {name: (REPRESENTATIONS[name][0], view.values) for name, view in ev.views.items()},
