@@ -108,7 +108,11 @@ def test_compare_engines_in_one_roc_via_cli(trained_models, tmp_path, caplog):
     assert doc["compare"][0]["engine"] == "keras"
     assert doc["compare"][0]["auc"]["background_1"] > 0.75
     assert doc["auc"] != doc["compare"][0]["auc"]
-    assert "true \\ predicted" in caplog.text  # the table goes to the log
+    # the log gets one line per class; the full matrices go to the tables file
+    assert "AUC keras" in caplog.text and "efficiency" in caplog.text
+    assert "true \\ predicted" not in caplog.text
+    tables = outputs(trained_models, "bdt", bdt, 1)["tables"].read_text()
+    assert tables.count("true \\ predicted") == len(REPRESENTATIONS)
 
 
 def test_swapped_models_are_a_fold_leak(trained_models, tmp_path):
