@@ -182,7 +182,7 @@ class Evaluation:
     results: list[Scored]
     views: dict[str, Representation]
     sumw2: np.ndarray
-    rocs: list[list[Roc]]
+    rocs: list[list[Roc]]  # thinned for drawing; AUCs from the full curves
     histograms: tuple[np.ndarray, np.ndarray, np.ndarray]  # edges, densities, class totals
 
     @property
@@ -270,7 +270,7 @@ def _evaluate(
         results,
         views=representations(confusion_matrix(data.y, predicted, data.w, len(classes)), classes),
         sumw2=confusion_matrix(data.y, predicted, data.w**2, len(classes)),
-        rocs=[one_vs_rest(r.proba, data.y, data.w) for r in results],
+        rocs=[[thinned(c) for c in one_vs_rest(r.proba, data.y, data.w)] for r in results],
         histograms=score_histograms(results[0].proba, data.y, data.w),
     )
 
@@ -356,7 +356,7 @@ def figure_jobs(ev: Evaluation, temps: dict[str, Path]) -> list[Job]:
                  "limits": (0.0, 1.0) if fractions else None},
             )
         )  # fmt: skip
-    curves = [(r.label, [thinned(roc) for roc in rocs]) for r, rocs in zip(ev.results, ev.rocs)]
+    curves = [(r.label, rocs) for r, rocs in zip(ev.results, ev.rocs)]
     labels = ", ".join(r.label for r in ev.results)
     jobs.append(
         Job(
