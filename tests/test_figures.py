@@ -168,3 +168,26 @@ def test_confusion_matrix_scales_with_classes_and_stays_readable(n, name):
     assert all(box.x0 >= 0 and box.y0 >= 0 for box in x_boxes + boxes)  # not clipped
     title = fig._suptitle.get_window_extent(renderer)
     assert not title.overlaps(ax.get_window_extent(renderer)) and title.y1 <= height
+
+
+@pytest.mark.parametrize("metrics", [("loss",), ("loss", "categorical_accuracy")])
+def test_history_plot_title_fits_whole_epochs_no_accuracy_without_it(metrics):
+    from htt_tmva.engines.keras import history_figure
+
+    history = {}
+    for m in metrics:
+        history[m] = [1.0, 0.8, 0.7]
+        history[f"val_{m}"] = [1.1, 0.9, 0.85]
+    fig = history_figure(history, "a_rather_long_user_model_name:build, fold 0")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle
+    assert ("accuracy" in title.get_text()) is False
+    box = title.get_window_extent(renderer)
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
+    assert len(fig.axes) == len(metrics)
+    assert ("accuracy" in " ".join(ax.get_ylabel() for ax in fig.axes)) == (len(metrics) == 2)
+    for ax in fig.axes:
+        assert not title.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+        assert ticks and all(float(t).is_integer() for t in ticks)
