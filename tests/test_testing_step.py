@@ -198,3 +198,25 @@ def test_same_prefix_for_another_model_is_refused_before_writing(trained_models,
         run_testing(training, bdt, 0)
     assert {p: p.stat().st_mtime_ns for p in files.values()} == before
     run_testing(training, keras, 0)  # the same model again replaces its own outputs
+
+
+def test_command_draws_figures_in_worker_processes(trained_models, tmp_path):
+    """As a user runs it: the figures are drawn by forked workers where cores are free;
+    the outputs are complete, nothing temporary is left."""
+    import os
+
+    from conftest import htt_tmva
+
+    keras = write_testing(trained_models, "keras", tmp_path / "k.yaml", prefix="cli_")
+    bdt = write_testing(trained_models, "bdt", tmp_path / "b.yaml", prefix="cli_bdt_")
+    training = str(trained_models["keras"]["training_config"])
+    result = htt_tmva(
+        "-v", "confusion", training, str(keras), "0", "--compare", str(bdt), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    workers = "drawing the figures in" in result.stderr
+    assert workers == (len(os.sched_getaffinity(0)) > 1), result.stderr
+    files = outputs(trained_models, "keras", keras, 0)
+    assert all(p.is_file() and p.stat().st_size > 0 for p in files.values())
+    assert files["roc.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(files["json"].parent.glob(".*tmp*"))
