@@ -229,3 +229,23 @@ def test_score_histograms_equal_numpy_histograms_per_class():
             expected = counts / (w[mask].sum() * np.diff(edges[c]))
             np.testing.assert_allclose(density[c, t], expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(totals, [w[y == t].sum() for t in range(4)])
+
+
+def test_log_summary_is_narrow_at_21_classes_and_notes_are_said_once():
+    from htt_tmva.evaluation.report import roc_notes, summary_table, tables_text
+
+    classes = [f"stxs_class_{i:02d}" for i in range(21)]
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 21, 5000)
+    proba = rng.dirichlet(np.ones(21), 5000)
+    w = rng.normal(1.0, 0.8, 5000)  # negative weights in every class
+    rocs = one_vs_rest(proba, y, w)
+    views = representations(confusion_matrix(y, proba.argmax(axis=1), w, 21), classes)
+    summary = summary_table(views, classes, [("keras", rocs), ("bdt", rocs)])
+    assert len(summary.splitlines()) == 22 and max(map(len, summary.splitlines())) <= 80
+    notes = roc_notes(classes, rocs)
+    assert notes == ["ROC: negative weights: the curve may step backwards locally"]
+    mixed = roc_notes(["a", "b", "c"], [rocs[0], roc_curve([0.1], [False], [1.0]), rocs[1]])
+    assert len(mixed) == 2 and mixed[1].startswith("ROC of 'b': the signal total weight")
+    tables = tables_text(views, classes, "head")
+    assert tables.count("true \\ predicted") == 5 and "stxs_class_20" in tables
