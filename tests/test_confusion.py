@@ -187,26 +187,65 @@ def test_th2d_round_trip(tmp_path):
 
 def test_figures_are_written(tmp_path):
     from htt_tmva.evaluation import plots
+    from htt_tmva.evaluation.render import Job, draw
 
     views = representations(MATRIX, CLASSES)
-    paths = [tmp_path / "c.png", tmp_path / "c.pdf"]
-    plots.confusion_figure(views["purity"].values, CLASSES, "Purity", "fraction", paths, ".3f")
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 900)
     proba = rng.dirichlet(np.ones(3), 900)
     rocs = one_vs_rest(proba, y, np.ones(900))
-    plots.roc_figure(
-        [("a", CLASSES, rocs), ("b", CLASSES, rocs)], [tmp_path / "r.png", tmp_path / "r.pdf"]
-    )
-    notes = plots.score_figure(
-        proba[:, 0],
-        y,
-        np.where(y == 2, 0.0, 1.0),
-        CLASSES,
-        "signal",
-        [tmp_path / "s.png", tmp_path / "s.pdf"],
-    )
-    assert notes and "background_2" in notes[0]
-    for stem in "crs":
+    weights = np.where(y == 2, 0.0, 1.0)
+    edges, density, totals = plots.score_histograms(proba, y, weights)
+    assert plots.score_notes(totals, CLASSES) == [
+        "scores: true class 'background_2' has total weight 0, not drawn"
+    ]
+    purity = (views["purity"].values, CLASSES, "Purity", "fraction")
+    jobs = [
+        Job("confusion_figure", purity, [], {"fmt": ".3f"}),
+        Job("roc_figure", ([("a", rocs), ("b", rocs)], CLASSES, "ROC"), []),
+        Job("scores_figure", (edges, density, totals, CLASSES, "scores"), []),
+    ]  # fmt: skip
+    for stem, job in zip("crs", jobs):
+        job.paths = [tmp_path / f"{stem}.png", tmp_path / f"{stem}.pdf"]
+        draw(job)
         assert (tmp_path / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (tmp_path / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_score_histograms_equal_numpy_histograms_per_class():
+    from htt_tmva.evaluation.plots import score_histograms
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 4, 3000)
+    proba = rng.dirichlet(np.ones(4), 3000)
+    proba[0, 1] = 1.0  # a score on the upper edge goes to the last bin
+    w = rng.normal(1.0, 0.5, 3000)
+    edges, density, totals = score_histograms(proba, y, w, bins=20)
+    for c in range(4):
+        assert edges[c, 0] == np.floor(20 * proba[:, c].min()) / 20
+        for t in range(4):
+            mask = y == t
+            counts, _ = np.histogram(proba[mask, c], bins=edges[c], weights=w[mask])
+            expected = counts / (w[mask].sum() * np.diff(edges[c]))
+            np.testing.assert_allclose(density[c, t], expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(totals, [w[y == t].sum() for t in range(4)])
+
+
+def test_log_summary_is_narrow_at_21_classes_and_notes_are_said_once():
+    from htt_tmva.evaluation.report import roc_notes, summary_table, tables_text
+
+    classes = [f"stxs_class_{i:02d}" for i in range(21)]
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 21, 5000)
+    proba = rng.dirichlet(np.ones(21), 5000)
+    w = rng.normal(1.0, 0.8, 5000)  # negative weights in every class
+    rocs = one_vs_rest(proba, y, w)
+    views = representations(confusion_matrix(y, proba.argmax(axis=1), w, 21), classes)
+    summary = summary_table(views, classes, [("keras", rocs), ("bdt", rocs)])
+    assert len(summary.splitlines()) == 22 and max(map(len, summary.splitlines())) <= 80
+    notes = roc_notes(classes, rocs)
+    assert notes == ["ROC: negative weights: the curve may step backwards locally"]
+    mixed = roc_notes(["a", "b", "c"], [rocs[0], roc_curve([0.1], [False], [1.0]), rocs[1]])
+    assert len(mixed) == 2 and mixed[1].startswith("ROC of 'b': the signal total weight")
+    tables = tables_text(views, classes, "head")
+    assert tables.count("true \\ predicted") == 5 and "stxs_class_20" in tables

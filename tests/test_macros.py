@@ -97,3 +97,30 @@ def test_draw_confusion_macro(tmp_path):
     result = root_macro(f'{MACROS / "draw_confusion.C"}("confusion.root", "purity")', tmp_path)
     assert result.returncode == 1
     assert "no matrix 'purity'" in result.stderr and "standard, efficiency" in result.stderr
+
+
+@pytest.mark.parametrize("n", [3, 21])
+def test_draw_confusion_macro_rows_as_the_png_and_scaled(tmp_path, n):
+    from htt_tmva._root import open_root_file
+    from htt_tmva.evaluation.root_output import write_matrices
+
+    classes = [f"class_number_{i}" for i in range(n)]
+    values = np.arange(n * n, dtype=float).reshape(n, n)  # [true, predicted]
+    write_matrices(tmp_path / "confusion.root", {"standard": ("standard", values)}, classes)
+    for output in ("m.png", "m.root"):
+        call = f'{MACROS / "draw_confusion.C"}("confusion.root", "standard", "{output}")'
+        result = root_macro(call, tmp_path)
+        assert result.returncode == 0, result.stderr
+    tfile = open_root_file(tmp_path / "m.root")
+    canvas = tfile.Get("confusion")
+    hist = canvas.GetPrimitive("confusion_drawn")
+    # the first class in the top row (the last bin of the y axis), as in the PNG
+    assert hist.GetYaxis().GetBinLabel(n) == classes[0]
+    assert hist.GetYaxis().GetBinLabel(1) == classes[-1]
+    assert hist.GetXaxis().GetBinLabel(1) == classes[0]
+    assert hist.GetBinContent(2, n) == values[0, 1]
+    assert hist.GetBinContent(1, 1) == values[n - 1, 0]
+    width, height = canvas.GetWw(), canvas.GetWh()
+    tfile.Close()
+    # 21 classes: about 60 px per cell, larger than the fixed 800 x 700 of old
+    assert (width > 1400 and height > 1400) if n == 21 else (width < 1300 and height < 1300)

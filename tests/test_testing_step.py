@@ -9,9 +9,15 @@ import pytest
 from conftest import CLASSES, training_document, write_yaml
 
 from htt_tmva.config import load_testing_config, load_training_config
-from htt_tmva.errors import ConfigError, FoldLeakError, ModelError
+from htt_tmva.errors import ConfigError, FoldLeakError, ModelError, OutputError
 from htt_tmva.evaluation.confusion import REPRESENTATIONS
-from htt_tmva.evaluation.testing import output_files, run_testing
+from htt_tmva.evaluation.testing import (
+    checked_model,
+    model_name,
+    output_files,
+    output_stem,
+    run_testing,
+)
 
 ENGINES = ("keras", "bdt")
 
@@ -33,7 +39,9 @@ def write_testing(trained, engine, path, prefix=None, swap=False, **overrides):
 
 def outputs(trained, engine, config, fold):
     training = load_training_config(trained[engine]["training_config"])
-    return output_files(training, load_testing_config(config, training), fold)
+    testing = load_testing_config(config, training)
+    manifest = checked_model(testing, training, fold).manifest
+    return output_files(training, output_stem(testing, manifest, fold))
 
 
 def fold_weights(path, fold_dir):
@@ -100,14 +108,18 @@ def test_compare_engines_in_one_roc_via_cli(trained_models, tmp_path, caplog):
     assert doc["compare"][0]["engine"] == "keras"
     assert doc["compare"][0]["auc"]["background_1"] > 0.75
     assert doc["auc"] != doc["compare"][0]["auc"]
-    assert "true \\ predicted" in caplog.text  # the table goes to the log
+    # the log gets one line per class; the full matrices go to the tables file
+    assert "AUC keras" in caplog.text and "efficiency" in caplog.text
+    assert "true \\ predicted" not in caplog.text
+    tables = outputs(trained_models, "bdt", bdt, 1)["tables"].read_text()
+    assert tables.count("true \\ predicted") == len(REPRESENTATIONS)
 
 
 def test_swapped_models_are_a_fold_leak(trained_models, tmp_path):
     config = write_testing(trained_models, "bdt", tmp_path / "t.yaml", prefix="leak_", swap=True)
     with pytest.raises(FoldLeakError, match="must not score events of fold 1"):
         run_testing(trained_models["bdt"]["training_config"], config, 0)
-    assert not outputs(trained_models, "bdt", config, 0)["json"].exists()
+    assert not list(trained_models["bdt"]["output_path"].glob("leak_*"))
 
 
 @pytest.mark.parametrize(
@@ -141,3 +153,70 @@ def test_config_errors(trained_models, tmp_path):
     )
     with pytest.raises(ConfigError, match="one entry per fold"):
         run_testing(training, short, 0)
+
+
+def test_model_names_for_output_files():
+    assert model_name("fold0_keras_model_example.keras", "keras", 0) == "keras_example"
+    assert model_name("fold1_keras_model_smhtt.keras", "keras", 1) == "keras_smhtt"
+    assert model_name("fold1_bdt_model.json", "bdt", 1) == "bdt"
+    assert model_name("fold0_keras_model.h5", "keras", 0) == "keras"
+    assert (
+        model_name("TMVAClassification_BDTG.weights.xml", "tmva", 0)
+        == "tmva_TMVAClassification_BDTG"
+    )
+
+
+def test_two_models_without_output_prefix_keep_both_outputs(trained_models, tmp_path):
+    """Classic testing configs have no output_prefix: keras, then bdt, into the same folder."""
+    training = trained_models["keras"]["training_config"]
+    written = {}
+    for engine in ENGINES:
+        config = write_testing(trained_models, engine, tmp_path / f"{engine}.yaml", prefix="")
+        run_testing(training, config, 0)
+        written[engine] = outputs(trained_models, engine, config, 0)
+        assert written[engine]["json"].name == f"{engine}{'_example' * (engine == 'keras')}" + (
+            "_fold0_confusion.json"
+        )
+    keras, bdt = written["keras"], written["bdt"]
+    assert not set(keras.values()) & set(bdt.values())
+    for engine, files in written.items():
+        assert all(p.is_file() for p in files.values())
+        doc = json.loads(files["json"].read_text())
+        assert doc["engine"] == engine
+        assert doc["model"] == str(trained_models[engine]["models"][0])
+        assert f"{engine}.yaml" in files["config"].read_text()
+
+
+def test_same_prefix_for_another_model_is_refused_before_writing(trained_models, tmp_path):
+    training = trained_models["keras"]["training_config"]
+    keras = write_testing(trained_models, "keras", tmp_path / "k.yaml", prefix="same_")
+    bdt = write_testing(trained_models, "bdt", tmp_path / "b.yaml", prefix="same_")
+    run_testing(training, keras, 0)
+    files = outputs(trained_models, "keras", keras, 0)
+    before = {p: p.stat().st_mtime_ns for p in files.values()}
+    with pytest.raises(OutputError, match="fold0_keras_model_example.keras.*output_prefix"):
+        run_testing(training, bdt, 0)
+    assert {p: p.stat().st_mtime_ns for p in files.values()} == before
+    run_testing(training, keras, 0)  # the same model again replaces its own outputs
+
+
+def test_command_draws_figures_in_worker_processes(trained_models, tmp_path):
+    """As a user runs it: the figures are drawn by forked workers where cores are free;
+    the outputs are complete, nothing temporary is left."""
+    import os
+
+    from conftest import htt_tmva
+
+    keras = write_testing(trained_models, "keras", tmp_path / "k.yaml", prefix="cli_")
+    bdt = write_testing(trained_models, "bdt", tmp_path / "b.yaml", prefix="cli_bdt_")
+    training = str(trained_models["keras"]["training_config"])
+    result = htt_tmva(
+        "-v", "confusion", training, str(keras), "0", "--compare", str(bdt), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    workers = "drawing the figures in" in result.stderr
+    assert workers == (len(os.sched_getaffinity(0)) > 1), result.stderr
+    files = outputs(trained_models, "keras", keras, 0)
+    assert all(p.is_file() and p.stat().st_size > 0 for p in files.values())
+    assert files["roc.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(files["json"].parent.glob(".*tmp*"))

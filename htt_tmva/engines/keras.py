@@ -347,27 +347,33 @@ def _KeepBest(keras):
     return KeepBest()
 
 
-def plot_history(history: dict, path: Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, training and validation, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def history_figure(history: dict, title: str = ""):
+    """Loss (and the weighted accuracy, when the model has it) per epoch, training and
+    validation, one panel each; whole epochs on the x axis; the title is never clipped."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     metrics = [m for m in ("loss", "categorical_accuracy") if m in history]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    fig = Figure(figsize=(6 * len(metrics), 4.8), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    for ax in fig.subplots(1, len(metrics), squeeze=False)[0]:
+        metric = metrics.pop(0)
         epochs = np.arange(1, len(history[metric]) + 1)
         ax.plot(epochs, history[metric], "o-", label="training")
         if f"val_{metric}" in history:
             ax.plot(epochs, history[f"val_{metric}"], "s--", label="validation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_ylabel("weighted accuracy" if metric == "categorical_accuracy" else metric)
         ax.legend()
         ax.grid(alpha=0.3)
     if title:
-        fig.suptitle(f"Keras training history ({title}; accuracy weighted)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        fig.suptitle(f"Keras training history ({title})")
+    return fig
+
+
+def plot_history(history: dict, path: Path, title: str = "") -> Path:
+    """The history figure (:func:`history_figure`) as a PNG."""
+    history_figure(history, title).savefig(path, format="png")
     return path

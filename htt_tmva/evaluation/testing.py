@@ -1,6 +1,7 @@
 """The testing step: evaluate the model of one fold on the fold it never saw.
 
-Writes, under the training output_path, with names ``<output_prefix>fold<i>_...``:
+Writes, under the training output_path, with names ``<output_prefix>fold<i>_...``
+(without ``output_prefix``: ``<engine>_<model name>_fold<i>_...``, see :func:`output_stem`):
 confusion matrices in five representations (PNG, PDF), one-vs-rest ROC curves and
 score distributions (PNG, PDF), all numbers in a JSON file, the matrices as TH2D in a
 ROOT file, and the resolved testing config. All files are written atomically together.
@@ -26,16 +27,18 @@ from htt_tmva.data.fold_identity import ExpectedFold
 from htt_tmva.data.folds import scored_fold
 from htt_tmva.engines.base import FoldData, load_model
 from htt_tmva.engines.manifest import Manifest, checked_manifest, locate_model
-from htt_tmva.errors import ConfigError, ModelError
+from htt_tmva.errors import ConfigError, ModelError, OutputError
 from htt_tmva.evaluation.confusion import (
     REPRESENTATIONS,
     Representation,
     confusion_matrix,
-    format_table,
     nan_to_none,
     representations,
 )
-from htt_tmva.evaluation.roc import Roc, one_vs_rest
+from htt_tmva.evaluation.plots import score_histograms, score_notes
+from htt_tmva.evaluation.render import Job, Renderer
+from htt_tmva.evaluation.report import roc_notes, summary_table, tables_text
+from htt_tmva.evaluation.roc import Roc, one_vs_rest, thinned
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,22 @@ def checked_model(
     return Scored(label, testing, path, manifest, engine)
 
 
+def refuse_other_models_outputs(files: dict[str, Path], scored: Scored) -> None:
+    """Refuse, before anything is read or written, to replace the outputs of another model:
+    the JSON summary already under these names records which model it tested."""
+    path = files["json"]
+    try:
+        other = json.loads(path.read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return  # no summary (or not ours): nothing recorded to protect
+    if other is not None and Path(other) != scored.model_path:
+        raise OutputError(
+            f"'{path}' holds the testing outputs of model '{other}', not of "
+            f"'{scored.model_path}'; set another 'output_prefix' in {scored.testing.source} "
+            "(or remove those outputs) so that both are kept"
+        )
+
+
 def predict(model, x: np.ndarray, n_classes: int, chunk_size: int = CHUNK_SIZE) -> np.ndarray:
     """Scores of all events, in batches of ``chunk_size`` through the engine interface."""
     starts = tracked(range(0, len(x), chunk_size), len(x), "testing")
@@ -117,15 +136,32 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def output_files(training: TrainingConfig, testing: TestingConfig, fold: int) -> dict[str, Path]:
+def model_name(model_file: str, engine: str, fold: int) -> str:
+    """The model's name for file names: engine, then the model file's stem without its fold,
+    engine and "model" parts (``fold0_keras_model_example.keras`` -> ``keras_example``,
+    ``fold0_bdt_model.json`` -> ``bdt``, ``TMVAClassification_BDTG.weights.xml`` ->
+    ``tmva_TMVAClassification_BDTG``)."""
+    stem = Path(model_file).name.split(".")[0]
+    skip = {f"fold{fold}", engine.lower(), "model"}
+    parts = [t for t in re.split(r"[^A-Za-z0-9]+", stem) if t and t.lower() not in skip]
+    return _safe("_".join([engine, *parts]))
+
+
+def output_stem(testing: TestingConfig, manifest: Manifest, fold: int) -> str:
+    """``<output_prefix>fold<i>_``; without a prefix the model's name takes its place, so that
+    the outputs of two models in one folder never share a name."""
+    prefix = testing.output_prefix or f"{model_name(manifest.model_file, manifest.engine, fold)}_"
+    return f"{prefix}fold{fold}_"
+
+
+def output_files(training: TrainingConfig, stem: str) -> dict[str, Path]:
     """Every output of the step, keyed by role (``confusion_<rep>.png``, ``json``, ...)."""
-    stem = training.output_path / f"{testing.output_prefix}fold{fold}_"
+    stem = training.output_path / stem
     files = {}
-    figures = [f"confusion_{r}" for r in REPRESENTATIONS] + ["roc"]
-    figures += [f"scores_{_safe(c)}" for c in training.classes]
-    for figure in figures:
+    for figure in [*(f"confusion_{r}" for r in REPRESENTATIONS), "roc", "scores"]:
         for ext in ("png", "pdf"):
             files[f"{figure}.{ext}"] = Path(f"{stem}{figure}.{ext}")
+    files["tables"] = Path(f"{stem}confusion.txt")
     files["json"] = Path(f"{stem}confusion.json")
     files["root"] = Path(f"{stem}confusion.root")
     files["config"] = Path(f"{stem}testing_config.yaml")
@@ -146,7 +182,8 @@ class Evaluation:
     results: list[Scored]
     views: dict[str, Representation]
     sumw2: np.ndarray
-    rocs: list[list[Roc]]
+    rocs: list[list[Roc]]  # thinned for drawing; AUCs from the full curves
+    histograms: tuple[np.ndarray, np.ndarray, np.ndarray]  # edges, densities, class totals
 
     @property
     def scored_fold(self) -> int:
@@ -168,7 +205,7 @@ def run_testing(
     """
     training = load_training_config(training_config_path)
     testing = load_testing_config(testing_config_path, training)
-    k, classes = training.folds, training.classes
+    k = training.folds
     if not 0 <= fold < k:
         raise ConfigError(
             f"fold {fold} does not exist: the training config has {k} folds (0..{k - 1})"
@@ -176,12 +213,32 @@ def run_testing(
     # every model is checked before any data is read or any model is loaded
     results = [checked_model(testing, training, fold, engine)]
     results += [checked_model(load_testing_config(p, training), training, fold) for p in compare]
+    files = output_files(training, output_stem(testing, results[0].manifest, fold))
+    refuse_other_models_outputs(files, results[0])
     if reader and not any(r.manifest.engine == "tmva" for r in results):
         log.warning("--reader %s applies to TMVA weight files only; no model here is one", reader)
     elif reader == "tmva":
         from htt_tmva.engines.tmva_reader import check_tmva_reader
 
         check_tmva_reader()
+    # the figure workers start now, so that they load matplotlib while the data is read
+    with Renderer(jobs=len(REPRESENTATIONS) + 2) as renderer:
+        evaluation = _evaluate(training, testing, fold, results, reader)
+        _log(evaluation, files["tables"])
+        summary = _summary(evaluation)
+        _write(evaluation, summary, files, renderer)
+    return summary
+
+
+def _evaluate(
+    training: TrainingConfig,
+    testing: TestingConfig,
+    fold: int,
+    results: list[Scored],
+    reader: Optional[str],
+) -> Evaluation:
+    """Read the never-seen fold once, score it with every model, compute all numbers."""
+    k, classes = training.folds, training.classes
     tested = scored_fold(fold, k)
     expected = ExpectedFold(
         tested,
@@ -206,50 +263,42 @@ def run_testing(
             r.label = f"{r.label} ({r.testing.source.stem})"
 
     predicted = results[0].proba.argmax(axis=1)
-    evaluation = Evaluation(
+    return Evaluation(
         training,
         fold,
         data,
         results,
         views=representations(confusion_matrix(data.y, predicted, data.w, len(classes)), classes),
         sumw2=confusion_matrix(data.y, predicted, data.w**2, len(classes)),
-        rocs=[one_vs_rest(r.proba, data.y, data.w) for r in results],
+        rocs=[[thinned(c) for c in one_vs_rest(r.proba, data.y, data.w)] for r in results],
+        histograms=score_histograms(results[0].proba, data.y, data.w),
     )
-    _log(evaluation)
-    summary = _summary(evaluation)
-    _write(evaluation, summary)
-    return summary
 
 
-def _log(ev: Evaluation) -> None:
-    """The matrices as tables, their notes as warnings, the AUCs."""
-    main, classes = ev.results[0], ev.training.classes
+def _log(ev: Evaluation, tables: Path) -> None:
+    """A summary per class (efficiency, purity, AUCs), the notes once each; the full
+    matrices are in ``tables``, which the log names."""
+    classes = ev.training.classes
+    log.info("%s", _headline(ev))
     log.info(
-        "model '%s' of fold %d tested on fold %d ('%s'), %d events, weights '%s'",
-        main.model_path.name,
-        ev.fold,
-        ev.scored_fold,
-        ev.training.datasets[ev.scored_fold].name,
-        len(ev.data),
-        main.testing.weight_branch,
+        "per class (diagonals of the efficiency and purity matrices, one-vs-rest AUCs):\n%s",
+        summary_table(ev.views, classes, [(r.label, rocs) for r, rocs in zip(ev.results, ev.rocs)]),
     )
     for name, view in ev.views.items():
-        log.info(
-            "%s (rows: true class, columns: predicted class):\n%s",
-            REPRESENTATIONS[name][0],
-            format_table(view.values, classes),
-        )
         for note in view.notes:
             log.warning("%s: %s", name, note)
-    for r, rocs in zip(ev.results, ev.rocs):
-        log.info(
-            "one-vs-rest AUC, %s: %s",
-            r.label,
-            ", ".join(f"{c} {roc.auc:.4f}" for c, roc in zip(classes, rocs)),
-        )
-    for c, roc in zip(classes, ev.rocs[0]):
-        if roc.note:
-            log.warning("ROC '%s': %s", c, roc.note)
+    for note in roc_notes(classes, ev.rocs[0]):
+        log.warning("%s", note)
+    log.info("all five matrices as tables: %s", tables)
+
+
+def _headline(ev: Evaluation) -> str:
+    main = ev.results[0]
+    return (
+        f"model '{main.model_path.name}' of fold {ev.fold} tested on fold {ev.scored_fold} "
+        f"('{ev.training.datasets[ev.scored_fold].name}'), {len(ev.data)} events, "
+        f"weights '{main.testing.weight_branch}'"
+    )
 
 
 def _summary(ev: Evaluation) -> dict:
@@ -271,8 +320,8 @@ def _summary(ev: Evaluation) -> dict:
         "sum_of_squared_weights": nan_to_none(ev.sumw2),
         "notes": {
             **{name: view.notes for name, view in ev.views.items()},
-            "roc": [f"ROC '{c}': {r.note}" for c, r in zip(classes, ev.rocs[0]) if r.note],
-            "scores": [],
+            "roc": roc_notes(classes, ev.rocs[0]),
+            "scores": score_notes(ev.histograms[2], classes),
         },
         "auc": _aucs(classes, ev.rocs[0]),
         "compare": [
@@ -291,41 +340,50 @@ def _summary(ev: Evaluation) -> dict:
     }
 
 
-def _write(ev: Evaluation, summary: dict) -> None:
-    """Figures, ROOT file, JSON and resolved config, all renamed into place together."""
-    from htt_tmva.evaluation import plots, root_output
+def figure_jobs(ev: Evaluation, temps: dict[str, Path]) -> list[Job]:
+    """The figures of the step, as numbers to draw (see :mod:`htt_tmva.evaluation.render`)."""
+    main, classes, fold = ev.results[0], ev.training.classes, ev.fold
+    jobs = []
+    for name, view in ev.views.items():
+        title, colorbar = REPRESENTATIONS[name]
+        fractions = name in ("efficiency", "purity")
+        jobs.append(
+            Job(
+                "confusion_figure",
+                (view.values, classes, f"{title} ({main.label}, fold {fold})", colorbar),
+                [temps[f"confusion_{name}.png"], temps[f"confusion_{name}.pdf"]],
+                {"fmt": "compact" if name == "standard" else ".3f",
+                 "limits": (0.0, 1.0) if fractions else None},
+            )
+        )  # fmt: skip
+    curves = [(r.label, rocs) for r, rocs in zip(ev.results, ev.rocs)]
+    labels = ", ".join(r.label for r in ev.results)
+    jobs.append(
+        Job(
+            "roc_figure",
+            (curves, classes, f"One-vs-rest ROC ({labels}, fold {fold})"),
+            [temps["roc.png"], temps["roc.pdf"]],
+        )
+    )
+    jobs.append(
+        Job(
+            "scores_figure",
+            (*ev.histograms, classes, f"Score distributions ({main.label}, fold {fold})"),
+            [temps["scores.png"], temps["scores.pdf"]],
+        )
+    )
+    return jobs
+
+
+def _write(ev: Evaluation, summary: dict, files: dict[str, Path], renderer: Renderer) -> None:
+    """Figures, tables, ROOT file, JSON and resolved config, renamed into place together."""
+    from htt_tmva.evaluation import root_output
 
     main, classes, fold = ev.results[0], ev.training.classes, ev.fold
-    files = output_files(ev.training, main.testing, fold)
     with atomic_outputs(list(files.values())) as temps:
         tmp = dict(zip(files, temps))
-        for name, view in ev.views.items():
-            title, colorbar = REPRESENTATIONS[name]
-            plots.confusion_figure(
-                view.values,
-                classes,
-                f"{title} ({main.label}, fold {fold})",
-                colorbar,
-                [tmp[f"confusion_{name}.png"], tmp[f"confusion_{name}.pdf"]],
-                fmt=".3g" if name == "standard" else ".3f",
-                limits=(0.0, 1.0) if name in ("efficiency", "purity") else None,
-            )
-        plots.roc_figure(
-            [(r.label, classes, rocs) for r, rocs in zip(ev.results, ev.rocs)],
-            [tmp["roc.png"], tmp["roc.pdf"]],
-            title=f"One-vs-rest ROC ({', '.join(r.label for r in ev.results)}, fold {fold})",
-        )
-        for c, cls in enumerate(classes):
-            key = f"scores_{_safe(cls)}"
-            summary["notes"]["scores"] += plots.score_figure(
-                main.proba[:, c],
-                ev.data.y,
-                ev.data.w,
-                classes,
-                cls,
-                [tmp[f"{key}.png"], tmp[f"{key}.pdf"]],
-                title=f"{cls} output ({main.label}, fold {fold})",
-            )
+        renderer.run(figure_jobs(ev, tmp))
+        tmp["tables"].write_text(tables_text(ev.views, classes, _headline(ev)))
         root_output.write_matrices(
             tmp["root"],
             {name: (REPRESENTATIONS[name][0], view.values) for name, view in ev.views.items()},
@@ -339,5 +397,5 @@ def _write(ev: Evaluation, summary: dict) -> None:
         "testing outputs of fold %d written to '%s' (%s*)",
         fold,
         ev.training.output_path,
-        f"{main.testing.output_prefix}fold{fold}_",
+        files["json"].name.removesuffix("confusion.json"),
     )
