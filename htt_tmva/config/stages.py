@@ -134,6 +134,12 @@ APPLICATION_SCHEMA = {
     "preprocessing": Field(list, items=Field(str), default=None),
     "branch_prefix": Field(str),
     "engine": Field(str, default=None, choices=ENGINES, nullable=True),
+    "output_directory": Field(
+        str,
+        default=None,
+        nullable=True,
+        doc="friend output folder (classic friend producer): DIR/<nick>/<nick>.root",
+    ),
 }
 
 
@@ -318,6 +324,7 @@ class ApplicationConfig(StageConfig):
     preprocessing: Optional[list[Path]] = None
     branch_prefix: str = ""
     engine: Optional[str] = None
+    output_directory: Optional[Path] = None  # friend files: DIR/<nick>/<nick>.root
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
@@ -424,4 +431,9 @@ def load_application_config(path: str | Path, training: TrainingConfig) -> Appli
         preprocessing=_per_fold(raw["preprocessing"], base),
         branch_prefix=raw["branch_prefix"],
         engine=raw["engine"],
+        output_directory=(
+            _resolve(_working_directory(), raw["output_directory"])
+            if raw["output_directory"]
+            else None
+        ),
     )
