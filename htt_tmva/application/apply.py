@@ -140,8 +140,13 @@ def run_application(
     trees = [tree] if isinstance(tree, str) else list(tree)
     per_file = trees_per_file(files, trees)
     variables = input_branches(training.variables)
+    # deeper trees first: a Snapshot into a file that holds a top-level tree of the same
+    # name (ROOT 6.40 compares base names) is refused, the other way round it is not
     infos = [
-        [inspect_input(f, t, variables, dataset.event_branch, names, overwrite) for t in ts]
+        [
+            inspect_input(f, t, variables, dataset.event_branch, names, overwrite)
+            for t in sorted(ts, key=lambda t: -t.count("/"))
+        ]
         for f, ts in zip(files, per_file)
     ]
     plans = [
