@@ -150,6 +150,8 @@ def main() -> None:
     apply = [*htt_tmva(), "apply", *configs]
     # the compiled library of the model, built once (cached) outside the timings
     warm = fresh_copies(files[:1], work / "warm")
+    for old in work.glob("warm.*"):
+        old.unlink()
     run([*apply, str(warm[0]), "mt_nominal/ntuple", "--friend", str(work / "warm.root")])
     best: dict[str, tuple] = {}
 
