@@ -585,33 +585,29 @@ def complete_copy(infos: Sequence[InputInfo], plan: OutputPlan) -> None:
     """Copy all other objects of the base file (the input, or the output file extended)
     into the new file and restore the copied trees' metadata (title, aliases, friends,
     index, UserInfo, weight)."""
-    if plan.base is not None:
-        base = open_root_file(plan.base)
-        try:
-            written = {info.tree_path for info in infos}
-            target = open_root_file(plan.temp, "UPDATE")
+    target = open_root_file(plan.temp, "UPDATE")
+    try:
+        if plan.base is not None:
+            base = open_root_file(plan.base)
             try:
+                written = {info.tree_path for info in infos}
                 copied = copy_directory(base, target, written)
             finally:
-                target.Close()
+                base.Close()
             log.debug("copied %d other object(s) of %s", copied, plan.base)
-        finally:
-            base.Close()
-    for info in infos:
-        if not info.has_tree_metadata:
-            continue
-        source = _source_tree_file(info, plan)
-        try:
-            source_tree = get_tree(source, info.tree_path)
-            target = open_root_file(plan.temp, "UPDATE")
+        for info in infos:
+            if not info.has_tree_metadata:
+                continue
+            source = _source_tree_file(info, plan)
             try:
+                source_tree = get_tree(source, info.tree_path)
                 tree = get_tree(target, info.tree_path)
                 if tree_metadata(tree) != tree_metadata(source_tree):
                     restore_tree_metadata(source_tree, tree)
             finally:
-                target.Close()
-        finally:
-            source.Close()
+                source.Close()
+    finally:
+        target.Close()
 
 
 def output_hash(path: Path, tree_path: str, event_branch: str, chunk_size: int) -> int:
