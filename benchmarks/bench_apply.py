@@ -102,8 +102,9 @@ def write(path: Path, doc: dict) -> Path:
     return path
 
 
-def train_models(work: Path) -> dict[str, list[Path]]:
-    """Toy, folds and small models; return per model: dataset, training, application config."""
+def train_models(work: Path, labels=("example", "smhtt", "bdt")) -> dict[str, list[Path]]:
+    """Toy, folds and small models (of ``labels``); return per model: dataset, training,
+    application config."""
     toy = work / "toy"
     run([*htt_tmva(), "toy", str(toy), "--events", "5000"])
     dataset = write(
@@ -133,6 +134,8 @@ def train_models(work: Path) -> dict[str, list[Path]]:
         ("smhtt", "keras", "smhtt"),
         ("bdt", "bdt", "example"),
     ):
+        if label not in labels:
+            continue
         output = work / f"models_{label}"
         training = write(
             work / f"training_{label}.yaml",

@@ -72,14 +72,17 @@ def _confusion(args: argparse.Namespace) -> None:
 
 def _apply(args: argparse.Namespace) -> None:
     from htt_tmva.application.apply import run_application
+    from htt_tmva.application.trees import split_inputs_and_trees
 
+    inputs, trees = split_inputs_and_trees(args.input_and_trees)
     run_application(
         args.dataset_config,
         args.training_config,
         args.application_config,
-        args.input,
-        args.tree,
+        inputs,
+        trees,
         friend=args.friend,
+        friend_dir=args.friend_dir,
         output=args.output,
         overwrite=args.overwrite,
         engine=args.engine,
@@ -223,19 +226,33 @@ def build_parser() -> argparse.ArgumentParser:
         "apply",
         help="append fold-crossed scores to ntuples",
         description="Append <prefix><class>, <prefix>max_score and "
-        "<prefix>max_index to TREE of each INPUT.",
+        "<prefix>max_index to each TREE of each INPUT; all trees of a file are written in "
+        "one new file, verified and renamed once.",
     )
     p.add_argument("dataset_config", metavar="DATASET_CONFIG")
     p.add_argument("training_config", metavar="TRAINING_CONFIG")
     p.add_argument("application_config", metavar="APPLICATION_CONFIG")
-    p.add_argument("input", metavar="INPUT", nargs="+", help="ROOT file(s) or glob(s)")
-    p.add_argument("tree", metavar="TREE")
+    p.add_argument(
+        "input_and_trees",
+        metavar="INPUT... TREE",
+        nargs="+",
+        help="ROOT file(s) or glob(s), then one or more tree paths or patterns (quoted: "
+        "'*/ntuple', mt_nominal/ntuple 'mt_*Up/ntuple')",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--friend",
         metavar="OUTPUT",
         default=None,
-        help="write only the scores (and event number) as a friend tree to OUTPUT",
+        help="write only the scores (and event number) as friend trees to OUTPUT (an "
+        "existing file keeps its other trees and branches)",
+    )
+    mode.add_argument(
+        "--friend-dir",
+        metavar="DIR",
+        default=None,
+        help="friend files in the classic layout DIR/<nick>/<nick>.root (nick: the input's "
+        "folder for <nick>/<nick>.root inputs, else its stem)",
     )
     mode.add_argument(
         "--output",
@@ -243,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write a full copy with the new branches to FILE",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace branches of the same names")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the score branches of the same names (nothing else is removed)",
+    )
     p.add_argument(
         "--nonfinite-default",
         type=float,

@@ -325,15 +325,18 @@ def test_existing_branches_need_overwrite(trained_models, setup, tmp_path):
     check_scores(arrays(data_file), trained_models, "keras", "keras_")
 
 
-def test_output_file_exists_needs_overwrite(setup, tmp_path):
+def test_existing_output_file_is_extended_and_its_scores_need_overwrite(setup, tmp_path):
     data_file = write_ntuple(tmp_path / "data.root", 300, extras=False)
     out = tmp_path / "out.root"
-    out.write_bytes(b"keep me")
-    with pytest.raises(OutputError, match="exists already"):
+    run_application(*setup("keras"), [str(data_file)], TREE, output=str(out))
+    before = digest(out)
+    with pytest.raises(OutputError, match="has branches .* already"):
         run_application(*setup("keras"), [str(data_file)], TREE, output=str(out))
-    assert out.read_bytes() == b"keep me"
+    assert digest(out) == before
+    run_application(*setup("bdt"), [str(data_file)], TREE, output=str(out))
+    assert {"keras_max_index", "bdt_max_index"} <= set(arrays(out))
     run_application(*setup("keras"), [str(data_file)], TREE, output=str(out), overwrite=True)
-    assert "keras_max_index" in arrays(out)
+    assert {"keras_max_index", "bdt_max_index"} <= set(arrays(out))
 
 
 @pytest.mark.parametrize("compile_models", [False, True], ids=["python", "compiled"])
@@ -493,9 +496,9 @@ def test_command_line(setup, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "keras_max_index" in arrays(data_file)
-    record = yaml.safe_load((tmp_path / "data.keras_application.yaml").read_text())
+    (record,) = yaml.safe_load((tmp_path / "data.keras_application.yaml").read_text())["runs"]
     assert [c["source"] for c in record["configs"]] == [str(p) for p in setup("keras")]
-    assert record["mode"] == "inplace" and record["tree"] == TREE
+    assert record["mode"] == "inplace" and record["trees"] == [TREE]
     missing = subprocess.run(
         [*command[:-4], str(tmp_path / "nope.root"), TREE],
         capture_output=True,

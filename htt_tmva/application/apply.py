@@ -44,6 +44,7 @@ from htt_tmva.application.scores import (
     score_names,
 )
 from htt_tmva.application.stream import LoopRunner, StreamReader, StreamWriter, record_dtype
+from htt_tmva.application.trees import trees_per_file
 from htt_tmva.application.writer import (
     OutputPlan,
     book_pass2,
@@ -54,6 +55,7 @@ from htt_tmva.application.writer import (
     locked,
     output_columns,
     plan_output,
+    plan_sources,
     remove_stale,
     scratch,
     verify,
@@ -62,7 +64,6 @@ from htt_tmva.config.stages import (
     load_application_config,
     load_dataset_config,
     load_training_config,
-    write_resolved_configs,
 )
 from htt_tmva.errors import ConfigError, OutputError
 
@@ -92,7 +93,7 @@ def run_application(
     training_config_path: str | Path,
     application_config_path: str | Path,
     inputs: Sequence[str],
-    tree: str,
+    tree: str | Sequence[str],
     friend: Optional[str] = None,
     output: Optional[str] = None,
     overwrite: bool = False,
@@ -104,8 +105,15 @@ def run_application(
     executor: str = "local",
     workers: int = 2,
     reader: Optional[str] = None,
+    friend_dir: Optional[str] = None,
 ) -> list[Path]:
     """Append fold-crossed scores to ``tree`` of every input; return the files written.
+
+    ``tree``: a tree path or a list of them, each may be a pattern (``'mt_*Up/ntuple'``,
+    matched per file and path segment); all trees of a file are written in one new file,
+    committed once. ``friend_dir``: friend files ``DIR/<nick>/<nick>.root`` (the classic
+    layout; default: the application config's ``output_directory`` when no output mode is
+    given). An existing output or friend file is extended, never emptied.
 
     Models that export to C++ score for the writing event loop, compiled (one pass, the
     default); with ``compile_models=False``, and for models that do not export, the Python
@@ -121,22 +129,43 @@ def run_application(
         raise ConfigError(f"--chunk-size must be positive, got {chunk_size}")
     if scoring_threads is not None and scoring_threads < 0:
         raise ConfigError(f"--scoring-threads must be 0 or more, got {scoring_threads}")
-    if friend is not None and output is not None:
-        raise ConfigError("give either --friend or --output, not both")
+    if sum(x is not None for x in (friend, output, friend_dir)) > 1:
+        raise ConfigError("give only one of --friend, --friend-dir and --output")
     dataset = load_dataset_config(dataset_config_path)
     training = load_training_config(training_config_path)
     application = load_application_config(application_config_path, training)
+    if friend is None and output is None and friend_dir is None and application.output_directory:
+        friend_dir = str(application.output_directory)
+        log.info("friend files to '%s' (output_directory of %s)", friend_dir, application.source)
     names = score_names(application.branch_prefix, training.classes)
     check_branch_names(names, application.source)
     files = expand_inputs(inputs)
+    trees = [tree] if isinstance(tree, str) else list(tree)
+    per_file = trees_per_file(files, trees)
+    variables = input_branches(training.variables)
+    # deeper trees first: a Snapshot into a file that holds a top-level tree of the same
+    # name (ROOT 6.40 compares base names) is refused, the other way round it is not
     infos = [
-        inspect_input(
-            f, tree, input_branches(training.variables), dataset.event_branch, names, overwrite
-        )
-        for f in files
+        [
+            inspect_input(f, t, variables, dataset.event_branch, names, overwrite)
+            for t in sorted(ts, key=lambda t: -t.count("/"))
+        ]
+        for f, ts in zip(files, per_file)
     ]
-    plans = [plan_output(info, len(infos), friend, output, overwrite) for info in infos]
+    plans = [
+        plan_output(group[0], len(infos), friend, output, overwrite, friend_dir) for group in infos
+    ]
     check_distinct(plans)
+    for group, plan in zip(infos, plans):
+        plan_sources(group, plan, names, dataset.event_branch, overwrite)
+    if address is not None and any(
+        len(group) > 1 or group[0].source is not None for group in infos
+    ):
+        raise ConfigError(
+            "--executor dask scores one tree per file into a new file or in place; several "
+            "trees of a file, or adding to an existing --friend/--output file, run with the "
+            "local executor"
+        )
     if reader == "tmva" and address is not None:
         raise ConfigError(
             "--reader tmva evaluates with TMVA::Reader in this process; it does not run with "
@@ -161,34 +190,69 @@ def run_application(
                 scoring, client=stack.enter_context(dask_client(address, workers)),
                 partitions=2 * workers,
             )  # fmt: skip
-        return _apply_all(infos, plans, scoring, dataset, training, application, tree)
+        return _apply_all(infos, plans, scoring, dataset, training, application)
 
 
-def _apply_all(infos, plans, scoring, dataset, training, application, tree) -> list[Path]:
-    """All-or-nothing: lock every output, prepare and verify every new file, then commit
-    them all; any failure before the commit leaves every input untouched."""
+def _apply_all(infos, plans, scoring, dataset, training, application) -> list[Path]:
+    """All-or-nothing: lock every output, prepare and verify every new file (all trees of
+    an input in one), then commit them all; any failure before the commit leaves every
+    input untouched."""
     with ExitStack() as stack:
         for plan in plans:
             stack.enter_context(locked(plan))
         for plan in plans:
             remove_stale(plan)
         record_bytes = record_dtype(len(scoring.names)).itemsize
-        check_space(plans, [info.entries for info in infos], record_bytes)
+        check_space(plans, [sum(i.entries for i in group) for group in infos], record_bytes)
         for plan in plans:
             stack.enter_context(scratch(plan))
-        for index, (info, plan) in enumerate(zip(infos, plans)):
+        for index, (group, plan) in enumerate(zip(infos, plans)):
             if len(plans) > 1:
                 log.info("input %d of %d", index + 1, len(plans))
-            prepare_one(info, plan, scoring)
+            prepare_file(group, plan, scoring)
         written = commit_all(plans)
     log.info("committed %d output(s)", len(written))
-    for info, plan, final in zip(infos, plans, written):
-        write_resolved_configs(
-            record_path(final, application.branch_prefix), dataset, training, application,
-            input=info.path, tree=tree, mode=plan.mode,
-            job=os.environ.get(JOB_TOKEN_VARIABLE, ""),
+    for group, plan, final in zip(infos, plans, written):
+        write_provenance(
+            record_path(final, application.branch_prefix), group, plan,
+            (dataset, training, application),
         )  # fmt: skip
     return written
+
+
+def write_provenance(record: Path, infos, plan, configs) -> Path:
+    """Add this run (input, trees, mode, resolved configs) to the output's provenance
+    file: earlier runs on the same output (other folders, other models) are kept."""
+    import yaml
+
+    from htt_tmva._files import atomic_outputs
+
+    runs = []
+    if record.is_file():
+        try:
+            old = yaml.safe_load(record.read_text())
+        except yaml.YAMLError:
+            old = None
+        if isinstance(old, dict) and isinstance(old.get("runs"), list):
+            runs = old["runs"]
+        elif isinstance(old, dict):  # a record of one run, written before runs were kept
+            runs = [old]
+        else:
+            log.warning("provenance file '%s' is unreadable: started anew", record)
+    run = {
+        "input": str(plan.source),
+        "trees": [info.tree_path for info in infos],
+        "mode": plan.mode,
+        "output": str(plan.final),
+        "configs": [c.resolved() for c in configs],
+    }
+    job = os.environ.get(JOB_TOKEN_VARIABLE)
+    if job:  # the batch job that wrote it (htt-tmva submit --resubmit checks it)
+        run["job"] = job
+    runs.append(run)
+    with atomic_outputs([record]) as (temp,):
+        temp.write_text(yaml.safe_dump({"runs": runs}, sort_keys=False))
+    return record
 
 
 @dataclass(frozen=True)
@@ -257,8 +321,33 @@ def _run_passes(
     return passed, reader
 
 
-def prepare_one(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> None:
-    """Score one input and write and verify its new file (``plan.temp``), not committed."""
+def prepare_file(infos: Sequence[InputInfo], plan: OutputPlan, scoring: Scoring) -> None:
+    """Score every tree of one input into one new file (``plan.temp``), copy the base
+    file's other content and verify all of it; not committed."""
+    start = time.perf_counter()
+    passes = []
+    for info in infos:
+        passes.append(prepare_tree(info, plan, scoring))
+        plan.started = True
+    times = {"trees": time.perf_counter() - start}
+    if plan.base is not None or any(info.has_tree_metadata for info in infos):
+        complete_copy(infos, plan)
+        times["copy"] = time.perf_counter() - start - sum(times.values())
+    verify(
+        infos,
+        plan,
+        [output_columns(i, scoring.names, scoring.event_branch, plan.full_copy) for i in infos],
+        [passed.order_hash for passed in passes],
+        scoring.event_branch,
+        scoring.chunk_size,
+    )
+    times["verify"] = time.perf_counter() - start - sum(times.values())
+    steps = ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
+    log.info("%s: %d tree(s), %s", plan.source.name, len(infos), steps)
+
+
+def prepare_tree(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> Pass1Result:
+    """Score one tree and write it into ``plan.temp``."""
     names, event_branch = scoring.names, scoring.event_branch
     start = time.perf_counter()
     log.info(
@@ -285,37 +374,22 @@ def prepare_one(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> None:
     else:
         passed, reader = _run_passes(info, plan, scoring)
         plan.stream.unlink()  # not needed any more; the new file waits for the others
-    times = {"passes": time.perf_counter() - start}
-    if plan.full_copy:
-        complete_copy(info, plan)
-        times["copy"] = time.perf_counter() - start - sum(times.values())
-    verify(
-        info,
-        plan,
-        output_columns(info, names, event_branch, plan.full_copy),
-        passed.order_hash,
-        event_branch,
-        scoring.chunk_size,
-    )
-    times["verify"] = time.perf_counter() - start - sum(times.values())
     seconds = time.perf_counter() - start
     log.info(
-        "%s: %d events in %.1f s (%.0f events/s); per fold %s",
+        "%s:%s: %d events in %.1f s (%.0f events/s); per fold %s",
         info.path,
+        info.tree_path,
         info.entries,
         seconds,
         info.entries / max(seconds, 1e-9),
         passed.per_fold,
     )
-    steps = ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
-    if reader is None:
-        log.info("%s: %s (one pass, compiled models)", info.path.name, steps)
-    else:
+    if reader is not None:
         log.info(
-            "%s: %s; pass 1 read %.1f s, inference %.1f s; pass 2 waited %.1f s for scores",
+            "%s: pass 1 read %.1f s, inference %.1f s; pass 2 waited %.1f s for scores",
             info.path.name,
-            steps,
             passed.seconds_read,
             passed.seconds_predict,
             reader.cpp.WaitedSeconds(),
         )
+    return passed

@@ -32,7 +32,12 @@ from htt_tmva.application.inputs import InputInfo
 from htt_tmva.application.models import FoldModels
 from htt_tmva.application.pipeline import declare as declare_pipeline
 from htt_tmva.application.scores import Pass1Result
-from htt_tmva.application.writer import OutputPlan, output_columns, snapshot_options
+from htt_tmva.application.writer import (
+    OutputPlan,
+    output_columns,
+    plan_snapshot_options,
+    writing_nodes,
+)
 from htt_tmva.errors import (
     CacheError,
     ConfigError,
@@ -252,15 +257,15 @@ def run_one_pass(
                 f"static_cast<double>({event_branch}), "
                 f"{inputs_array(scorer.variables)}.data())"
             )
-        frame = ROOT.RDataFrame(info.tree_path, str(info.path))
-        nodes = [frame, frame.Define(SCORES, call)]
+        nodes = writing_nodes(info)
+        nodes.append(nodes[-1].Define(SCORES, call))
         nodes += define_scores(nodes[-1], names, info.existing)
         node = nodes[-1]
         columns = output_columns(info, names, event_branch, plan.full_copy)
         if progress_wanted() and sys.stdout.isatty():  # ROOT's bar: events, rate, time left
             ROOT.RDF.Experimental.AddProgressBar(ROOT.RDF.AsRNode(node))
         result = node.Snapshot(
-            info.tree_path, str(plan.temp), columns, snapshot_options(info.compression)
+            info.tree_path, str(plan.temp), columns, plan_snapshot_options(info, plan)
         )
         pipeline.Start()
         try:

@@ -24,7 +24,13 @@ from htt_tmva._root import root
 from htt_tmva.application.compiled import SCORES, CompiledScorer, define_scores, inputs_array
 from htt_tmva.application.inputs import InputInfo
 from htt_tmva.application.scores import Pass1Result
-from htt_tmva.application.writer import OutputPlan, output_columns, output_hash, snapshot_options
+from htt_tmva.application.writer import (
+    OutputPlan,
+    output_columns,
+    output_hash,
+    snapshot_options,
+    writing_nodes,
+)
 from htt_tmva.errors import ConfigError, InvalidEventNumberError, ModelError, NonFiniteError
 
 log = logging.getLogger(__name__)
@@ -140,8 +146,8 @@ def run_distributed(
     ROOT.RDF.Distributed.initialize(setup_worker, scorer.header, scorer.namespace, code, tag)
     array = inputs_array(scorer.variables)
     default = "true" if nonfinite_default is not None else "false"
-    frame = ROOT.RDataFrame(info.tree_path, str(info.path), executor=client, npartitions=partitions)
-    node = frame.Define(
+    node = writing_nodes(info, executor=client, npartitions=partitions)[-1]
+    node = node.Define(
         SCORES,
         f"htt_tmva_dist_{tag}::score({event_branch}, {array}, {default}, "
         f"{_floats([nonfinite_default or 0.0])})",

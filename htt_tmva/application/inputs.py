@@ -102,6 +102,17 @@ class InputInfo:
     event_limit: int = 0  # > 0: the event branch is floating point, exact up to this value
     event_unsigned: bool = False  # the event branch is an unsigned 64-bit integer
     identity: Optional[tuple] = None  # file_identity() before it was read
+    # what the writing loop copies (set when the output is planned, writer.plan_sources):
+    source: Optional[Path] = None  # the file whose tree it reads, when not ``path`` (a friend)
+    kept: Optional[list[str]] = None  # the branches it copies (None: all, or the event)
+    kept_types: dict = field(default_factory=dict)  # their types, as verified afterwards
+    redefines: dict = field(default_factory=dict)  # C++ that keeps their types (vectors)
+    has_tree_metadata: bool = False  # the copied tree's title, aliases... are restored
+
+    @property
+    def writing_source(self) -> Path:
+        """The file whose tree the writing loop copies."""
+        return self.source if self.source is not None else self.path
 
     @property
     def tree_name(self) -> str:

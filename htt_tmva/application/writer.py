@@ -41,7 +41,7 @@ from htt_tmva.application.inputs import (
 )
 from htt_tmva.application.scores import ChunkReader, chunks
 from htt_tmva.application.stream import SCORES_COLUMN, event_hash, scores_expression
-from htt_tmva.errors import OutputError
+from htt_tmva.errors import HttTmvaError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class OutputPlan:
     temp: Path
     stream: Path
     source_identity: Optional[tuple] = None  # the input as it was inspected
+    base: Optional[Path] = None  # the file whose other content the new file keeps
+    started: bool = False  # a tree was written into ``temp`` already
 
     @property
     def full_copy(self) -> bool:
@@ -77,33 +79,38 @@ def plan_output(
     friend: Optional[str] = None,
     output: Optional[str] = None,
     overwrite: bool = False,
+    friend_dir: Optional[str] = None,
 ) -> OutputPlan:
-    """Decide and check the output of one input; refuse unwritable or occupied places."""
+    """Decide and check the output of one input; refuse unwritable places. An existing
+    ``--output``/``--friend`` file is extended: its trees and objects are kept (see
+    :func:`plan_sources`)."""
+    from htt_tmva.application.trees import friend_dir_target
+
     source = input_path(info.path)
-    check_remote_outputs([source], friend, output)
-    if friend is None and output is None:
+    check_remote_outputs([source], friend or friend_dir, output)
+    if friend is None and output is None and friend_dir is None:
         mode, final = "inplace", Path(os.path.realpath(source))
         if not os.access(final, os.W_OK):
             raise OutputError(
                 f"input file '{source}' is not writable; cannot add branches in place "
-                "(use --output FILE or --friend OUTPUT)"
+                "(use --output FILE, --friend OUTPUT or --friend-dir DIR)"
             )
     else:
-        mode = "friend" if friend is not None else "output"
-        final = _target(friend if friend is not None else output, source, n_inputs)
+        mode = "output" if output is not None else "friend"
+        if friend_dir is not None:
+            final = friend_dir_target(friend_dir, source)
+        else:
+            final = _target(friend if friend is not None else output, source, n_inputs)
         same = not is_remote(source) and final.exists() and os.path.samefile(final, source)
         if same and mode == "friend":
             raise OutputError(
-                f"--friend output '{final}' is the input file itself; give another path"
+                f"friend output '{final}' is the input file itself; give another path"
             )
         if same:
             mode, final = "inplace", Path(os.path.realpath(source))
-        elif final.exists() and not overwrite:
-            raise OutputError(
-                f"output file '{final}' exists already; give --overwrite to replace it"
-            )
     ensure_writable_folder(final.parent)
     temp, stream = scratch_names(final)
+    base = final if final.exists() else (source if mode != "friend" else None)
     return OutputPlan(
         mode=mode,
         source=source,
@@ -111,7 +118,90 @@ def plan_output(
         temp=temp,
         stream=stream,
         source_identity=info.identity,
+        base=base,
     )
+
+
+def plan_sources(
+    infos: Sequence[InputInfo],
+    plan: OutputPlan,
+    names: Sequence[str],
+    event_branch: str,
+    overwrite: bool,
+) -> None:
+    """Decide, for each tree of one input, what the writing loop copies, and refuse (before
+    any work) what would lose or change content: an RNTuple in a file to be rewritten,
+    branches whose type a copy changes, existing branches of the new names without
+    ``overwrite``, a friend tree that does not line up with the input."""
+    from htt_tmva.application.trees import (
+        branch_types,
+        check_copyable,
+        check_no_rntuple,
+        vector_redefines,
+    )
+
+    base = None
+    if plan.base is not None:
+        try:
+            base = open_root_file(plan.base)
+        except HttTmvaError as exc:
+            raise OutputError(
+                f"output file '{plan.final}' exists and cannot be extended: {exc}; remove it "
+                "or choose another output"
+            ) from None
+    source = open_root_file(plan.source) if plan.full_copy else None
+    try:
+        if base is not None:
+            check_no_rntuple(base, plan.base, _MODE_WORDS[plan.mode])
+        for info in infos:
+            found = base.Get(info.tree_path) if base is not None else None
+            in_base = bool(found) and isinstance(found, root().TTree)
+            if in_base:
+                tree, where = found, plan.base
+            elif plan.full_copy:
+                tree, where = get_tree(source, info.tree_path), plan.source
+            else:
+                info.kept = [event_branch]
+                continue
+            kept = top_level_branches(tree)
+            if in_base and os.path.realpath(plan.base) != os.path.realpath(plan.source):
+                _check_lines_up(tree, info, plan, event_branch, kept)
+                info.source = plan.base
+                info.existing = [n for n in names if n in kept]
+                if info.existing and not overwrite:
+                    raise OutputError(
+                        f"tree '{info.tree_path}' of '{plan.base}' has branches "
+                        f"{info.existing} already; refusing to replace them (give --overwrite "
+                        "to replace them, or choose another branch_prefix)"
+                    )
+            check_copyable(tree, kept, info.tree_path, where, _MODE_WORDS[plan.mode])
+            info.kept = kept
+            info.redefines = vector_redefines(tree, kept)
+            info.kept_types = branch_types(tree, [k for k in kept if k not in names])
+            info.has_tree_metadata = True
+    finally:
+        for tfile in (base, source):
+            if tfile is not None:
+                tfile.Close()
+
+
+_MODE_WORDS = {"inplace": "in place", "output": "into the --output file", "friend": "as a friend"}
+
+
+def _check_lines_up(tree, info: InputInfo, plan: OutputPlan, event_branch: str, kept) -> None:
+    entries = int(tree.GetEntries())
+    if entries != info.entries:
+        raise OutputError(
+            f"tree '{info.tree_path}' of the existing '{plan.final}' has {entries} entries, "
+            f"the input '{info.path}' {info.entries}: it is not a copy or friend of this "
+            "input; remove it or choose another output"
+        )
+    if event_branch not in kept:
+        raise OutputError(
+            f"tree '{info.tree_path}' of the existing '{plan.final}' has no event branch "
+            f"'{event_branch}' to line its entries up with '{info.path}'; remove it or choose "
+            "another output"
+        )
 
 
 def host_name() -> str:
@@ -313,15 +403,32 @@ def scratch(plan: OutputPlan) -> Iterator[OutputPlan]:
                 path.unlink()
 
 
-def snapshot_options(compression: int):
-    """Lazy single-threaded Snapshot with the input file's compression."""
+def snapshot_options(compression: int, update: bool = False):
+    """Lazy single-threaded Snapshot with the input file's compression; ``update``: into a
+    file that holds other trees of the run already."""
     ROOT = root()
     options = ROOT.RDF.RSnapshotOptions()
     options.fLazy = True
-    options.fMode = "RECREATE"
+    options.fMode = "UPDATE" if update else "RECREATE"
     options.fCompressionAlgorithm = ROOT.RCompressionSetting.EAlgorithm.EValues(compression // 100)
     options.fCompressionLevel = compression % 100
     return options
+
+
+def plan_snapshot_options(info: InputInfo, plan: OutputPlan):
+    """The Snapshot options of one tree of ``plan``: the first recreates the new file."""
+    return snapshot_options(info.compression, update=plan.started)
+
+
+def writing_nodes(info: InputInfo, **kwargs) -> list:
+    """The RDataFrame over the tree that the writing loop copies, with the columns
+    redefined that keep their types (``std::vector`` branches); the last node is the one
+    to build on. ``kwargs`` go to RDataFrame (a Dask executor)."""
+    ROOT = root()
+    nodes = [ROOT.RDataFrame(info.tree_path, str(info.writing_source), **kwargs)]
+    for name, expression in info.redefines.items():
+        nodes.append(nodes[-1].Redefine(name, expression))
+    return nodes
 
 
 def book_pass2(
@@ -336,9 +443,9 @@ def book_pass2(
             "implicit multi-threading is on: a multi-threaded Snapshot would reorder "
             "entries; call ROOT.DisableImplicitMT() before applying"
         )
-    frame = ROOT.RDataFrame(info.tree_path, str(info.path))
-    node = frame.Define(SCORES_COLUMN, scores_expression(event_branch))
-    nodes = [frame, node]
+    nodes = writing_nodes(info)
+    node = nodes[-1].Define(SCORES_COLUMN, scores_expression(event_branch))
+    nodes.append(node)
     for index, name in enumerate(names):
         expression = f"{SCORES_COLUMN}[{index}]"
         node = (
@@ -349,7 +456,7 @@ def book_pass2(
         nodes.append(node)
     columns = output_columns(info, names, event_branch, plan.full_copy)
     result = node.Snapshot(
-        info.tree_path, str(plan.temp), columns, snapshot_options(info.compression)
+        info.tree_path, str(plan.temp), columns, plan_snapshot_options(info, plan)
     )
     return result, nodes
 
@@ -357,10 +464,12 @@ def book_pass2(
 def output_columns(
     info: InputInfo, names: Sequence[str], event_branch: str, full_copy: bool
 ) -> list[str]:
-    """Branches of the output tree, in order: originals then new ones, or event then scores."""
-    if not full_copy:
-        return [event_branch, *names]
-    return [*info.branches, *[n for n in names if n not in info.branches]]
+    """Branches of the output tree, in order: those copied (all, or the event number of a
+    new friend tree) then the new ones; replaced branches keep their place."""
+    kept = info.kept
+    if kept is None:
+        kept = info.branches if full_copy else [event_branch]
+    return [*kept, *[n for n in names if n not in kept]]
 
 
 def _key_groups(directory) -> dict[str, list]:
@@ -391,18 +500,18 @@ def _copy_object(key, target, name: str) -> None:
         raise OutputError(f"cannot copy object '{name}' of unknown class '{key.GetClassName()}'")
 
 
-def copy_directory(source, target, skip: Sequence[str]) -> int:
+def copy_directory(source, target, skip, prefix: str = "") -> int:
     """Copy every key of ``source`` into ``target`` (all cycles; trees: the last one), except
-    the tree at path ``skip`` (split into parts). Returns the number of objects copied."""
+    the trees at the paths in ``skip`` (written already). Returns the objects copied."""
     copied = 0
     for name, keys in _key_groups(source).items():
         cls = str(keys[-1].GetClassName())
-        on_path = bool(skip) and name == skip[0]
-        if on_path and len(skip) == 1:
+        path = f"{prefix}{name}"
+        if path in skip:
             continue
         if cls.startswith("TDirectory"):
             sub = target.GetDirectory(name) or target.mkdir(name, keys[-1].GetTitle())
-            copied += copy_directory(keys[-1].ReadObj(), sub, skip[1:] if on_path else ())
+            copied += copy_directory(keys[-1].ReadObj(), sub, skip, f"{path}/")
         elif cls in _TREE_CLASSES:
             _copy_tree(keys[-1], target)
             copied += 1
@@ -467,25 +576,38 @@ def restore_tree_metadata(source_tree, tree) -> None:
     tree.Write("", ROOT.TObject.kOverwrite)
 
 
-def complete_copy(info: InputInfo, plan: OutputPlan) -> None:
-    """Copy all other objects of the input into the new file and restore the tree's
-    metadata (title, aliases, friends, index, UserInfo, weight)."""
-    source = open_root_file(info.path)
+def _source_tree_file(info: InputInfo, plan: OutputPlan):
+    """The open file holding the tree that ``info``'s copy was made from."""
+    return open_root_file(info.source if info.source is not None else plan.source)
+
+
+def complete_copy(infos: Sequence[InputInfo], plan: OutputPlan) -> None:
+    """Copy all other objects of the base file (the input, or the output file extended)
+    into the new file and restore the copied trees' metadata (title, aliases, friends,
+    index, UserInfo, weight)."""
+    target = open_root_file(plan.temp, "UPDATE")
     try:
-        source_tree = get_tree(source, info.tree_path)
-        wanted = tree_metadata(source_tree)
-        others = len(key_paths(source)) > info.tree_path.count("/") + 1
-        target = open_root_file(plan.temp, "UPDATE")
-        try:
-            copied = copy_directory(source, target, info.tree_path.split("/")) if others else 0
-            tree = get_tree(target, info.tree_path)
-            if tree_metadata(tree) != wanted:
-                restore_tree_metadata(source_tree, tree)
-            log.debug("copied %d other object(s) of %s", copied, info.path)
-        finally:
-            target.Close()
+        if plan.base is not None:
+            base = open_root_file(plan.base)
+            try:
+                written = {info.tree_path for info in infos}
+                copied = copy_directory(base, target, written)
+            finally:
+                base.Close()
+            log.debug("copied %d other object(s) of %s", copied, plan.base)
+        for info in infos:
+            if not info.has_tree_metadata:
+                continue
+            source = _source_tree_file(info, plan)
+            try:
+                source_tree = get_tree(source, info.tree_path)
+                tree = get_tree(target, info.tree_path)
+                if tree_metadata(tree) != tree_metadata(source_tree):
+                    restore_tree_metadata(source_tree, tree)
+            finally:
+                source.Close()
     finally:
-        source.Close()
+        target.Close()
 
 
 def output_hash(path: Path, tree_path: str, event_branch: str, chunk_size: int) -> int:
@@ -508,53 +630,100 @@ def output_hash(path: Path, tree_path: str, event_branch: str, chunk_size: int) 
     return total
 
 
+def key_classes(directory, prefix: str = "") -> dict[str, str]:
+    """Path -> class name of all keys in a file or directory, recursively (last cycle)."""
+    found = {}
+    for key in directory.GetListOfKeys():
+        path = f"{prefix}{key.GetName()}"
+        found[path] = str(key.GetClassName())
+        if found[path].startswith("TDirectory"):
+            found |= key_classes(key.ReadObj(), f"{path}/")
+    return found
+
+
 def verify(
-    info: InputInfo,
+    infos: Sequence[InputInfo],
     plan: OutputPlan,
-    columns: Sequence[str],
-    order_hash: int,
+    columns: Sequence[Sequence[str]],
+    order_hashes: Sequence[int],
     event_branch: str,
     chunk_size: int,
 ) -> None:
-    """Check the temporary output: readable, not recovered, same entries, branches, other
-    objects, tree metadata and event order as the input."""
+    """Check the temporary output: readable, not recovered; per tree the same entries,
+    branches (names and types), tree class, metadata and event order as its source; every
+    object of the base file there with its class."""
+    from htt_tmva.application.trees import branch_types
+
+    problems = []
     tfile = open_root_file(plan.temp)
     try:
-        tree = get_tree(tfile, info.tree_path)
-        entries = int(tree.GetEntries())
-        branches = top_level_branches(tree)
-        paths = key_paths(tfile)
-        metadata = tree_metadata(tree)
+        classes = key_classes(tfile)
+        found = []
+        for info in infos:
+            tree = get_tree(tfile, info.tree_path)
+            found.append(
+                (
+                    int(tree.GetEntries()),
+                    top_level_branches(tree),
+                    str(tree.ClassName()),
+                    tree_metadata(tree),
+                    branch_types(tree, list(info.kept_types)),
+                )
+            )
     finally:
         tfile.Close()
-    problems = []
-    if entries != info.entries:
-        problems.append(f"{entries} entries instead of {info.entries}")
-    if branches != list(columns):
-        problems.append(f"branches {branches} instead of {list(columns)}")
-    if plan.full_copy:
-        source = open_root_file(info.path)
+    if plan.base is not None:
+        base = open_root_file(plan.base)
         try:
-            missing = sorted(key_paths(source) - paths)
-            wanted = tree_metadata(get_tree(source, info.tree_path))
+            before = key_classes(base)
         finally:
-            source.Close()
+            base.Close()
+        missing = sorted(k for k in before if k not in classes)
         if missing:
-            problems.append(f"objects {missing} of the input are missing")
-        differing = [k for k in wanted if metadata[k] != wanted[k]]
+            problems.append(f"objects {missing} of '{plan.base}' are missing")
+        changed = [
+            f"{k} ({before[k]} -> {classes[k]})"
+            for k in before
+            if k in classes and before[k] != classes[k]
+        ]
+        if changed:
+            problems.append(f"objects changed class: {changed}")
+    for info, wanted, (entries, branches, cls, metadata, types) in zip(infos, columns, found):
+        where = f"tree '{info.tree_path}': "
+        if entries != info.entries:
+            problems.append(f"{where}{entries} entries instead of {info.entries}")
+        if branches != list(wanted):
+            problems.append(f"{where}branches {branches} instead of {list(wanted)}")
+        if cls != "TTree":
+            problems.append(f"{where}a {cls}, not a TTree")
+        differing = [k for k in info.kept_types if types[k] != info.kept_types[k]]
         if differing:
             problems.append(
-                "tree metadata differs from the input's: "
-                + ", ".join(f"{k} {metadata[k]!r} instead of {wanted[k]!r}" for k in differing)
+                f"{where}branch types changed: "
+                + ", ".join(f"{k} {types[k]} instead of {info.kept_types[k]}" for k in differing)
             )
-    if (
-        not problems
-        and output_hash(plan.temp, info.tree_path, event_branch, chunk_size) != order_hash
-    ):
-        problems.append(f"the order of the '{event_branch}' column differs from the input")
+        if info.has_tree_metadata:
+            source = _source_tree_file(info, plan)
+            try:
+                want = tree_metadata(get_tree(source, info.tree_path))
+            finally:
+                source.Close()
+            differing = [k for k in want if metadata[k] != want[k]]
+            if differing:
+                problems.append(
+                    f"{where}tree metadata differs from the source's: "
+                    + ", ".join(f"{k} {metadata[k]!r} instead of {want[k]!r}" for k in differing)
+                )
+    if not problems:
+        for info, order_hash in zip(infos, order_hashes):
+            if output_hash(plan.temp, info.tree_path, event_branch, chunk_size) != order_hash:
+                problems.append(
+                    f"tree '{info.tree_path}': the order of the '{event_branch}' column "
+                    "differs from the input"
+                )
     if problems:
         raise OutputError(
-            f"verification of the new file for '{info.path}' failed: "
+            f"verification of the new file for '{plan.source}' failed: "
             + "; ".join(problems)
             + "; the input is untouched"
         )

@@ -68,15 +68,21 @@ def _record_problem(record: str, source: str, tree_path: str, token: str) -> str
         return f"no record '{record}' of a finished job"
     except (OSError, yaml.YAMLError) as exc:
         return f"the record '{record}' cannot be read: {exc}"
-    if not isinstance(document, dict) or document.get("job") != token:
+    runs = document.get("runs", [document]) if isinstance(document, dict) else []
+    runs = [run for run in runs if isinstance(run, dict) and run.get("job") == token]
+    if not runs:
         return (
             f"the record '{record}' was not written by a job of this folder: the scores there "
             "are older than the submission"
         )
-    if os.path.abspath(str(document.get("input"))) != os.path.abspath(source):
-        return f"the record '{record}' is of the input '{document.get('input')}', not '{source}'"
-    if document.get("tree") != tree_path:
-        return f"the record '{record}' is of the tree '{document.get('tree')}', not '{tree_path}'"
+    inputs = {os.path.abspath(str(run.get("input"))) for run in runs}
+    if os.path.abspath(source) not in inputs:
+        return f"the record '{record}' is of the input(s) {sorted(inputs)}, not '{source}'"
+    trees = {tree for run in runs for tree in run.get("trees", [run.get("tree")])}
+    if tree_path not in trees:
+        return (
+            f"the record '{record}' is of the tree(s) {sorted(map(str, trees))}, not '{tree_path}'"
+        )
     return ""
 
 

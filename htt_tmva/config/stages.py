@@ -156,6 +156,12 @@ APPLICATION_SCHEMA = {
         key: Field(list, items=Field(str), default=None, doc=f"classic: {what}; not read")
         for key, what in CLASSIC_EXPORTS.items()
     },
+    "output_directory": Field(
+        str,
+        default=None,
+        nullable=True,
+        doc="friend output folder (classic friend producer): DIR/<nick>/<nick>.root",
+    ),
 }
 
 
@@ -353,6 +359,7 @@ class ApplicationConfig(StageConfig):
     #: (used where the file is there; None for absolute entries)
     classifiers_cwd: list[Optional[Path]] = field(default_factory=list)
     preprocessing_cwd: Optional[list[Optional[Path]]] = None
+    output_directory: Optional[Path] = None  # friend files: DIR/<nick>/<nick>.root
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
@@ -510,6 +517,11 @@ def load_application_config(path: str | Path, training: TrainingConfig) -> Appli
         engine=raw["engine"],
         classifiers_cwd=_from_working_directory(raw["classifiers"], base),
         preprocessing_cwd=_from_working_directory(raw["preprocessing"], base),
+        output_directory=(
+            _resolve(_working_directory(), raw["output_directory"])
+            if raw["output_directory"]
+            else None
+        ),
     )
 
 
