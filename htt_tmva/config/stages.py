@@ -350,8 +350,7 @@ def _dataset_part(doc: Any, path) -> Any:
     training = [k for k in doc if k in TRAINING_SCHEMA and k not in DATASET_SCHEMA]
     if "processes" in doc and training:
         logging.getLogger(__name__).info(
-            "%s: a merged dataset + training config; the dataset step ignores its training "
-            "keys %s",
+            "%s: a merged dataset + training config; the dataset step ignores its training keys %s",
             path,
             ", ".join(training),
         )

@@ -128,8 +128,9 @@ def make_plans(config: DatasetConfig, names: Optional[list[str]] = None) -> list
     keep = inputs.class_branches(config, layouts, classes)
     index = {n: i for i, n in enumerate(config.processes)}
     plans = [
-        segments.Plan(config.processes[n], layouts[n], keep[n], _copy.Expressions("", "", []),
-                      index[n])  # fmt: skip
+        segments.Plan(
+            config.processes[n], layouts[n], keep[n], _copy.Expressions("", "", []), index[n]
+        )  # fmt: skip
         for n in members
     ]
     wanted = [p for p in plans if p.process.name in names]
@@ -158,8 +159,10 @@ def _fill_fold_files(config, plans, temps, workers, progress) -> dict:
         for plan in plans:
             segments.log_plan(config, plan, range(config.folds))
         expected = {
-            fold: {cls: sum(p.counts.get(fold, 0) for p in plans if p.process.class_name == cls)
-                   for cls in config.classes}  # fmt: skip
+            fold: {
+                cls: sum(p.counts.get(fold, 0) for p in plans if p.process.class_name == cls)
+                for cls in config.classes
+            }  # fmt: skip
             for fold in range(config.folds)
         }
         for fold, temp in enumerate(temps):

@@ -190,8 +190,8 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
     """Open a unit's input and friends, connect the buffers, create its segment trees."""
     unit.tfile = open_root_file(unit.path)
     tree = get_tree(unit.tfile, config.tree_path)
-    for number, friend in enumerate(unit.layout.friend_files):
-        element = tree.AddFriend(f"htt_tmva_friend{number}={config.tree_path}", str(friend))
+    for index, friend in enumerate(unit.layout.friend_files):
+        element = tree.AddFriend(f"htt_tmva_friend{index}={config.tree_path}", str(friend))
         if not element or not element.GetTree():
             raise InputFileError(f"friend file '{friend}' cannot be attached to '{unit.path}'")
     union = list(dict.fromkeys(b for plan in unit.plans for b in plan.keep))
