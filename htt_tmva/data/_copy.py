@@ -30,6 +30,7 @@ _HELPER = r"""
 #include <TTree.h>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace htt_tmva_dataset {
@@ -111,6 +112,13 @@ inline void connect(TBranch *branch, void *buffer)
    branch->ResetBit(kDoNotProcess);
    branch->SetAddress(buffer);
    if (inactive) branch->SetBit(kDoNotProcess);
+}
+
+// Exactly the branches ``names`` active (in the tree and its friends).
+void set_active(TTree *tree, const std::vector<std::string> &names)
+{
+   tree->SetBranchStatus("*", 0);
+   for (const auto &name : names) tree->SetBranchStatus(name.c_str(), 1);
 }
 
 void connect_all(Unit &u)

@@ -219,7 +219,7 @@ def create_training_dataset(
 ) -> list[Path]:
     """Build the k fold files of a dataset config; return their paths.
 
-    ``workers`` (default: the cores available) read input files in parallel; the output
+    ``workers`` (default: the cores available, at most 4) read input files in parallel; the output
     does not depend on it. ``progress(done, total)`` is called with the events read so far
     (default: a progress bar on a terminal).
     """

@@ -46,9 +46,10 @@ from htt_tmva.errors import (
 log = logging.getLogger(__name__)
 
 _EXACT_LIMITS = {"Float_t": FLOAT_EXACT_LIMIT, "Double_t": 2**53}
-#: bytes of compressed output after which a segment tree flushes its baskets; its memory
-#: is a few times this, whatever the number of segments filled at once
-SEGMENT_FLUSH_BYTES = 4_000_000
+#: memory for the baskets of the segments of one unit, whatever their number
+UNIT_BASKET_BYTES = 4_000_000
+#: read-ahead cache of a unit's input (ROOT's default is the input's cluster size, tens of MB)
+INPUT_CACHE_BYTES = 4_000_000
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _raise_expression_error(config, process, kind, text, messages, layout) -> No
 class _Templates:
     """Per class, the input tree whose clones are its segments (kept open during the run)."""
 
-    def __init__(self, config: DatasetConfig, plans: list[Plan]):
+    def __init__(self, ROOT, config: DatasetConfig, plans: list[Plan]):
         self.config, self.files, self.trees, self.main = config, [], {}, {}
         for plan in plans:
             cls = plan.process.class_name
@@ -137,18 +138,12 @@ class _Templates:
             self.files.append(tfile)
             tree = get_tree(tfile, config.tree_path)
             main = [b for b in plan.keep if b not in first.friend_branches]
-            _set_active(tree, main)
+            ROOT.htt_tmva_dataset.set_active(tree, main)
             self.trees[cls], self.main[cls] = tree, main
 
     def close(self) -> None:
         for tfile in self.files:
             tfile.Close()
-
-
-def _set_active(tree, names) -> None:
-    tree.SetBranchStatus("*", 0)
-    for name in names:
-        tree.SetBranchStatus(name, 1)
 
 
 @dataclass
@@ -190,12 +185,13 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
     """Open a unit's input and friends, connect the buffers, create its segment trees."""
     unit.tfile = open_root_file(unit.path)
     tree = get_tree(unit.tfile, config.tree_path)
+    tree.SetCacheSize(INPUT_CACHE_BYTES)
     for index, friend in enumerate(unit.layout.friend_files):
         element = tree.AddFriend(f"htt_tmva_friend{index}={config.tree_path}", str(friend))
         if not element or not element.GetTree():
             raise InputFileError(f"friend file '{friend}' cannot be attached to '{unit.path}'")
     union = list(dict.fromkeys(b for plan in unit.plans for b in plan.keep))
-    _set_active(tree, union)
+    ROOT.htt_tmva_dataset.set_active(tree, union)
     work = ROOT.htt_tmva_dataset.Unit()
     work.tree, work.folds = tree, config.folds
     reads = list(
@@ -220,7 +216,7 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
         unit.keepalive.append(buffer)
     ROOT.htt_tmva_dataset.connect_all(work)
     unit.scratch = _open_output(ROOT, scratch_path(scratch, number), compression)
-    selections = []
+    selections = {}
     for plan in unit.plans:
         selection = ROOT.htt_tmva_dataset.Selection()
         weight_buffer = array("f", [0.0])
@@ -229,32 +225,43 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
         for name in plan.expressions.inputs:
             selection.inputs.push_back(buffers[name])
         getattr(ROOT, f"htt_tmva_expr_{plan.expressions.namespace}").htt_tmva_bind(selection)
+        selections[plan.process.name] = (selection, weight_buffer, {})
+    basket = _basket_size(len(unit.plans) * len(folds), max(len(p.keep) for p in unit.plans) + 1)
+    for cls in dict.fromkeys(plan.process.class_name for plan in unit.plans):
+        ROOT.htt_tmva_dataset.set_active(tree, templates.main[cls])  # what the template has
+        for plan in (p for p in unit.plans if p.process.class_name == cls):
+            selection, weight_buffer, segments = selections[plan.process.name]
+            for fold in sorted(folds):
+                segments[fold] = _segment(config, plan, fold, tree, templates, unit.scratch,
+                                          weight_buffer, buffers, basket)  # fmt: skip
+    for plan in unit.plans:
+        selection, _, segments = selections[plan.process.name]
         for fold in range(config.folds):
-            if fold not in folds:
-                selection.outputs.push_back(ROOT.nullptr)
-                continue
-            segment = _segment(config, plan, fold, tree, templates, unit.scratch,
-                               weight_buffer, buffers)  # fmt: skip
-            selection.outputs.push_back(segment)
+            selection.outputs.push_back(segments.get(fold, ROOT.nullptr))
         work.selections.push_back(selection)
-        selections.append(selection)
-    _set_active(tree, union)
+    ROOT.htt_tmva_dataset.set_active(tree, union)
     unit.done = array("q", [0])
     work.done = unit.done
     unit.work = work
     unit.keepalive.extend([tree, buffers, selections])
 
 
-def _segment(config, plan, fold, tree, templates, scratch, weight_buffer, buffers):
-    """An empty segment: a clone of the class template, connected to ``tree``'s buffers."""
+def _basket_size(segments: int, branches: int) -> int:
+    """Basket size of the segments of a unit: their baskets together fit UNIT_BASKET_BYTES
+    (32000, ROOT's default, at most; 1000 at least)."""
+    return max(1000, min(32000, UNIT_BASKET_BYTES // max(1, segments * branches)))
+
+
+def _segment(config, plan, fold, tree, templates, scratch, weight_buffer, buffers, basket):
+    """An empty segment: a clone of the class template, connected to ``tree``'s buffers
+    (whose active branches are those of the template). Its baskets are written when full
+    (no auto-flush: ROOT would then grow them to hold a whole cluster of every segment)."""
     cls = plan.process.class_name
     scratch.cd()
     segment = templates.trees[cls].CloneTree(0)
     segment.SetDirectory(scratch)
     segment.SetName(segment_name(plan, fold))
     segment.SetTitle(cls)
-    segment.SetAutoFlush(-SEGMENT_FLUSH_BYTES)
-    _set_active(tree, templates.main[cls])
     tree.CopyAddresses(segment)
     for name in plan.keep:
         if name in templates.main[cls]:
@@ -265,6 +272,9 @@ def _segment(config, plan, fold, tree, templates, scratch, weight_buffer, buffer
         segment.Branch(name, address, str(branch.GetTitle()))
     weight = config.training_weight_branch
     segment.Branch(weight, weight_buffer, f"{weight}/F")
+    segment.SetAutoFlush(0)
+    segment.SetAutoSave(0)
+    segment.SetBasketSize("*", basket)
     return segment
 
 
@@ -316,7 +326,7 @@ def fill_segments(
     units = _units(plans)
     order = sorted(range(len(units)), key=lambda i: -units[i].layout.entries)
     events = sum(u.layout.entries for u in units)
-    templates = _Templates(config, plans)
+    templates = _Templates(ROOT, config, plans)
     pending, running, finished = deque(order), {}, 0
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -424,7 +434,10 @@ def concatenate(ROOT, out, name: str, sources: list[tuple[Path, str]]) -> int:
     merged.SetDirectory(out)
     merged.Write("", ROOT.TObject.kOverwrite)
     entries = int(merged.GetEntries())
+    out.Remove(merged)  # written: free its memory now, not when ``out`` closes
     merged.SetDirectory(ROOT.nullptr)
+    ROOT.SetOwnership(merged, True)
+    del merged
     return entries
 
 
@@ -456,12 +469,18 @@ def output_compression(plans: list[Plan]) -> int:
     return plans[0].layout.compression
 
 
+#: default number of files read at once (each costs memory; reading is mostly I/O-bound)
+DEFAULT_WORKERS = 4
+
+
 def worker_count(workers: Optional[int], units: int) -> int:
+    """Files read at once: ``workers``, or the cores available (at most DEFAULT_WORKERS)."""
     if workers is None:
         import os
 
         try:
-            workers = len(os.sched_getaffinity(0))
+            cores = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not on Linux
-            workers = os.cpu_count() or 1
+            cores = os.cpu_count() or 1
+        workers = min(cores, DEFAULT_WORKERS)
     return max(1, min(workers, units))
