@@ -55,6 +55,8 @@ struct Unit {
    TTree *tree = nullptr;
    std::vector<TBranch *> first;           // read before the cuts (event, expression inputs)
    std::vector<void *> first_buffers;      // their buffers (8 bytes each)
+   std::vector<TBranch *> later;           // read only for selected events (weight inputs)
+   std::vector<void *> later_buffers;
    std::vector<TBranch *> friend_events;   // event branches of the friends (8-byte buffers)
    std::vector<void *> friend_buffers;
    std::vector<int> friend_kinds;
@@ -124,6 +126,7 @@ void set_active(TTree *tree, const std::vector<std::string> &names)
 void connect_all(Unit &u)
 {
    for (size_t i = 0; i < u.first.size(); ++i) connect(u.first[i], u.first_buffers[i]);
+   for (size_t i = 0; i < u.later.size(); ++i) connect(u.later[i], u.later_buffers[i]);
    for (size_t i = 0; i < u.friend_events.size(); ++i)
       connect(u.friend_events[i], u.friend_buffers[i]);
 }
@@ -154,7 +157,7 @@ void run(Unit &u)
          exact = !(std::abs(value) > u.exact_limit || value != std::floor(value));
       }
       const Long64_t fold = exact ? event_fold(u.event, u.event_kind, u.folds) : 0;
-      bool loaded = false;
+      bool loaded = false, later_read = false;
       for (Selection *s : u.selections) {
          if (!s->cut(s->inputs.data())) continue;
          ++s->selected;
@@ -164,6 +167,11 @@ void run(Unit &u)
          }
          TTree *out = s->outputs[fold];
          if (!out) continue;
+         if (!later_read) {
+            for (TBranch *b : u.later)
+               if (b->GetEntry(entry, 1) < 0) ++u.read_errors;
+            later_read = true;
+         }
          const double weight = s->weight(s->inputs.data());
          *s->weight_out = static_cast<Float_t>(weight);
          if (!std::isfinite(weight) || !std::isfinite(*s->weight_out)) ++s->nonfinite;

@@ -194,13 +194,19 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
     ROOT.htt_tmva_dataset.set_active(tree, union)
     work = ROOT.htt_tmva_dataset.Unit()
     work.tree, work.folds = tree, config.folds
-    reads = list(
-        dict.fromkeys([*(n for p in unit.plans for n in p.expressions.inputs), config.event_branch])
-    )
-    buffers = {name: array("d", [0.0]) for name in reads}
-    for name in reads:
+    # the cuts' inputs are read for every event, the weights' only for selected ones
+    first = [config.event_branch]
+    for plan in unit.plans:
+        first += _copy.used_columns([plan.expressions.cut], plan.layout.scalars)
+    first = list(dict.fromkeys(first))
+    later = [n for p in unit.plans for n in p.expressions.inputs if n not in first]
+    buffers = {name: array("d", [0.0]) for name in [*first, *later]}
+    for name in first:
         work.first.push_back(tree.GetBranch(name))
         work.first_buffers.push_back(buffers[name])
+    for name in dict.fromkeys(later):
+        work.later.push_back(tree.GetBranch(name))
+        work.later_buffers.push_back(buffers[name])
     work.event = buffers[config.event_branch]
     event_type = unit.layout.scalars[config.event_branch]
     work.event_kind = _copy.EVENT_TYPES.index(event_type)
