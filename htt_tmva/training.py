@@ -11,7 +11,7 @@ import numpy as np
 
 from htt_tmva.config.stages import TrainingConfig
 from htt_tmva.data.arrays import read_fold_file
-from htt_tmva.data.fold_identity import ExpectedFold
+from htt_tmva.data.fold_identity import ExpectedFold, check_same_dataset
 from htt_tmva.data.folds import scored_fold
 from htt_tmva.engines.base import Engine, FoldData, Model, get_engine
 from htt_tmva.errors import ConfigError, HttTmvaError, ModelError, OutputError
@@ -39,6 +39,7 @@ def load_training_data(config: TrainingConfig, fold: int) -> FoldData:
         config.event_branch,
         role=f"entry {fold} of 'datasets' in {config.source}",
     )
+    check_same_dataset(config.datasets, f"'datasets' in {config.source}")
     return read_fold_file(
         config.datasets[fold],
         config.classes,

@@ -231,6 +231,16 @@ def test_parts_made_from_changed_inputs_do_not_add_up(tmp_path):
     with pytest.raises(DatasetPartError) as info:
         merge_parts(config, parts)
     assert "saw different inputs" in str(info.value)
+    inputs(100)  # the same number of events (and selected ones), other values
+    write_part(config, "sample", 1, parts)
+    with pytest.raises(DatasetPartError) as info:
+        merge_parts(config, parts)
+    message = str(info.value)
+    assert "saw different inputs" not in message
+    assert f"read '{source}' in another version" in message and "write the parts again" in message
+    assert not (tmp_path / "out").exists()
+    write_part(config, "sample", 0, parts)  # both parts from the input as it is now
+    assert len(merge_parts(config, parts)) == 2
 
 
 def test_unknown_process_and_fold_are_refused(tmp_path, toy_dir):

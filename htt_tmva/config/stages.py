@@ -73,6 +73,12 @@ DATASET_SCHEMA = {
         int, default=2, check=lambda v: None if v >= 2 else f"must be at least 2, got {v}"
     ),
     "processes": Field(dict, values=Field(dict, keys=PROCESS_SCHEMA), check=non_empty),
+    "friend_paths": Field(
+        list,
+        items=Field(str),
+        default=None,
+        doc="friend folders, one per friend source, with the file layout of base_path",
+    ),
 }
 
 MODEL_SCHEMA = {
@@ -262,6 +268,7 @@ class ProcessConfig:
     cut_string: str
     weight_string: str
     class_name: str
+    friend_files: list[list[Path]] = field(default_factory=list)  # per file, one per friend
 
 
 @dataclass
@@ -274,6 +281,7 @@ class DatasetConfig(StageConfig):
     training_weight_branch: str = ""
     folds: int = 2
     processes: dict[str, ProcessConfig] = field(default_factory=dict)
+    friend_paths: list[Path] = field(default_factory=list)
 
     def fold_file(self, fold: int) -> Path:
         return self.output_path / f"fold{fold}_{self.output_filename}"
@@ -362,13 +370,80 @@ class ApplicationConfig(StageConfig):
     output_directory: Optional[Path] = None  # friend files: DIR/<nick>/<nick>.root
 
 
+# --- merged dataset + training files (sm-htt-analysis wrote both into dataset_config.yaml) ---
+
+#: keys that only a dataset config has; ``base_path`` there is the folder of the ntuples
+_DATASET_ONLY = ("processes", "friend_paths", "output_filename", "tree_path", "base_path")
+
+
+def _dataset_part(doc: Any, path) -> Any:
+    """The dataset keys of a config; a merged dataset + training file loses its training keys
+    (known to the training schema); a training config is refused, saying what to give."""
+    if not isinstance(doc, dict):
+        return doc
+    if "processes" not in doc and "datasets" in doc:
+        raise ConfigError(
+            f"{path} is a training config (key 'datasets' lists fold files, and it has no "
+            "'processes'): the dataset step needs a dataset config with 'processes' (files, "
+            "cut_string, weight_string, class per process); train on this one with "
+            "`htt-tmva train`"
+        )
+    training = [k for k in doc if k in TRAINING_SCHEMA and k not in DATASET_SCHEMA]
+    if "processes" in doc and training:
+        logging.getLogger(__name__).info(
+            "%s: a merged dataset + training config; the dataset step ignores its training keys %s",
+            path,
+            ", ".join(training),
+        )
+        return {k: v for k, v in doc.items() if k not in training}
+    return doc
+
+
+def _training_part(doc: Any, path) -> Any:
+    """The training keys of a config; a merged dataset + training file loses its dataset keys
+    (its ``base_path`` is the ntuples' folder: its ``datasets`` are relative to the working
+    directory, as in the classic trainer); a dataset config is refused, saying what to do."""
+    if not isinstance(doc, dict) or "processes" not in doc:
+        return doc
+    if "datasets" not in doc:
+        raise ConfigError(
+            f"{path} is a dataset config (it has 'processes' and no 'datasets'): build the "
+            f"fold files with `htt-tmva dataset {path}`, then train with a training config "
+            "that lists them under 'datasets' (one file per fold)"
+        )
+    dropped = [k for k in doc if k in _DATASET_ONLY or (k in DATASET_SCHEMA and k not in
+               TRAINING_SCHEMA)]  # fmt: skip
+    logging.getLogger(__name__).info(
+        "%s: a merged dataset + training config; training ignores its dataset keys %s",
+        path,
+        ", ".join(dropped),
+    )
+    return {k: v for k, v in doc.items() if k not in dropped}
+
+
+def _friend_files(files: list[str], friends: list, name: str, path) -> list[list[Path]]:
+    """Per process file, its friend files: the same relative path under each friend folder."""
+    out = []
+    for f in files:
+        if is_remote(f) or Path(f).expanduser().is_absolute():
+            raise ConfigError(
+                f"{path}: key 'processes.{name}.files' holds the absolute path '{f}'; with "
+                "'friend_paths', process files are relative to base_path (each friend folder "
+                "holds the same relative paths)"
+            )
+        out.append([_resolve(folder, f) for folder in friends])
+    return out
+
+
 def load_dataset_config(path: str | Path) -> DatasetConfig:
-    """Load and validate a dataset config; ``base_path`` and ``output_path`` resolve against
-    the working directory, process files against ``base_path``."""
+    """Load and validate a dataset config; ``base_path``, ``friend_paths`` and ``output_path``
+    resolve against the working directory, process files against ``base_path`` (and each
+    friend folder)."""
     source, doc = load_yaml(path)
-    raw = validate(doc, DATASET_SCHEMA, str(path))
+    raw = validate(_dataset_part(doc, path), DATASET_SCHEMA, str(path))
     here = _working_directory()
     base = _resolve(here, raw["base_path"])
+    friends = [_resolve(here, f) for f in raw["friend_paths"] or []]
     processes = {
         name: ProcessConfig(
             name=name,
@@ -376,6 +451,7 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
             cut_string=p["cut_string"],
             weight_string=p["weight_string"],
             class_name=p["class"],
+            friend_files=_friend_files(p["files"], friends, name, path) if friends else [],
         )
         for name, p in raw["processes"].items()
     }
@@ -390,6 +466,7 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
         training_weight_branch=raw["training_weight_branch"],
         folds=raw["folds"],
         processes=processes,
+        friend_paths=friends,
     )
 
 
@@ -397,7 +474,7 @@ def load_training_config(path: str | Path) -> TrainingConfig:
     """Load and validate a training config; ``base_path`` and ``output_path`` resolve against
     the working directory, datasets against ``base_path``; class weights default to 1."""
     source, doc = load_yaml(path)
-    raw = validate(doc, TRAINING_SCHEMA, str(path))
+    raw = validate(_training_part(doc, path), TRAINING_SCHEMA, str(path))
     if raw["output_path_json"] is not None:
         log.info(
             "%s: key 'output_path_json' (the classic lwtnn exports) is not used; "

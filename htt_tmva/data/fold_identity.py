@@ -119,3 +119,30 @@ def warn_unverified(path: Path, expected: ExpectedFold, trees: list[str]) -> Non
         ", ".join(f"'{t}'" for t in trees),
         expected.event_branch,
     )
+
+
+def check_same_dataset(paths: list, source: str = "") -> None:
+    """Refuse fold files written from different dataset configs (their ``htt_tmva_fold``
+    records name different config digests): e.g. two dataset runs into one folder, or a list
+    of ``datasets`` that mixes two datasets. Files without a digest are not compared."""
+    from htt_tmva._root import open_root_file
+
+    digests: dict[str, list[str]] = {}
+    for path in paths:
+        tfile = open_root_file(path)
+        try:
+            meta = fold_metadata(tfile, path)
+        finally:
+            tfile.Close()
+        digest = (meta or {}).get("config_digest")
+        if digest:
+            digests.setdefault(digest, []).append(str(path))
+    if len(digests) > 1:
+        groups = "; ".join(
+            f"{', '.join(repr(p) for p in files)} (config {digest[:12]})"
+            for digest, files in digests.items()
+        )
+        raise FoldMismatchError(
+            f"the fold files{' of ' + source if source else ''} come from different dataset "
+            f"configs: {groups}; build all folds with one `htt-tmva dataset` run"
+        )

@@ -17,31 +17,22 @@ resolved config next to each file, with the direct step's verification and atomi
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-from array import array
 from pathlib import Path
 from urllib.parse import quote
 
 from htt_tmva._files import atomic_outputs, ensure_writable_folder
 from htt_tmva._progress import progress_bar
-from htt_tmva._root import get_tree, open_root_file
+from htt_tmva._root import open_root_file
 from htt_tmva.config.stages import DatasetConfig, ProcessConfig
-from htt_tmva.data import _copy
+from htt_tmva.data import _copy, segments
 from htt_tmva.data.dataset import (
     FOLD_METADATA,
-    _check_pass,
-    _class_branches,
-    _class_tree,
-    _compile_expressions,
-    _input_chain,
-    _inspect_process,
-    _open_output,
-    _Plan,
-    _prepare_pass,
-    _run_jobs,
+    config_digest,
     fold_metadata,
+    make_plans,
+    output_lock,
     read_fold_metadata,
     write_fold_files,
 )
@@ -57,12 +48,6 @@ from htt_tmva.errors import (
 log = logging.getLogger(__name__)
 
 PART_RECORD = "htt_tmva_part"
-
-
-def config_digest(config: DatasetConfig) -> str:
-    """sha256 of the resolved config (absolute paths included): parts of one dataset share it."""
-    text = json.dumps(config.resolved()["resolved"], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def part_path(folder, process: str, fold: int) -> Path:
@@ -107,29 +92,22 @@ def _output_compression(config: DatasetConfig) -> int:
 def write_part(config: DatasetConfig, process: str, fold: int, folder, progress=None) -> Path:
     """Write the part of ``process`` in ``fold`` into ``folder``; return its path.
 
-    The class tree is made, as in the direct step, from the class's first process (its
-    branches shared by every process of the class), and filled from ``process`` in input
-    order with the training weight. Only the processes of the class are inspected.
+    The events are read as in the direct step (the same segments, the class tree made from
+    the class's first process, its branches shared by every process of the class); only the
+    processes of the class are inspected. The part records the identity of every input
+    file read (ROOT's UUID, size, modification time), which the merge compares.
     """
     own = _process(config, process)
     _check_fold(config, fold)
-    members = _members(config, own.class_name)
-    layouts = {m: _inspect_process(config, config.processes[m]) for m in members}
-    keep = _class_branches(config, layouts, [own.class_name])
-    plans = {
-        m: _Plan(config.processes[m], layouts[m], keep[m], _copy.Expressions("", "", []))
-        for m in dict.fromkeys([members[0], process])
-    }
-    _compile_expressions(config, [plans[process]])
+    (plan,) = make_plans(config, [process])
     compression = _output_compression(config)
     ensure_writable_folder(Path(folder))
     final = part_path(folder, process, fold)
     with contextlib.ExitStack() as stack:
         if progress is None:
             progress = stack.enter_context(progress_bar(f"dataset {process} fold {fold}"))
-        with atomic_outputs([final]) as (temp,):
-            record = _fill_part(config, plans, process, members[0], fold, temp, compression,
-                                progress)  # fmt: skip
+        with atomic_outputs([final]) as (temp,), segments.ScratchFolder(Path(folder)) as scratch:
+            record = _fill_part(config, plan, fold, temp, scratch, compression, progress)
             problem = _part_problem(temp, record)
             if problem:
                 raise OutputError(f"verification of the part '{temp}' failed: {problem}")
@@ -148,38 +126,31 @@ def write_part(config: DatasetConfig, process: str, fold: int, folder, progress=
     return final
 
 
-def _fill_part(config, plans, process, first, fold, path, compression, progress) -> dict:
-    """Run the compiled loop of ``process`` for one fold into ``path``; return its record."""
+def _fill_part(config, plan, fold, path, scratch, compression, progress) -> dict:
+    """Read the files of one process into segments of ``fold``, then write them as the
+    class tree of the part file ``path``; return its record."""
     ROOT = _copy.declare_helper()
-    plan = plans[process]
-    tfile = _open_output(ROOT, path, compression)
+    files = segments.fill_segments(config, [plan], {fold}, scratch, 1, compression, progress)
+    segments.check_plan(config, plan)
+    cls = plan.process.class_name
+    record = {
+        "config_digest": config_digest(config),
+        "process": plan.process.name,
+        "class": cls,
+        "fold": fold,
+        "folds": config.folds,
+        "entries": int(plan.counts.get(fold, 0)),
+        "sum_of_weights": float(plan.sums.get(fold, 0.0)),
+        "selected": int(plan.selected),
+        "total": int(plan.total),
+        "compression": compression,
+        "inputs": {k: v for f in plan.layout.files for k, v in f.identities.items()},
+    }
+    tfile = segments._open_output(ROOT, path, compression)
     try:
-        weight, done = array("f", [0.0]), array("q", [0])
-        work = _prepare_pass(config, plan, weight, done)
-        chain = work.chain
-        if first != process:  # the class tree's branches are those of the class's first process
-            chain = _input_chain(ROOT, config, plans[first])
-            plan.keepalive.append(chain)
-        tree = _class_tree(config, plans[first], chain, tfile, weight)
-        for f in range(config.folds):
-            work.outputs.push_back(tree if f == fold else ROOT.nullptr)
-        plan.passes.append((work, {fold}))
-        _run_jobs(ROOT, [[work]], [plan], [done], progress)
-        _check_pass(config, plan)
-        record = {
-            "config_digest": config_digest(config),
-            "process": process,
-            "class": plan.process.class_name,
-            "fold": fold,
-            "folds": config.folds,
-            "entries": int(work.counts[fold]),
-            "sum_of_weights": float(work.sums[fold]),
-            "selected": int(work.selected),
-            "total": int(work.total),
-            "compression": compression,
-        }
+        segments.concatenate(ROOT, tfile, cls, segments.class_sources(config, [plan], cls, fold,
+                                                                      files))  # fmt: skip
         tfile.cd()
-        tree.Write("", ROOT.TObject.kOverwrite)
         ROOT.TNamed(PART_RECORD, json.dumps(record, separators=(",", ":"))).Write()
     finally:
         tfile.Close()
@@ -260,7 +231,25 @@ def check_parts(config: DatasetConfig, folder) -> tuple[dict, dict]:
             problem = _adds_up(name, found)
             if problem:
                 problems.update({(name, f): problem for f in range(config.folds)})
+    problems.update(_other_input_versions(folder, records))
     return records, problems
+
+
+def _other_input_versions(folder, records: dict) -> dict:
+    """Parts that read an input file in another version (UUID, size or modification time)
+    than the first part that read it."""
+    seen: dict[str, tuple[str, tuple]] = {}
+    problems = {}
+    for key, record in records.items():
+        for path, identity in (record.get("inputs") or {}).items():
+            first = seen.setdefault(path, (identity, key))
+            if first[0] != identity:
+                problems[key] = (
+                    f"part '{part_path(folder, *key)}' read '{path}' in another version than "
+                    f"part '{part_path(folder, *first[1])}' ({identity} vs {first[0]}): the "
+                    "input changed between the jobs; write the parts again"
+                )
+    return problems
 
 
 def _adds_up(process: str, records: list[dict]) -> str:
@@ -306,63 +295,37 @@ def _raise_part_problems(config, folder, problems: dict) -> None:
 def merge_parts(config: DatasetConfig, folder) -> list[Path]:
     """Assemble the fold files of ``config`` from the parts in ``folder``; return their paths.
 
-    Nothing is written unless every part is there and valid; the fold files then replace the
-    old ones as in the direct step (verified, fsynced, renamed, resolved configs last)."""
+    Nothing is written unless every part is there and valid (and all read the same version
+    of each input); the fold files then replace the old ones as in the direct step
+    (verified, fsynced, renamed, resolved configs last), under the output folder's lock."""
     records, problems = check_parts(config, folder)
     if problems:
         _raise_part_problems(config, folder, problems)
-    compression = next(iter(records.values()))["compression"]
+    with output_lock(config.output_path, f"htt-tmva dataset --merge {config.source}"):
+        compression = next(iter(records.values()))["compression"]
 
-    def fill(temps: list[Path]) -> dict:
-        return {
-            fold: _merge_fold(config, folder, fold, temp, compression, records)
-            for fold, temp in enumerate(temps)
-        }
+        def fill(temps: list[Path]) -> dict:
+            return {
+                fold: _merge_fold(config, folder, fold, temp, compression, records)
+                for fold, temp in enumerate(temps)
+            }
 
-    return write_fold_files(config, fill)
-
-
-def _tree_structure(tree) -> list[tuple[str, str, str]]:
-    return [
-        (str(b.GetName()), str(b.GetTitle()), str(b.ClassName())) for b in tree.GetListOfBranches()
-    ]
+        return write_fold_files(config, fill)
 
 
 def _merge_fold(config, folder, fold: int, path: Path, compression: int, records) -> dict:
     """Write one fold file from its parts; return the expected entries per class."""
-    from htt_tmva._root import root
-
-    ROOT = root()
-    out = _open_output(ROOT, path, compression)
+    ROOT = _copy.declare_helper()
+    out = segments._open_output(ROOT, path, compression)
     expected: dict[str, int] = {}
     try:
         for cls in config.classes:
-            merged, structure, first = None, None, None
-            for name in _members(config, cls):
-                source = part_path(folder, name, fold)
-                part = open_root_file(source)
-                try:
-                    tree = get_tree(part, cls)
-                    if structure is None:
-                        structure, first = _tree_structure(tree), source
-                    elif _tree_structure(tree) != structure:
-                        raise DatasetPartError(
-                            f"part '{source}' has other branches than '{first}' of the same "
-                            "class; write the parts of the class again"
-                        )
-                    out.cd()
-                    if merged is None:
-                        merged = tree.CloneTree(-1, "fast")
-                    elif merged.CopyEntries(tree, -1, "fast") < 0:
-                        raise OutputError(f"copying the tree '{cls}' of '{source}' failed")
-                finally:
-                    part.Close()
-                expected[cls] = expected.get(cls, 0) + records[(name, fold)]["entries"]
-            out.cd()
-            merged.SetDirectory(out)
-            merged.Write("", ROOT.TObject.kOverwrite)
+            members = _members(config, cls)
+            sources = [(part_path(folder, name, fold), cls) for name in members]
+            segments.concatenate(ROOT, out, cls, sources)
+            expected[cls] = sum(records[(name, fold)]["entries"] for name in members)
         out.cd()
-        ROOT.TNamed(FOLD_METADATA, fold_metadata(fold, config.folds, config.event_branch)).Write()
+        ROOT.TNamed(FOLD_METADATA, fold_metadata(config, fold)).Write()
     finally:
         out.Close()
     return expected
@@ -386,7 +349,7 @@ def merged_problem(config: DatasetConfig, folder) -> str:
             return str(exc)
         try:
             record = read_fold_metadata(tfile)
-            if record != json.loads(fold_metadata(fold, config.folds, config.event_branch)):
+            if record != json.loads(fold_metadata(config, fold)):
                 return f"'{path}' has the fold record {record}, expected fold {fold}"
             for cls in config.classes:
                 entries = sum(records[(n, fold)]["entries"] for n in _members(config, cls))
