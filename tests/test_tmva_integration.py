@@ -269,7 +269,7 @@ def test_expression_reading_a_missing_branch(tmva_setup, tmp_path):
 
 
 def test_branches_read_by_expressions():
-    from htt_tmva.application.expressions import branches_of, input_branches
+    from htt_tmva.expressions import branches_of, input_branches
 
     assert branches_of("(Ht>2500e3)?2500e3:Ht") == ["Ht"]
     assert branches_of("TMath::Abs(eta_1) + sqrt(pt_1*pt_2) - 1.5e-3") == ["eta_1", "pt_1", "pt_2"]

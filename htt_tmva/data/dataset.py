@@ -46,6 +46,7 @@ from htt_tmva.errors import (
     OutputError,
     branch_missing,
 )
+from htt_tmva.expressions import translate
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +195,19 @@ def _class_branches(
 
 
 def _compile_expressions(config: DatasetConfig, plans: list[_Plan]) -> None:
-    """Compile the cut and weight of every process, all in one declaration; on failure,
-    compile them one by one to say which expression fails and why."""
+    """Compile the cut and weight of every process (translated by :mod:`htt_tmva.expressions`:
+    TTreeFormula's double arithmetic), all in one declaration; on failure, compile them one
+    by one to say which expression fails and why."""
+    translated = {}
     for plan in plans:
         p = plan.process
+        cut = translate(p.cut_string, f"cut_string of process '{p.name}'")
+        weight = translate(p.weight_string, f"weight_string of process '{p.name}'")
+        translated[p.name] = {"cut_string": cut.cpp, "weight_string": weight.cpp}
         inputs = _copy.used_columns(
-            [p.cut_string, p.weight_string, config.event_branch], plan.layout.scalars
+            [*cut.branches, *weight.branches, config.event_branch], plan.layout.scalars
         )
-        plan.expressions = _copy.Expressions(p.cut_string, p.weight_string, inputs)
+        plan.expressions = _copy.Expressions(cut.cpp, weight.cpp, inputs)
     for plan in plans:
         plan.expressions.namespace = _copy.new_namespace()
     code = "".join(_copy.function_code(pl.expressions, pl.layout.scalars) for pl in plans)
@@ -210,9 +216,10 @@ def _compile_expressions(config: DatasetConfig, plans: list[_Plan]) -> None:
     for plan in plans:
         p, scalars = plan.process, plan.layout.scalars
         for kind, text in (("cut_string", p.cut_string), ("weight_string", p.weight_string)):
+            cpp = translated[p.name][kind]
             alone = _copy.Expressions(
-                text if kind == "cut_string" else "true",
-                text if kind == "weight_string" else "1.",
+                cpp if kind == "cut_string" else "true",
+                cpp if kind == "weight_string" else "1.",
                 plan.expressions.inputs,
                 _copy.new_namespace(),
             )

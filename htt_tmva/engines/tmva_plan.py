@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from htt_tmva.cpp_text import cpp_string
 from htt_tmva.engines.tmva_options import format_value, option_string, set_options
 from htt_tmva.errors import ConfigError
 
@@ -130,7 +131,7 @@ class BookingPlan:
 
 
 def _quoted(value: Any) -> str:
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return cpp_string(value)
 
 
 def _merged(defaults: dict[str, Any], section: Any) -> dict[str, Any]:
