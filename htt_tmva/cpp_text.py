@@ -4,12 +4,12 @@ input (a class name, a variable, a path, a model file's field) can end them earl
 
 from __future__ import annotations
 
-_PLAIN = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"\\", '"', "?"}
+_PLAIN = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"\\", '"'}
 
 
 def cpp_string(text: object) -> str:
     """A C++ string literal holding ``text``'s UTF-8 bytes exactly: printable ASCII as it is,
-    everything else (backslash, quote, ``?``, newline, control and non-ASCII bytes) as a
+    everything else (backslash, quote, newline, control and non-ASCII bytes) as a
     three-digit octal escape (never more digits than those three, unlike ``\\x``)."""
     out = []
     for char in str(text):
@@ -26,7 +26,7 @@ def cpp_comment(text: object) -> str:
     other characters are shown as ``\\xNN``/``\\uNNNN``."""
     out = []
     for char in str(text):
-        if char in _PLAIN or char in '"?':
+        if char in _PLAIN or char == '"':
             out.append(char)
         elif ord(char) < 0x100:
             out.append(f"\\x{ord(char):02x}")

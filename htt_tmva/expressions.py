@@ -35,8 +35,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
-
 from htt_tmva.errors import ExpressionError, did_you_mean
 
 #: function name -> (C++ on doubles, number of arguments). min/max keep TMath's choice of
@@ -404,7 +402,9 @@ class ExpressionEvaluator:
 
         self._function = getattr(root(), name)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x):
+        import numpy as np
+
         x = np.ascontiguousarray(x, dtype=np.float64)
         out = np.empty((len(x), len(self.variables)), dtype=np.float64)
         if len(x):
