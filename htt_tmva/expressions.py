@@ -6,7 +6,7 @@ Every expression that reaches C++ (dataset cuts and weights, TMVA weight files' 
 ``Expression``, variables of the application and exports) goes through :func:`translate`, so
 that a config or a model file can never paste code into the interpreter or a header.
 
-Grammar (C++ precedence, lowest first)::
+Grammar (lowest precedence first)::
 
     expr    := or ['?' expr ':' expr]
     or      := and {'||' and}            and := equal {'&&' equal}
@@ -19,7 +19,10 @@ Grammar (C++ precedence, lowest first)::
 
 Semantics (TTreeFormula's): every value is a double, whatever the branch type, so ``1/2*x``
 is ``0.5*x`` and ``n/2`` of an integer ``n = 1`` is 0.5; comparisons and logic give 0 or 1;
-``a % b`` is the remainder of the integer parts (NaN for ``b`` = 0, where C++ would crash).
+``a % b`` is the remainder of the integer parts (NaN for ``b`` = 0, where ROOT crashes).
+Sums and products are grouped as TTreeFormula groups them (:func:`_associate`), so that
+they round to the same last bit. Where ROOT and C++ read a text differently, parentheses
+are asked for: ``%`` next to ``*`` or ``/``, chained comparisons.
 Functions come from the fixed table :data:`FUNCTIONS` (mapped to the standard library on
 doubles, so ``abs`` is never C's ``int abs(int)``). Anything else (other functions,
 namespaces, casts, strings, arrays, members, ``=``, ``&``, ``^``) is refused with an
@@ -81,7 +84,7 @@ _CPP_KEYWORDS = frozenset(  # C++ keywords and RDataFrame's own names
     )
 )
 _MAX_LENGTH = 10000
-_MAX_DEPTH = 100
+_MAX_DEPTH = 50
 
 _TOKEN = re.compile(
     r"(?P<space>[ \t\r\n]+)"
@@ -210,12 +213,23 @@ class _Parser:
     def binary(self, level: int) -> tuple[str, str]:
         if level == len(self._LEVELS):
             return self.unary()
-        left = self.binary(level + 1)
+        operands, ops = [self.binary(level + 1)], []
         while self.peek() in self._LEVELS[level]:
-            op = self.take()[1]
-            right = self.binary(level + 1)
-            left = _combine(op, left, right)
-        return left
+            ops.append(self.take())
+            operands.append(self.binary(level + 1))
+        names = [op[1] for op in ops]
+        if len(ops) > 1 and names[0] in ("==", "!=", "<", "<=", ">", ">="):
+            raise self.fail(
+                f"the comparisons {' and '.join(repr(n) for n in names)} are chained; write "
+                "(a < b) && (b < c)",
+                ops[1][2],
+            )
+        if "%" in names and len(set(names)) > 1:  # TTreeFormula: a%b*c is a%(b*c), C++: (a%b)*c
+            raise self.fail(
+                "'%' next to '*' or '/' needs parentheses (ROOT and C++ read it differently)",
+                ops[names.index("%")][2],
+            )
+        return _associate(operands, names)
 
     def unary(self) -> tuple[str, str]:
         if self.peek() in ("-", "+", "!"):
@@ -289,6 +303,24 @@ def _as_double(node: tuple[str, str]) -> str:
 def _as_bool(node: tuple[str, str]) -> str:
     code, kind = node
     return code if kind == _BOOL else f"({code} != 0.0)"
+
+
+def _associate(operands: list, ops: list[str]) -> tuple[str, str]:
+    """Combine a chain of operands of one precedence level as TTreeFormula does, so that
+    sums and products round exactly as in ROOT: ``a+b-c+d`` is ``(a+b-c) + d`` (split at
+    the last '+'), ``a*b/c*d`` is ``a * (b/c*d)`` (split at the first '*'); chains of '-',
+    '/' and the others from the left."""
+    if not ops:
+        return operands[0]
+    if "+" in ops:
+        split = len(ops) - 1 - ops[::-1].index("+")
+    elif "*" in ops:
+        split = ops.index("*")
+    else:
+        split = len(ops) - 1
+    left = _associate(operands[: split + 1], ops[:split])
+    right = _associate(operands[split + 1 :], ops[split + 1 :])
+    return _combine(ops[split], left, right)
 
 
 def _combine(op: str, left: tuple[str, str], right: tuple[str, str]) -> tuple[str, str]:
