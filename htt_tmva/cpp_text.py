@@ -9,11 +9,13 @@ _PLAIN = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"\\", '"'}
 
 def cpp_string(text: object) -> str:
     """A C++ string literal holding ``text``'s UTF-8 bytes exactly: printable ASCII as it is,
-    everything else (backslash, quote, newline, control and non-ASCII bytes) as a
-    three-digit octal escape (never more digits than those three, unlike ``\\x``)."""
+    everything else (backslash, quote, newline, control and non-ASCII bytes, a ``?`` before
+    ``?``: ROOT's interpreter reads trigraphs) as a three-digit octal escape (never more
+    digits than those three, unlike ``\\x``)."""
     out = []
-    for char in str(text):
-        if char in _PLAIN:
+    text = str(text)
+    for i, char in enumerate(text):
+        if char in _PLAIN and not (char == "?" and text[i + 1 : i + 2] == "?"):
             out.append(char)
         else:
             out.extend(f"\\{byte:03o}" for byte in char.encode("utf-8", "surrogatepass"))
@@ -22,11 +24,12 @@ def cpp_string(text: object) -> str:
 
 def cpp_comment(text: object) -> str:
     """``text`` for a ``//`` or ``/* */`` comment: one line of printable ASCII that neither
-    ends the comment (``*/``, a newline, a backslash before the line end) nor continues it;
-    other characters are shown as ``\\xNN``/``\\uNNNN``."""
+    ends the comment (``*/``, a newline) nor continues it (a backslash or the trigraph
+    ``??/`` before the line end); other characters are shown as ``\\xNN``/``\\uNNNN``."""
     out = []
-    for char in str(text):
-        if char in _PLAIN or char == '"':
+    text = str(text)
+    for i, char in enumerate(text):
+        if (char in _PLAIN or char == '"') and not (char == "?" and text[i + 1 : i + 2] == "?"):
             out.append(char)
         elif ord(char) < 0x100:
             out.append(f"\\x{ord(char):02x}")

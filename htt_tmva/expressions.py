@@ -262,10 +262,10 @@ class _Parser:
         raise self.fail(f"unexpected {text!r} where an operand is expected", position)
 
     def branch(self, name: str, position: int) -> str:
-        if "::" in name:
-            raise self.fail(f"the name {name!r} is not allowed (no namespaces)", position)
         if name in FUNCTIONS:
             raise self.fail(f"the function {name!r} needs arguments in parentheses", position)
+        if "::" in name:
+            raise self.fail(f"the name {name!r} is not allowed (no namespaces)", position)
         if name in _CPP_KEYWORDS or name.startswith("htt_tmva") or "__" in name:
             raise self.fail(f"{name!r} cannot be a branch name in an expression", position)
         if name not in self.branches:
