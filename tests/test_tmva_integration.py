@@ -269,7 +269,7 @@ def test_expression_reading_a_missing_branch(tmva_setup, tmp_path):
 
 
 def test_branches_read_by_expressions():
-    from htt_tmva.application.expressions import branches_of, input_branches
+    from htt_tmva.expressions import branches_of, input_branches
 
     assert branches_of("(Ht>2500e3)?2500e3:Ht") == ["Ht"]
     assert branches_of("TMath::Abs(eta_1) + sqrt(pt_1*pt_2) - 1.5e-3") == ["eta_1", "pt_1", "pt_2"]
@@ -344,7 +344,8 @@ def test_compiled_application_evaluates_the_weight_files_expressions(
     data_file = write_ntuple(tmp_path / "data.root", 1500)
     compiled = _one_pass_equals_python(configs, data_file, tmp_path, caplog)
     header = next((tmp_path / "cache").glob("*/model.hxx")).read_text()
-    assert "(static_cast<float>(((y>0.5)?0.5:y)))" in header  # evaluated from the branches
+    # the expressions are evaluated ahead (checked for NaN there); the header takes their values
+    assert '"(y>0.5)?0.5:y"' in header and "static_cast<double>(y)" not in header
     assert sorted(compiled) == sorted(
         ["x", "y", "weights", "event"] + [f"tmva_{c}" for c in [*CLASSES, "max_score", "max_index"]]
     )
@@ -421,3 +422,73 @@ def test_export_engine_tmva_refuses_an_unsupported_method_before_writing(
     with pytest.raises(ModelError, match="method 'PDEFoam'.*supported methods: BDT, MLP, DL"):
         export_models(config, None, "tmva", "cpp")
     assert not list((tmp_path / "tmva_models").glob("*.hxx"))
+
+
+# ---------------------------------------------------------------- expressions: both paths alike
+
+
+def set_expressions(xml: Path, expressions: list[str]) -> None:
+    """Make the exported file's variables x, y the given expressions."""
+    text = xml.read_text()
+    for name, expression in zip(("x", "y"), expressions):
+        e = expression.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+        text = text.replace(
+            f'Expression="{name}" Label="{name}" Title="{name}" Unit="" Internal="{name}"',
+            f'Expression="{e}" Label="{e}" Title="{name}" Unit="" Internal="{name}"',
+        )
+    assert text.count("Expression=") == 2
+    xml.write_text(text)
+
+
+def _expression_setup(tmva_setup, tmp_path, expressions):
+    configs = tmva_setup(manifests=False, training_overrides={"variables": expressions})
+    for fold in (0, 1):
+        set_expressions(tmp_path / "models" / f"fold{fold}_bdt_model.weights.xml", expressions)
+    return configs
+
+
+def test_abs_in_an_expression_scores_alike_in_both_paths(tmva_setup, tmp_path, caplog, monkeypatch):
+    """``abs`` is the double one in every path (it was C's int abs(int) in the compiled one)."""
+    monkeypatch.setenv("HTT_TMVA_CACHE", str(tmp_path / "cache"))
+    configs = _expression_setup(tmva_setup, tmp_path, ["abs(x)", "1/2*y"])
+    data_file = write_ntuple(tmp_path / "data.root", 1500)
+    compiled = _one_pass_equals_python(configs, data_file, tmp_path, caplog)
+    x, y = compiled["x"].astype(np.float64), compiled["y"].astype(np.float64)
+    inputs = np.column_stack([np.abs(x), 0.5 * y]).astype(np.float32).astype(np.float64)
+    expected = np.full((len(x), len(CLASSES)), np.nan)
+    for fold in (0, 1):
+        model = load_model(tmp_path / "models" / f"fold{1 - fold}_bdt_model.json", "bdt")
+        mask = compiled["event"].astype(np.int64) % 2 == fold
+        expected[mask] = model.predict(inputs[mask])
+    got = np.column_stack([compiled[f"tmva_{c}"] for c in CLASSES])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("compile_models", "threads"), [(False, None), (True, None), (True, 0)], ids=str
+)
+def test_nan_from_an_expression_is_caught_as_a_nan_input(
+    tmva_setup, tmp_path, monkeypatch, compile_models, threads
+):
+    """log(x) of x <= 0 is NaN: refused like a NaN branch, or scored with the default."""
+    from htt_tmva.errors import NonFiniteError
+
+    monkeypatch.setenv("HTT_TMVA_CACHE", str(tmp_path / "cache"))
+    configs = _expression_setup(tmva_setup, tmp_path, ["log(x)", "y"])
+    data_file = write_ntuple(tmp_path / "data.root", 600)
+    with uproot.open(data_file) as f:
+        x = f[TREE]["x"].array(library="np")
+    options = {"compile_models": compile_models, "scoring_threads": threads}
+    with pytest.raises(NonFiniteError, match=rf"'log\(x\)' in {int((x < 0).sum())} events"):
+        run_application(*configs, [str(data_file)], TREE, **options)
+    out = tmp_path / "out.root"
+    run_application(
+        *configs, [str(data_file)], TREE, output=str(out), nonfinite_default=-2.0, **options
+    )
+    with uproot.open(out) as f:
+        data = f[TREE].arrays(library="np")
+    bad = data["x"] < 0
+    assert bad.any() and (~bad).any()
+    assert (data["tmva_max_index"][bad] == -1).all() and (data["tmva_max_index"][~bad] >= 0).all()
+    for c in CLASSES:
+        assert (data[f"tmva_{c}"][bad] == -2.0).all() and (data[f"tmva_{c}"][~bad] >= 0).all()

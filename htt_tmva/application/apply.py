@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Optional
 
 from htt_tmva.application.compiled import CompiledScorer, compiled_scorer, run_one_pass
-from htt_tmva.application.expressions import input_branches
 from htt_tmva.application.inputs import InputInfo, expand_inputs, inspect_input
 from htt_tmva.application.models import FoldModels, load_fold_models
 from htt_tmva.application.scores import (
@@ -66,6 +65,7 @@ from htt_tmva.config.stages import (
     load_training_config,
 )
 from htt_tmva.errors import ConfigError, OutputError
+from htt_tmva.expressions import input_branches
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from htt_tmva._progress import progress_wanted
-from htt_tmva._root import captured_stderr, jit_errors, root
-from htt_tmva.application.expressions import branches_of, input_branches, is_plain
+from htt_tmva._root import root
 from htt_tmva.application.inputs import InputInfo
 from htt_tmva.application.models import FoldModels
 from htt_tmva.application.pipeline import declare as declare_pipeline
@@ -42,13 +41,13 @@ from htt_tmva.errors import (
     CacheError,
     ConfigError,
     ExportError,
-    ExpressionError,
     InputFileError,
     InvalidEventNumberError,
     ModelError,
     NonFiniteError,
     OutputError,
 )
+from htt_tmva.expressions import declare_inputs_function, value_cpp
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +84,8 @@ def compiled_scorer(models: FoldModels, threads: Optional[int] = None) -> Option
         specs = [model_spec(m) for m in models.models]
         content = hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()
         namespace = f"htt_tmva_apply_{content[:16]}"
-        header = application_header(
-            specs, namespace, models.variables, models.classes, list(range(models.n_folds))
+        header = application_header(  # the inputs are evaluated ahead (declare_inputs_function)
+            specs, namespace, models.inputs, models.classes, list(range(models.n_folds))
         )
         symbol = load_compiled(header, namespace)
         declare_pipeline()
@@ -105,7 +104,7 @@ def compiled_scorer(models: FoldModels, threads: Optional[int] = None) -> Option
     )
     return CompiledScorer(
         symbol,
-        models.variables,
+        models.inputs,
         models.classes,
         models.n_folds,
         where,
@@ -149,46 +148,9 @@ def _cost(spec: dict) -> int:
     return HEAVY + 1  # other kinds are scored event by event: spread them
 
 
-def _inputs_function(variables: list[str]) -> tuple[str, list[str]]:
-    """Declare the C++ function from the branches' values (double) to the variables; return
-    its name and the branches it reads. Plain variables are copied; expressions are
-    evaluated as the Python path does (double arithmetic, the result stored as float)."""
-    branches = input_branches(variables)
-    index = {b: i for i, b in enumerate(branches)}
-    body = []
-    for j, variable in enumerate(variables):
-        if is_plain(variable):
-            value = f"row[{index[variable.strip()]}]"
-        else:
-            value = f"static_cast<double>(static_cast<float>(({variable})))"
-        body.append(f"    htt_out[{j}] = {value};")
-    bindings = sorted({b for v in variables if not is_plain(v) for b in branches_of(v)})
-    binds = [f"    const double {b} = row[{index[b]}];" for b in bindings]
-    key = hashlib.sha1(repr((variables, branches)).encode()).hexdigest()[:16]
-    name = f"htt_tmva_onepass_inputs_{key}"
-    ROOT = root()
-    if not hasattr(ROOT, name):
-        source = (
-            f"void {name}(const double* htt_values, std::size_t htt_n, double* htt_x) {{\n"
-            "  for (std::size_t htt_i = 0; htt_i < htt_n; ++htt_i) {\n"
-            f"    const double* row = htt_values + htt_i * {max(len(branches), 1)};\n"
-            f"    double* htt_out = htt_x + htt_i * {len(variables)};\n"
-            + "\n".join(binds + body)
-            + "\n  }\n}\n"
-        )
-        with captured_stderr() as out:
-            ok = ROOT.gInterpreter.Declare("#pragma cling optimize(3)\n" + source)
-        if not ok:
-            raise ExpressionError(
-                f"the variables {variables} (on the branches {branches}, read as double) do "
-                "not compile; ROOT says: " + "; ".join(jit_errors(out[0]) or ["unknown error"])
-            )
-    return name, branches
-
-
 def inputs_array(variables: list[str]) -> str:
-    """C++ expression of an event's inputs as ``std::array<double, n>``."""
-    inputs = ", ".join(f"static_cast<double>({v})" for v in variables)
+    """C++ expression (RDataFrame columns) of an event's inputs as ``std::array<double, n>``."""
+    inputs = ", ".join(value_cpp(v) for v in variables)
     return f"std::array<double, {len(variables)}>{{{inputs}}}"
 
 
@@ -219,7 +181,7 @@ def run_one_pass(
             "implicit multi-threading is on: a multi-threaded Snapshot would reorder "
             "entries; call ROOT.DisableImplicitMT() before applying"
         )
-    inputs, branches = _inputs_function(scorer.variables)
+    inputs, branches = declare_inputs_function(scorer.variables)
     settings = ROOT.htt_tmva_onepass.Settings()
     settings.file, settings.tree, settings.event = str(info.path), info.tree_path, event_branch
     settings.branches = ROOT.std.vector["std::string"](branches)

@@ -32,6 +32,7 @@ from htt_tmva.application.writer import (
     writing_nodes,
 )
 from htt_tmva.errors import ConfigError, InvalidEventNumberError, ModelError, NonFiniteError
+from htt_tmva.expressions import value_cpp
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +154,13 @@ def run_distributed(
         f"{_floats([nonfinite_default or 0.0])})",
     )
     node = define_scores(node, names, info.existing)[-1]
-    good = " && ".join(f"std::isfinite(static_cast<double>({v}))" for v in scorer.variables)
+    values = [value_cpp(v) for v in scorer.variables]  # what the models receive
+    good = " && ".join(f"std::isfinite({v})" for v in values)
     counts = {
-        v: node.Define(f"htt_tmva_bad_{i}_", f"int(!std::isfinite(static_cast<double>({v})))").Sum(
+        v: node.Define(f"htt_tmva_bad_{i}_", f"int(!std::isfinite({value}))").Sum(
             f"htt_tmva_bad_{i}_"
         )
-        for i, v in enumerate(scorer.variables)
+        for i, (v, value) in enumerate(zip(scorer.variables, values))
     }
     bad_events = node.Define("htt_tmva_bad_", f"int(!({good}))").Sum("htt_tmva_bad_")
     nan = node.Define(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -17,19 +18,29 @@ from htt_tmva.engines.manifest import (
     locate_preprocessing,
     preprocessing_from,
 )
-from htt_tmva.errors import ConfigError, FoldLeakError, ModelError
+from htt_tmva.errors import ConfigError, FoldLeakError
+from htt_tmva.expressions import ExpressionEvaluator, input_branches
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FoldModels:
-    """``models[j]`` scores the events of fold j (``event % n_folds == j``)."""
+    """``models[j]`` scores the events of fold j (``event % n_folds == j``).
+
+    ``variables`` are the branches read; ``inputs`` the values the models receive (the
+    training variables, which may be expressions of those branches: ``evaluator`` computes
+    them from the branches' values, else None)."""
 
     models: list[Model]
     paths: list[Path]
     variables: list[str]
     classes: list[str]
+    inputs: list[str] = field(default_factory=list)
+    evaluator: Optional[Callable] = None
+
+    def __post_init__(self):
+        self.inputs = self.inputs or list(self.variables)
 
     @property
     def n_folds(self) -> int:
@@ -140,7 +151,12 @@ def load_fold_models(
         )
         for fold, path in enumerate(paths)
     ]
-    columns = _bind_expression_inputs(models, paths, list(training.variables))
+    variables = list(training.variables)
+    columns = input_branches(variables, what="training variable")
+    evaluator = None
+    if columns != variables:
+        evaluator = ExpressionEvaluator(variables, columns, what="training variable")
+        log.info("variables %s are evaluated on the branches %s", variables, columns)
     for fold, path in enumerate(paths):
         log.info(
             "events of fold %d scored by %s (%s)", fold, path.name, models[fold].manifest.engine
@@ -150,24 +166,6 @@ def load_fold_models(
         paths=paths,
         variables=columns,
         classes=list(training.classes),
+        inputs=variables,
+        evaluator=evaluator,
     )
-
-
-def _bind_expression_inputs(models: list[Model], paths: list[Path], variables: list[str]):
-    """The branches pass 1 reads: the variables, or, where TMVA weight files have variables
-    that are expressions, the branches those read (the models then evaluate them)."""
-    from htt_tmva.application.expressions import input_branches
-    from htt_tmva.engines.weightfile import WeightFileModel
-
-    columns = input_branches(variables)
-    if columns == variables:
-        return columns
-    for model, path in zip(models, paths):
-        if not isinstance(model, WeightFileModel):
-            raise ModelError(
-                f"model '{path}' cannot evaluate variables that are expressions "
-                f"({[v for v in variables if v not in columns]}); only TMVA weight files can"
-            )
-        model.bind_columns(columns)
-    log.info("variables %s are evaluated on the branches %s", variables, columns)
-    return columns

@@ -229,7 +229,7 @@ def run_pass1(
     returning False (pass 2 ended early) stops the loop. ``event_limit`` > 0: the event
     branch is floating point, exact up to that value (the reader reads it as its last column).
     """
-    variables = models.variables
+    variables = models.variables  # the branches read; the models receive models.inputs
     where = f"tree '{reader.tree_path}' in '{reader.path}'"
     result = Pass1Result(per_fold=[0] * models.n_folds, nonfinite_scores=[0] * models.n_folds)
     aborted = False
@@ -251,7 +251,9 @@ def run_pass1(
             check_float_events(values[:, -1], event_branch, event_limit, where)
         result.entries += end - begin
         result.seconds_read += time.perf_counter() - start
-        good = _count_nonfinite(x, variables, result)
+        if models.evaluator is not None:  # expressions: check the values the models get
+            x = models.evaluator(x)
+        good = _count_nonfinite(x, models.inputs, result)
         if result.nonfinite_events and nonfinite_default is None:
             abort(f"non-finite inputs in {where}")
             continue

@@ -152,3 +152,24 @@ def non_empty(value: Any) -> Optional[str]:
 def unique(value: Any) -> Optional[str]:
     seen = [v for i, v in enumerate(value) if v in value[:i]]
     return f"holds duplicates: {choices_text(seen)}" if seen else None
+
+
+def expression(value: Any) -> Optional[str]:
+    """None if ``value`` passes the expression grammar (:mod:`htt_tmva.expressions`)."""
+    from htt_tmva.errors import ExpressionError
+    from htt_tmva.expressions import translate
+
+    try:
+        translate(value, "the expression")
+    except ExpressionError as error:
+        return f"has {error}"
+    return None
+
+
+def branch_name(value: Any) -> Optional[str]:
+    """None if ``value`` is a plain branch name (it is used in C++ as it is)."""
+    from htt_tmva.expressions import is_plain
+
+    if is_plain(value):
+        return None
+    return f"has value {value!r}, which is not a branch name (letters, digits and '_')"

@@ -23,6 +23,8 @@ from htt_tmva._root import RemoteUrl, is_remote
 from htt_tmva.config.schema import (
     Expression,
     Field,
+    branch_name,
+    expression,
     fraction,
     non_empty,
     positive,
@@ -57,8 +59,12 @@ PROCESS_SCHEMA = {
     "files": Field(
         list, items=Field(str), check=non_empty, doc="ROOT files, relative to base_path"
     ),
-    "cut_string": Field(Expression, default="1", doc="selection in ROOT expression syntax"),
-    "weight_string": Field(Expression, default="1", doc="event weight expression"),
+    "cut_string": Field(
+        Expression, default="1", check=expression, doc="selection in ROOT expression syntax"
+    ),
+    "weight_string": Field(
+        Expression, default="1", check=expression, doc="event weight expression"
+    ),
     "class": Field(str, doc="class (output tree) of this process"),
 }
 
@@ -67,8 +73,10 @@ DATASET_SCHEMA = {
     "output_filename": Field(str, doc="fold files are named fold{i}_<output_filename>"),
     "tree_path": Field(str, doc="path of the tree in every input file"),
     "base_path": Field(str, default=".", doc="folder the process files are relative to"),
-    "event_branch": Field(str, doc="event number branch used for the folds"),
-    "training_weight_branch": Field(str, doc="name of the computed weight branch"),
+    "event_branch": Field(str, check=branch_name, doc="event number branch used for the folds"),
+    "training_weight_branch": Field(
+        str, check=branch_name, doc="name of the computed weight branch"
+    ),
     "folds": Field(
         int, default=2, check=lambda v: None if v >= 2 else f"must be at least 2, got {v}"
     ),
@@ -120,11 +128,16 @@ TRAINING_SCHEMA = {
     "global_weight_scale": Field(
         float, default=1.0, doc="factor on event weights; no effect on keras or bdt models"
     ),
-    "event_weights": Field(str, doc="weight branch in the fold trees"),
+    "event_weights": Field(str, check=branch_name, doc="weight branch in the fold trees"),
     "event_branch": Field(
-        str, default="event", doc="event number, checks the fold of files without metadata"
+        str,
+        default="event",
+        check=branch_name,
+        doc="event number, checks the fold of files without metadata",
     ),
-    "variables": Field(list, items=Field(str), check=lambda v: non_empty(v) or unique(v)),
+    "variables": Field(
+        list, items=Field(str, check=expression), check=lambda v: non_empty(v) or unique(v)
+    ),
     "train_test_split": Field(float, default=0.75, check=fraction),
     "engine": Field(str, default="keras", choices=ENGINES),
     "preprocessing": Field(

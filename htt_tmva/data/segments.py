@@ -42,6 +42,7 @@ from htt_tmva.errors import (
     OutputError,
     branch_missing,
 )
+from htt_tmva.expressions import translate
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,11 @@ def segment_name(plan: Plan, fold: int) -> str:
 
 def selection_expressions(process: ProcessConfig) -> tuple[str, str]:
     """The C++ cut and weight of a process: the one place where a process's ``cut_string``
-    and ``weight_string`` become the code that selects and weights its events."""
-    return process.cut_string, process.weight_string
+    and ``weight_string`` become the code that selects and weights its events (translated by
+    :mod:`htt_tmva.expressions`: TTreeFormula's double arithmetic and grouping)."""
+    cut = translate(process.cut_string, f"cut_string of process '{process.name}'")
+    weight = translate(process.weight_string, f"weight_string of process '{process.name}'")
+    return cut.cpp, weight.cpp
 
 
 def compile_expressions(config: DatasetConfig, plans: list[Plan]) -> None:
@@ -96,15 +100,16 @@ def compile_expressions(config: DatasetConfig, plans: list[Plan]) -> None:
     for plan in plans:
         p, scalars = plan.process, plan.layout.scalars
         cut, weight = plan.expressions.cut, plan.expressions.weight
-        for kind, text in (("cut_string", cut), ("weight_string", weight)):
+        for kind, cpp in (("cut_string", cut), ("weight_string", weight)):
             alone = _copy.Expressions(
-                text if kind == "cut_string" else "true",
-                text if kind == "weight_string" else "1.",
+                cpp if kind == "cut_string" else "true",
+                cpp if kind == "weight_string" else "1.",
                 plan.expressions.inputs,
                 _copy.new_namespace(),
             )
             messages = _copy.compile_functions(_copy.function_code(alone, scalars))
             if messages:
+                text = getattr(p, kind)  # the user's expression, not its C++
                 _raise_expression_error(config, p, kind, text, messages, plan.layout)
     raise ExpressionError("the cut and weight expressions do not compile together")  # unlikely
 

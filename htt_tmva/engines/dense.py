@@ -78,9 +78,19 @@ class DenseNetwork:
 
     @classmethod
     def load(cls, path: Path) -> DenseNetwork:
+        """The layers saved at ``path``; activations only from :data:`ACTIVATIONS`."""
+        from htt_tmva.errors import ModelError
+
         with np.load(path) as data:
             n = int(data["n"])
-            return cls([(data[f"w{i}"], data[f"b{i}"], str(data[f"a{i}"])) for i in range(n)])
+            layers = [(data[f"w{i}"], data[f"b{i}"], str(data[f"a{i}"])) for i in range(n)]
+        for i, (_, _, activation) in enumerate(layers):
+            if activation not in ACTIVATIONS:
+                raise ModelError(
+                    f"'{path}': layer {i} has the activation {activation[:60]!r}, which is not "
+                    f"one of {', '.join(ACTIVATIONS)}"
+                )
+        return cls(layers)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         z = np.asarray(x, dtype=np.float32)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import htt_tmva.config  # noqa: F401 - first: it imports tmva_options (else an import cycle)
+from htt_tmva.cpp_text import cpp_string
 from htt_tmva.engines import tmva_checks as checks
 from htt_tmva.engines.tmva_options import (
     DATALOADER_OPTIONS,
@@ -153,7 +154,7 @@ class BookingPlan:
 
 
 def _quoted(value: Any) -> str:
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return cpp_string(value)
 
 
 def _merged(defaults: dict[str, Any], section: Any, declared: dict) -> dict[str, Any]:

@@ -165,20 +165,8 @@ class WeightFileModel(Model):
 
     def __init__(self, path: Path, weights, manifest: Manifest):
         self.path, self.weights, self.manifest = Path(path), weights, manifest
-        self.evaluator = None
-
-    def bind_columns(self, columns: list[str]) -> None:
-        """From now on ``predict`` takes the branches ``columns`` and evaluates the file's
-        variable expressions on them (as TMVA does, in double, stored as float)."""
-        from htt_tmva.application.expressions import ExpressionEvaluator
-
-        expressions = list(self.weights.expressions)
-        if [e.strip() for e in expressions] != list(columns):
-            self.evaluator = ExpressionEvaluator(expressions, columns)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        if self.evaluator is not None:
-            x = self.evaluator(x)
         # The Reader hands TMVA Float_t values: evaluate on the float32 inputs.
         x = np.asarray(x, dtype=np.float32).astype(np.float64)
         response = np.asarray(self.weights.response(x))

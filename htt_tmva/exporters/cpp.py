@@ -23,9 +23,12 @@ import re
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from htt_tmva.cpp_text import cpp_comment, cpp_string
 from htt_tmva.data.folds import model_for_fold
-from htt_tmva.errors import ExportError
+from htt_tmva.errors import ExportError, ExpressionError
 from htt_tmva.exporters.cpp_tmva import TMVA_HELPERS, is_tmva_spec, tmva_model
+from htt_tmva.exporters.spec import ACTIVATIONS
+from htt_tmva.expressions import translate, value_cpp
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -202,7 +205,7 @@ def _special(v) -> str:
 
 
 def _strings(values: Sequence[str]) -> str:
-    return ", ".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return ", ".join(cpp_string(v) for v in values)
 
 
 def _flat(matrix) -> list[float]:
@@ -374,8 +377,17 @@ BATCH = [
 ]
 
 
+def _activation(name: str) -> str:
+    """``name`` if it is one of the header's activations (a model file names it)."""
+    if name not in ACTIVATIONS:
+        raise ExportError(
+            f"activation {str(name)[:60]!r} cannot be exported; valid: {', '.join(ACTIVATIONS)}"
+        )
+    return name
+
+
 def _activate_rows(array: str, stride: int, n: int, activation: str) -> str:
-    if activation == "linear":
+    if _activation(activation) == "linear":
         return ""
     return (
         f"    for (std::size_t r = 0; r < rows; ++r) htt_tmva_export::activate({array}.data() + "
@@ -384,7 +396,10 @@ def _activate_rows(array: str, stride: int, n: int, activation: str) -> str:
 
 
 def _activate(array: str, n: int, activation: str) -> str:
-    return f"  htt_tmva_export::activate({array}, {n}, htt_tmva_export::Activation::{activation});"
+    return (
+        f"  htt_tmva_export::activate({array}, {n}, "
+        f"htt_tmva_export::Activation::{_activation(activation)});"
+    )
 
 
 def _tree_depth(tree: dict) -> int:
@@ -608,7 +623,7 @@ NAMESPACE_MARKER = "// htt-tmva namespace: "
 
 def _header(title: str, namespace: str, specs: Sequence[dict[str, Any]] = ()) -> list[str]:
     return [
-        f"// {title}",
+        f"// {cpp_comment(title)}",
         f"{NAMESPACE_MARKER}{namespace}",
         "// Written by htt-tmva export: self-contained C++17, standard library only.",
         "#pragma once",
@@ -628,7 +643,7 @@ def _expression_notes(spec: dict[str, Any]) -> list[str]:
     return [
         "// The inputs are the values of these TMVA variable expressions, in this order",
         "// (evaluate them as TMVA does: in double, stored as float):",
-        *[f"//   {i}: {e}" for i, e in enumerate(expressions)],
+        *[f"//   {i}: {cpp_comment(e)}" for i, e in enumerate(expressions)],
     ]
 
 
@@ -757,8 +772,8 @@ def application_header(
     """The fold-aware header of the application, whose inputs are ``branches`` (in order)
     and whose outputs are ``classes``.
 
-    Where the models' variables are TMVA expressions of those branches, an outer namespace
-    evaluates them as the Python path does (branches as double, each value stored as float)
+    Where the models' variables are expressions of those branches, an outer namespace
+    evaluates them as the Python path does (:func:`htt_tmva.expressions.value_cpp`)
     and calls the models' fold-aware header (inner namespace ``<namespace>_on_expressions``).
     Models whose outputs are not ``classes`` (e.g. a two-class TMVA job's one response) are
     refused.
@@ -774,8 +789,14 @@ def application_header(
         return fold_header(specs, namespace, scorer_of_fold=scorer_of_fold)
     inner = f"{namespace}_on_expressions"
     text = fold_header(specs, inner, scorer_of_fold=scorer_of_fold)
+    try:  # through the grammar: a model file's expression never becomes code unchecked
+        for b in branches:
+            translate(b, "input branch")
+        cpp = [value_cpp(e, "model variable") for e in variables]
+    except ExpressionError as error:
+        raise ExportError(str(error)) from None
     reads = [f"  const double {b} = htt_tmva_in_[{i}];" for i, b in enumerate(branches)]
-    values = ",\n".join(f"      static_cast<double>(static_cast<float>(({e})))" for e in variables)
+    values = ",\n".join(f"      {c}" for c in cpp)
     return "\n".join(
         [
             text,
@@ -804,10 +825,7 @@ def application_header(
             "    const double* htt_tmva_in_ = htt_tmva_inputs_ + htt_tmva_i_ * n_variables;",
             *[f"  {line}" for line in reads],
             f"    double* htt_tmva_v_ = htt_tmva_all_.data() + htt_tmva_i_ * {inner}::n_variables;",
-            *[
-                f"    htt_tmva_v_[{j}] = static_cast<double>(static_cast<float>(({e})));"
-                for j, e in enumerate(variables)
-            ],
+            *[f"    htt_tmva_v_[{j}] = {c};" for j, c in enumerate(cpp)],
             "  }",
             f"  {inner}::predict_batch_in_folds(htt_tmva_folds_, htt_tmva_all_.data(), "
             "htt_tmva_n_, htt_tmva_out_);",

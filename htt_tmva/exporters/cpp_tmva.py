@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from htt_tmva.cpp_text import cpp_comment
 from htt_tmva.errors import ExportError
 
 TMVA_HELPERS = r"""
@@ -251,7 +252,8 @@ def _transformation(op: dict[str, Any], k: int, nv: int, data: list, body: list)
         data.append(f"inline constexpr double {p}offset[{m}] = {{{_doubles(op['offset'])}}};")
         data.append(f"inline constexpr double {p}matrix[{m * m}] = {{{_doubles(matrix.ravel())}}};")
         body += [
-            f"  {{  // {op.get('name', 'linear')} (class block {op.get('class', '?')}): "
+            f"  {{  // {cpp_comment(op.get('name', 'linear'))} (class block "
+            f"{cpp_comment(op.get('class', '?'))}): "
             "y = (x - offset) M",
             f"    double y[{m}];",
             f"    for (std::size_t i = 0; i < {m}; ++i) {{",

@@ -1,21 +1,18 @@
 """The input variables of TMVA weight files, evaluated on ROOT ntuples.
 
 TMVA evaluates each variable's ``Expression`` with ROOT's expression syntax (TTreeFormula: the
-branches read as double) and stores the result as a float. Here each expression becomes a small
-JIT-compiled C++ function of its branches as doubles (C++ accepts TTreeFormula's arithmetic,
-comparisons, ``?:`` and the TMath/std functions), used in an RDataFrame ``Define`` and cast to
-float; integer and double branches are accepted. Spectators are never read.
+branches read as double) and stores the result as a float. Here each expression is parsed by
+the grammar of :mod:`htt_tmva.expressions` (a weight file cannot run code) and becomes a small
+JIT-compiled C++ function of its branches as doubles, used in an RDataFrame ``Define`` and cast
+to float; integer and double branches are accepted. Spectators are never read.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 def input_expressions(models: Sequence) -> list[str]:
@@ -39,31 +36,33 @@ def define_inputs(
 ):
     """Define one float column per expression on an RDataFrame node.
 
-    As TTreeFormula does, the branches an expression uses are read as double (so ``n/2`` of
-    an integer ``n`` is 2.5) and the result is stored as float. Returns ``(node, names)``:
-    the new node and the column name of each expression, in order. A plain branch name that
-    the tree lacks raises MissingBranchError with a did-you-mean; an expression that does not
-    compile raises ExpressionError (unknown identifiers in it raise MissingBranchError too).
+    Each expression goes through the grammar of :mod:`htt_tmva.expressions` (TTreeFormula's
+    semantics: every value a double, so ``n/2`` of an integer ``n`` is 2.5 and ``1/2*x`` is
+    ``0.5*x``); the result is stored as float. Returns ``(node, names)``: the new node and
+    the column name of each expression, in order. What the grammar refuses raises
+    ExpressionError (nothing is compiled); a branch that the tree lacks raises
+    MissingBranchError with a did-you-mean.
     """
     from htt_tmva._root import compile_expression
     from htt_tmva.errors import branch_missing
+    from htt_tmva.expressions import translate
 
     columns = list(columns)
+    what = f"TMVA variable expression in tree '{tree}' of '{file}'"
+    translated = [translate(e, what) for e in expressions]
     names = []
-    for index, expression in enumerate(expressions):
-        text = expression.strip()
-        if _IDENTIFIER.match(text) and text not in columns:
-            raise branch_missing(text, tree, file, columns)
-        used = _branches_used(text, columns)
-        function = _declare_expression(
-            text, used, expression, tree=tree, file=file, columns=columns
-        )
+    for index, (expression, t) in enumerate(zip(expressions, translated)):
+        missing = [b for b in t.branches if b not in columns]
+        if missing:
+            error = branch_missing(missing[0], tree, file, columns)
+            raise type(error)(f"TMVA variable expression '{expression}': {error}")
+        function = _declare_expression(t)
         name = f"{prefix}{index}"
         node = compile_expression(
             node,
             "Define",
             name,
-            f"{function}({', '.join(used)})",
+            f"{function}({', '.join(t.branches)})",
             what=f"TMVA variable expression '{expression}'",
             columns=columns,
             tree=tree,
@@ -73,48 +72,29 @@ def define_inputs(
     return node, names
 
 
-_TOKEN = re.compile(r"(?<![\w.:])[A-Za-z_][A-Za-z0-9_]*(?![\w(])")
-
-
-def _branches_used(text: str, columns: Sequence[str]) -> list[str]:
-    """The branches an expression names (identifiers that are columns, not called, not
-    members), in first-seen order."""
-    wanted = set(columns)
-    return list(dict.fromkeys(t for t in _TOKEN.findall(text) if t in wanted))
-
-
-def _declare_expression(text, used, expression, *, tree, file, columns) -> str:
-    """JIT-declare ``float f(double b1, ...) { return (float)(text); }`` once; its name."""
+def _declare_expression(translated) -> str:
+    """JIT-declare ``float f(double b1, ...) { return (float)(C++); }`` once; its name."""
     import hashlib
 
     from htt_tmva._root import captured_stderr, jit_errors, root
     from htt_tmva.errors import ExpressionError
 
-    digest = hashlib.sha1(f"{text}|{','.join(used)}".encode()).hexdigest()[:16]
+    used = translated.branches
+    digest = hashlib.sha1(f"{translated.cpp}|{','.join(used)}".encode()).hexdigest()[:16]
     name = f"htt_tmva_expression_{digest}"
     ROOT = root()
     if hasattr(ROOT, name):
         return name
     parameters = ", ".join(f"double {b}" for b in used)
-    source = f"float {name}({parameters}) {{ return static_cast<float>({text}); }}"
+    source = f"float {name}({parameters}) {{ return static_cast<float>({translated.cpp}); }}"
     with captured_stderr() as out:
         ok = ROOT.gInterpreter.Declare(source)
-    if ok:
-        return name
-    messages = jit_errors(out[0]) or ["(no message)"]
-    unknown = [m.group(1) for m in map(_UNDECLARED.search, messages) if m]
-    if unknown:
-        from htt_tmva.errors import branch_missing
-
-        error = branch_missing(unknown[0], tree, file, columns)
-        raise type(error)(f"TMVA variable expression '{expression}': {error}") from None
-    raise ExpressionError(
-        f"TMVA variable expression '{expression}' does not compile; ROOT says: "
-        + "; ".join(messages)
-    )
-
-
-_UNDECLARED = re.compile(r"use of undeclared identifier '([A-Za-z_][A-Za-z0-9_]*)'")
+    if not ok:  # pragma: no cover - the grammar lets only valid C++ through
+        raise ExpressionError(
+            f"TMVA variable expression '{translated.text}' does not compile; ROOT says: "
+            + "; ".join(jit_errors(out[0]) or ["(no message)"])
+        )
+    return name
 
 
 def read_inputs(path: str | Path, tree_path: str, model) -> np.ndarray:
