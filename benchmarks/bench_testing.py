@@ -17,6 +17,7 @@ events per second. Targets (issue 20): the whole command <= 6 s and <= 1 GB.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -73,10 +74,9 @@ def write_fold(path: Path, fold: int, events: int, classes: list[str], variables
         options.fMode = "RECREATE" if first else "UPDATE"
         df.Snapshot(cls, str(path), list(columns), options)
         first = False
-    from htt_tmva.data.dataset import fold_metadata
-
+    record = json.dumps({"fold": fold, "folds": 2, "event_branch": "event"})
     tfile = ROOT.TFile.Open(str(path), "UPDATE")
-    ROOT.TNamed("htt_tmva_fold", fold_metadata(fold, 2, "event")).Write()
+    ROOT.TNamed("htt_tmva_fold", record).Write()
     tfile.Close()
 
 
