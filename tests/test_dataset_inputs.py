@@ -146,6 +146,37 @@ def test_processes_sharing_files_read_each_file_once_with_the_per_process_result
     assert len(fold0["zll"]["event"]) > 0 and set(fold0) == {c for _, _, c in SHARED.values()}
 
 
+def test_reading_allocates_no_read_caches_for_local_files(tmp_path, shared_inputs):
+    """Memory: the class templates (cloned, never read) get no read cache, which every
+    CloneTree would otherwise create at the input's cluster size; local inputs are read
+    without one, remote ones with INPUT_CACHE_BYTES."""
+    from htt_tmva.data import _copy
+    from htt_tmva.data.dataset import make_plans
+
+    def shared(name, sample):
+        return [f"{sample}/{sample}_{part}.root" for part in (1, 0)]
+
+    config = load_dataset_config(
+        write_yaml(
+            tmp_path / "d.yaml",
+            document(shared_inputs, tmp_path / "out", shared_processes(shared)),
+        )
+    )
+    plans = make_plans(config)
+    ROOT = _copy.declare_helper()
+    templates = segments._Templates(ROOT, config, plans)
+    try:
+        for tree in templates.trees.values():
+            clone = tree.CloneTree(0)
+            assert tree.GetCacheSize() == 0
+            del clone
+    finally:
+        templates.close()
+    assert segments.input_cache_bytes(shared_inputs / "dy" / "dy_0.root") == 0
+    remote = "root://eos.example//store/dy_0.root"
+    assert segments.input_cache_bytes(remote) == segments.INPUT_CACHE_BYTES
+
+
 def test_shared_files_give_the_same_output_for_any_number_of_workers(tmp_path, shared_inputs):
     def shared(name, sample):
         return [f"{sample}/{sample}_{part}.root" for part in (1, 0)]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from htt_tmva._root import get_tree, open_root_file
+from htt_tmva._root import get_tree, is_remote, open_root_file
 from htt_tmva.config.stages import DatasetConfig, ProcessConfig
 from htt_tmva.data import _copy
 from htt_tmva.data.folds import FLOAT_EXACT_LIMIT
@@ -49,7 +49,9 @@ log = logging.getLogger(__name__)
 _EXACT_LIMITS = {"Float_t": FLOAT_EXACT_LIMIT, "Double_t": 2**53}
 #: memory for the baskets of the segments of one unit, whatever their number
 UNIT_BASKET_BYTES = 4_000_000
-#: read-ahead cache of a unit's input (ROOT's default is the input's cluster size, tens of MB)
+#: read-ahead cache of a remote (root://) input (ROOT's default is the input's cluster size,
+#: tens of MB); local inputs are read without one (the page cache serves them as fast, and
+#: each cache costs its size in memory per file read at once)
 INPUT_CACHE_BYTES = 4_000_000
 
 
@@ -142,6 +144,9 @@ class _Templates:
             tfile = open_root_file(first.path)
             self.files.append(tfile)
             tree = get_tree(tfile, config.tree_path)
+            # never read, only cloned: without this, every CloneTree gives it a read cache
+            # of the input's cluster size (30 MB allocated per class)
+            tree.SetCacheSize(0)
             main = [b for b in plan.keep if b not in first.friend_branches]
             ROOT.htt_tmva_dataset.set_active(tree, main)
             self.trees[cls], self.main[cls] = tree, main
@@ -175,6 +180,12 @@ def _units(plans: list[Plan]) -> list[_Unit]:
     return list(units.values())
 
 
+def input_cache_bytes(path) -> int:
+    """The read cache of an input file: INPUT_CACHE_BYTES for a remote file, none for a local
+    one."""
+    return INPUT_CACHE_BYTES if is_remote(path) else 0
+
+
 def scratch_path(folder: Path, number: int) -> Path:
     return folder / f"unit{number}.root"
 
@@ -190,7 +201,7 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
     """Open a unit's input and friends, connect the buffers, create its segment trees."""
     unit.tfile = open_root_file(unit.path)
     tree = get_tree(unit.tfile, config.tree_path)
-    tree.SetCacheSize(INPUT_CACHE_BYTES)
+    tree.SetCacheSize(input_cache_bytes(unit.path))
     for index, friend in enumerate(unit.layout.friend_files):
         element = tree.AddFriend(f"htt_tmva_friend{index}={config.tree_path}", str(friend))
         if not element or not element.GetTree():
