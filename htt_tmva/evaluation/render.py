@@ -48,12 +48,21 @@ def draw(job: Job) -> None:
 
 
 def _warm_up() -> None:
-    """Import matplotlib and load its fonts while the main process reads the data."""
+    """Import matplotlib, load its fonts and both writers (PNG, PDF) while the main process
+    reads the data: a worker's first figure then costs what the others do."""
+    import io
+
+    import matplotlib as mpl
+
     from htt_tmva.evaluation import plots
 
-    fig = plots.new_figure(1, 1)
-    fig.text(0.5, 0.5, "0.5")
-    fig.canvas.draw()
+    with mpl.rc_context(plots.STYLE):
+        fig = plots.new_figure(1, 1)
+        ax = fig.add_axes((0.2, 0.2, 0.6, 0.6))
+        ax.set_title("0.5")
+        ax.text(0.5, 0.5, "0.5")
+        for fmt in ("png", "pdf"):
+            fig.savefig(io.BytesIO(), format=fmt)
 
 
 def worker_count(jobs: int) -> int:
