@@ -221,17 +221,21 @@ def run_testing(
         from htt_tmva.engines.tmva_reader import check_tmva_reader
 
         check_tmva_reader()
-    # every output is written under a temporary name and all are renamed together at the
-    # end; the figure workers start now (they load matplotlib while the data is read) and
-    # draw each figure as soon as its numbers exist
-    with atomic_outputs(list(files.values())) as temps:
-        tmp = dict(zip(files, temps))
-        with Renderer(jobs=len(REPRESENTATIONS) + 2) as renderer:
-            evaluation = _evaluate(training, testing, fold, results, reader, renderer, tmp)
-            _log(evaluation, files["tables"])
-            summary = _summary(evaluation)
-            _write(evaluation, summary, tmp)
-            renderer.wait()
+    # the figure workers start now (they load matplotlib while the data is read) and draw
+    # each figure as soon as its numbers exist; every output is written under a temporary
+    # name and all are renamed together at the end
+    with Renderer(jobs=len(REPRESENTATIONS) + 2) as renderer:
+        data = _read_tested_fold(training, testing, fold)
+        with atomic_outputs(list(files.values())) as temps:
+            tmp = dict(zip(files, temps))
+            try:
+                evaluation = _evaluate(training, fold, data, results, reader, renderer, tmp)
+                _log(evaluation, files["tables"])
+                summary = _summary(evaluation)
+                _write(evaluation, summary, tmp)
+                renderer.wait()
+            finally:
+                renderer.close()  # no worker writes once the temporary files are removed
     log.info(
         "testing outputs of fold %d written to '%s' (%s*)",
         fold,
@@ -241,33 +245,37 @@ def run_testing(
     return summary
 
 
+def _read_tested_fold(training: TrainingConfig, testing: TestingConfig, fold: int) -> FoldData:
+    """The fold that the model of ``fold`` never saw, checked to be that fold."""
+    tested = scored_fold(fold, training.folds)
+    expected = ExpectedFold(
+        tested,
+        training.folds,
+        training.event_branch,
+        role=f"the fold that the model of fold {fold} is tested on: entry {tested} of "
+        f"'datasets' in {training.source}",
+    )
+    return read_fold_file(
+        training.datasets[tested],
+        training.classes,
+        training.variables,
+        testing.weight_branch,
+        expected=expected,
+    )
+
+
 def _evaluate(
     training: TrainingConfig,
-    testing: TestingConfig,
     fold: int,
+    data: FoldData,
     results: list[Scored],
     reader: Optional[str],
     renderer: Renderer,
     temps: dict[str, Path],
 ) -> Evaluation:
-    """Read the never-seen fold once, score it with every model, compute all numbers; each
-    figure goes to ``renderer`` (drawn into ``temps``) as soon as its numbers exist."""
-    k, classes = training.folds, training.classes
-    tested = scored_fold(fold, k)
-    expected = ExpectedFold(
-        tested,
-        k,
-        training.event_branch,
-        role=f"the fold that the model of fold {fold} is tested on: entry {tested} of "
-        f"'datasets' in {training.source}",
-    )
-    data = read_fold_file(
-        training.datasets[tested],
-        classes,
-        training.variables,
-        testing.weight_branch,
-        expected=expected,
-    )
+    """Score the tested fold with every model and compute all numbers; each figure goes to
+    ``renderer`` (drawn into ``temps``) as soon as its numbers exist."""
+    classes = training.classes
     labels = [r.label for r in results]
     for r in results:
         r.reader = reader if r.manifest.engine == "tmva" else None
