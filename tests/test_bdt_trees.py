@@ -76,3 +76,49 @@ def test_a_sound_model_passes_and_predicts(model_document, tmp_path):
     path = tmp_path / "fold0_bdt_model.json"
     path.write_text(json.dumps(model_document))
     assert _model(path).predict(np.zeros((2, 2))).shape == (2, 3)
+
+
+PREDICT = """
+import sys
+import numpy as np
+from htt_tmva.engines.bdt import BdtModel
+from htt_tmva.engines.manifest import Manifest
+path, best = sys.argv[1], None if sys.argv[2] == "-" else int(sys.argv[2])
+manifest = Manifest("bdt", "m.json", ["x", "y", "z"], ["a", "b", "c"], 0, 2, [0], 1, "", "")
+manifest.details["best_iteration"] = best
+x = np.load(sys.argv[3])
+np.save(sys.argv[4], BdtModel(manifest, None, 1, path=path).predict(x))
+print("xgboost imported" if "xgboost" in sys.modules else "no xgboost")
+"""
+
+
+@pytest.mark.parametrize("events, best", [(30000, None), (300, None), (300, 3)])
+def test_predictions_walk_the_trees_without_xgboost_as_xgboost_predicts(tmp_path, events, best):
+    """Finite inputs: the project's tree walk (compiled above 20 k events, numpy below), no
+    XGBoost import, XGBoost's probabilities to float precision, best_iteration kept;
+    NaN inputs: XGBoost itself (each node's default direction)."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2000, 3))
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5)
+    params = {"objective": "multi:softprob", "num_class": 3, "max_depth": 4, "nthread": 1}
+    booster = xgboost.train(params, xgboost.DMatrix(x, label=y), num_boost_round=8)
+    path = tmp_path / "m.json"
+    booster.save_model(str(path))
+    test = rng.normal(size=(events, 3)).astype(np.float32)
+    rounds = (0, best + 1) if best is not None else (0, 0)
+    for inputs, walked in ((test, True), (np.where(test > 1.5, np.nan, test), False)):
+        np.save(tmp_path / "x.npy", inputs)
+        command = [sys.executable, "-c", PREDICT, str(path), str(best) if best else "-"]
+        command += [str(tmp_path / "x.npy"), str(tmp_path / "p.npy")]
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == ("no xgboost" if walked else "xgboost imported")
+        got = np.load(tmp_path / "p.npy")
+        expected = booster.predict(xgboost.DMatrix(inputs), iteration_range=rounds)
+        assert got.dtype == np.float32 and got.shape == (events, 3)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        if not walked:
+            np.testing.assert_array_equal(got, expected)

@@ -1,4 +1,10 @@
-"""Reading the class trees of a fold file into arrays (one RDataFrame AsNumpy per class)."""
+"""Reading the class trees of a fold file into arrays.
+
+Branches of one number per event are read by a small C++ loop (declared once per process
+through ROOT's interpreter: no RDataFrame, whose start and just-in-time compilation cost
+seconds); a tree that needs more (TMVA-style expression variables, arrays, friends, the fold
+check by event numbers) is read with one RDataFrame AsNumpy. Both give the same values.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +28,38 @@ from htt_tmva.data.fold_identity import (
 )
 from htt_tmva.data.folds import fold_expression
 from htt_tmva.engines.base import FoldData
-from htt_tmva.errors import EmptySelectionError, NonFiniteError, branch_missing
+from htt_tmva.errors import EmptySelectionError, InputFileError, NonFiniteError, branch_missing
 
 log = logging.getLogger(__name__)
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_READER = r"""
+#include <TBranch.h>
+#include <TLeaf.h>
+#include <TTree.h>
+namespace htt_tmva_arrays {
+// Every entry of `tree`: the values of `n` one-value leaves of the tree itself, as double
+// (entries x n, row-major); returns the number of branch reads that failed.
+Long64_t read_leaves(TTree *tree, TLeaf *const *leaves, int n, double *out)
+{
+   const Long64_t entries = tree->GetEntries();
+   Long64_t failed = 0;
+   for (Long64_t i = 0; i < entries; ++i) {
+      for (int j = 0; j < n; ++j) {
+         failed += leaves[j]->GetBranch()->GetEntry(i) < 0;
+         out[i * n + j] = leaves[j]->GetValue(0);
+      }
+   }
+   return failed;
+}
+}
+"""
+#: leaves whose GetValue returns the stored number exactly as AsNumpy's array converted to
+#: float64 holds it (bool, integers, float, double)
+_SCALAR_LEAVES = frozenset(
+    ["TLeafO", "TLeafB", "TLeafS", "TLeafI", "TLeafL", "TLeafG", "TLeafF", "TLeafD"]
+)
 
 
 def read_fold_file(
@@ -47,7 +80,6 @@ def read_fold_file(
     record, else by its event numbers, read in the same pass); ``FoldData.origin`` then
     says how the fold was verified.
     """
-    ROOT = root()
     path = input_path(path)
     xs, ys, ws = [], [], []
     tfile = open_root_file(path)
@@ -67,30 +99,18 @@ def read_fold_file(
                     raise branch_missing(column, cls, str(path), names)
             if tree.GetEntries() == 0:
                 raise EmptySelectionError(f"class '{cls}' has no events in '{path}'")
-            frame, read = ROOT.RDataFrame(tree), {v: v for v in variables}
-            if expressions:  # TMVA-style variables (``var1+var2``): evaluated, as float
-                from htt_tmva.tmva.inputs import define_inputs
-
-                frame, defined = define_inputs(
-                    frame, expressions, tree=cls, file=str(path), columns=names
-                )
-                read.update(zip(expressions, defined))
-            columns = [*dict.fromkeys(read.values()), weight_branch]
             check_events = by_events and expected.event_branch in names
-            if check_events:
-                event_type = str(frame.GetColumnType(expected.event_branch))
-                frame = frame.Define(
-                    EVENT_FOLD_COLUMN,
-                    fold_expression(expected.event_branch, expected.folds, event_type),
-                )
-                columns.append(EVENT_FOLD_COLUMN)
-            elif by_events:
+            if by_events and not check_events:
                 unverified.append(cls)
-            data = frame.AsNumpy(columns)
-            if check_events:
-                check_event_folds(data[EVENT_FOLD_COLUMN], expected, cls, path)
-            x = np.column_stack([np.asarray(data[read[v]], dtype=np.float64) for v in variables])
-            w = np.asarray(data[weight_branch], dtype=np.float64)
+            columns = list(dict.fromkeys([*variables, weight_branch]))
+            leaves = None if expressions or check_events else _scalar_leaves(tree, columns)
+            if leaves is not None:
+                data = _read_leaves(tree, leaves, columns, cls, path)
+            else:
+                check = expected if check_events else None
+                data = _read_frame(tree, variables, weight_branch, names, check, cls, path)
+            x = np.column_stack([data[v] for v in variables])
+            w = data[weight_branch]
             _check_finite(x, w, variables, weight_branch, cls, path)
             w = w * (class_weights or {}).get(cls, 1.0) * scale
             _check_weights(w, cls, path)
@@ -120,6 +140,73 @@ def read_fold_file(
         list(classes),
         origin=record,
     )
+
+
+def _scalar_leaves(tree, columns: Sequence[str]) -> Optional[list]:
+    """The leaves of ``columns`` when each is the one leaf of a plain branch of ``tree``
+    itself (not of a friend) of that name, holding one number per entry; else None."""
+    ROOT = root()
+    leaves = []
+    for column in columns:
+        leaf = tree.GetLeaf(column)
+        if not leaf:
+            return None
+        branch = leaf.GetBranch()
+        if (
+            leaf.IsA().GetName() not in _SCALAR_LEAVES
+            or leaf.GetLeafCount()
+            or leaf.GetLenStatic() != 1
+            or branch.IsA().GetName() != "TBranch"
+            or branch.GetNleaves() != 1
+            or str(branch.GetName()) != column
+            or ROOT.addressof(branch.GetTree()) != ROOT.addressof(tree)
+        ):
+            return None
+        leaves.append(leaf)
+    return leaves
+
+
+def _read_leaves(tree, leaves: list, columns: Sequence[str], cls: str, path) -> dict:
+    """``columns`` (their ``leaves``) of every entry of ``tree`` as float64, by the C++ loop."""
+    ROOT = root()
+    declared = hasattr(ROOT, "htt_tmva_arrays")
+    if not declared and not ROOT.gInterpreter.Declare(_READER):  # pragma: no cover - a bug
+        raise RuntimeError("the column reader does not compile")
+    out = np.empty((int(tree.GetEntries()), len(leaves)), dtype=np.float64)
+    pointers = ROOT.std.vector["TLeaf*"](leaves)
+    failed = ROOT.htt_tmva_arrays.read_leaves(tree, pointers.data(), len(leaves), out)
+    if failed:
+        raise InputFileError(
+            f"tree '{cls}' of '{path}' cannot be read: {failed} branch reads failed "
+            "(a damaged file?)"
+        )
+    return {column: out[:, j] for j, column in enumerate(columns)}
+
+
+def _read_frame(tree, variables, weight_branch, names, expected, cls, path) -> dict:
+    """The variables (TMVA-style expressions evaluated, as float) and the weight as float64,
+    by one RDataFrame AsNumpy; with ``expected``, the events' folds are checked."""
+    ROOT = root()
+    frame, read = ROOT.RDataFrame(tree), {v: v for v in variables}
+    expressions = [v for v in variables if v not in names and not _PLAIN.match(v)]
+    if expressions:  # TMVA-style variables (``var1+var2``): evaluated, as float
+        from htt_tmva.tmva.inputs import define_inputs
+
+        frame, defined = define_inputs(frame, expressions, tree=cls, file=str(path), columns=names)
+        read.update(zip(expressions, defined))
+    columns = [*dict.fromkeys(read.values()), weight_branch]
+    if expected is not None:
+        event_type = str(frame.GetColumnType(expected.event_branch))
+        frame = frame.Define(
+            EVENT_FOLD_COLUMN, fold_expression(expected.event_branch, expected.folds, event_type)
+        )
+        columns.append(EVENT_FOLD_COLUMN)
+    data = frame.AsNumpy(columns)
+    if expected is not None:
+        check_event_folds(data[EVENT_FOLD_COLUMN], expected, cls, path)
+    out = {v: np.asarray(data[read[v]], dtype=np.float64) for v in variables}
+    out[weight_branch] = np.asarray(data[weight_branch], dtype=np.float64)
+    return out
 
 
 def _check_finite(x, w, variables, weight_branch, cls, path) -> None:

@@ -119,6 +119,7 @@ class BdtModel(Model):
     def __init__(self, manifest: Manifest, booster=None, n_jobs: int = 2, path=None):
         self.manifest, self._booster, self.n_jobs, self.path = manifest, booster, n_jobs, path
         self._checked = False
+        self._trees = None  # XgbForest once read; False: only XGBoost predicts this model
 
     @property
     def booster(self):
@@ -149,9 +150,31 @@ class BdtModel(Model):
             self._checked = True
         return document
 
+    def trees(self):
+        """The trees as :class:`~htt_tmva.exporters.xgboost_trees.XgbForest` to walk without
+        XGBoost, or None for a model that only XGBoost predicts (not a softmax gbtree)."""
+        if self._trees is None:
+            from htt_tmva.exporters.xgboost_trees import forest_from_document
+
+            document, source = self.model_json(), str(self.path or "the trained booster")
+            best = self.manifest.details.get("best_iteration")
+            try:
+                self._trees = forest_from_document(document, best, source)
+            except ModelError as exc:
+                log.debug("%s: predicted by XGBoost (%s)", source, exc)
+                self._trees = False
+        return self._trees or None
+
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities: finite inputs by walking the trees (no XGBoost import, the
+        same probabilities to float precision), others (NaN takes each node's default
+        direction) and other objectives by XGBoost."""
+        x = np.asarray(x, dtype=np.float32)
+        trees = self.trees()
+        if trees is not None and np.isfinite(x).all():
+            return trees.probabilities(x)
         xgboost = import_xgboost()
-        matrix = xgboost.DMatrix(np.asarray(x, dtype=np.float32), nthread=self.n_jobs)
+        matrix = xgboost.DMatrix(x, nthread=self.n_jobs)
         best = self.manifest.details.get("best_iteration")
         rounds = (0, best + 1) if best is not None else (0, 0)
         return self.booster.predict(matrix, iteration_range=rounds).reshape(len(x), -1)

@@ -48,12 +48,21 @@ def draw(job: Job) -> None:
 
 
 def _warm_up() -> None:
-    """Import matplotlib and load its fonts while the main process reads the data."""
+    """Import matplotlib, load its fonts and both writers (PNG, PDF) while the main process
+    reads the data: a worker's first figure then costs what the others do."""
+    import io
+
+    import matplotlib as mpl
+
     from htt_tmva.evaluation import plots
 
-    fig = plots.new_figure(1, 1)
-    fig.text(0.5, 0.5, "0.5")
-    fig.canvas.draw()
+    with mpl.rc_context(plots.STYLE):
+        fig = plots.new_figure(1, 1)
+        ax = fig.add_axes((0.2, 0.2, 0.6, 0.6))
+        ax.set_title("0.5")
+        ax.text(0.5, 0.5, "0.5")
+        for fmt in ("png", "pdf"):
+            fig.savefig(io.BytesIO(), format=fmt)
 
 
 def worker_count(jobs: int) -> int:
@@ -68,10 +77,11 @@ def worker_count(jobs: int) -> int:
 
 
 class Renderer:
-    """Draws jobs in forked workers (started at construction) or, without them, in turn."""
+    """Draws jobs in forked workers (started at construction) as soon as they are submitted,
+    or, without workers, in turn when waited for."""
 
     def __init__(self, jobs: int, workers: Optional[int] = None):
-        self.pool = None
+        self.pool, self.pending, self.futures = None, [], []
         workers = worker_count(jobs) if workers is None else workers
         if workers:
             import multiprocessing
@@ -82,12 +92,19 @@ class Renderer:
             self.warm = [self.pool.submit(_warm_up) for _ in range(workers)]
             log.debug("drawing the figures in %d worker processes", workers)
 
-    def run(self, jobs: Sequence[Job]) -> None:
+    def submit(self, jobs: Sequence[Job]) -> None:
+        """Start drawing ``jobs`` in the order given (the costliest first keeps the workers
+        busy alike); without workers they are drawn at :meth:`wait`."""
         if self.pool is None:
-            for job in jobs:
-                draw(job)
-            return
-        futures = [self.pool.submit(draw, job) for job in jobs]
+            self.pending.extend(jobs)
+        else:
+            self.futures.extend(self.pool.submit(draw, job) for job in jobs)
+
+    def wait(self) -> None:
+        """Every submitted figure drawn (its error raised here)."""
+        pending, futures, self.pending, self.futures = self.pending, self.futures, [], []
+        for job in pending:
+            draw(job)
         for future in futures:
             future.result()
 

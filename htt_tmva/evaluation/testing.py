@@ -221,57 +221,86 @@ def run_testing(
         from htt_tmva.engines.tmva_reader import check_tmva_reader
 
         check_tmva_reader()
-    # the figure workers start now, so that they load matplotlib while the data is read
+    # the figure workers start now (they load matplotlib while the data is read) and draw
+    # each figure as soon as its numbers exist; every output is written under a temporary
+    # name and all are renamed together at the end
     with Renderer(jobs=len(REPRESENTATIONS) + 2) as renderer:
-        evaluation = _evaluate(training, testing, fold, results, reader)
-        _log(evaluation, files["tables"])
-        summary = _summary(evaluation)
-        _write(evaluation, summary, files, renderer)
+        data = _read_tested_fold(training, testing, fold)
+        with atomic_outputs(list(files.values())) as temps:
+            tmp = dict(zip(files, temps))
+            try:
+                evaluation = _evaluate(training, fold, data, results, reader, renderer, tmp)
+                _log(evaluation, files["tables"])
+                summary = _summary(evaluation)
+                _write(evaluation, summary, tmp)
+                renderer.wait()
+            finally:
+                renderer.close()  # no worker writes once the temporary files are removed
+    log.info(
+        "testing outputs of fold %d written to '%s' (%s*)",
+        fold,
+        training.output_path,
+        files["json"].name.removesuffix("confusion.json"),
+    )
     return summary
 
 
-def _evaluate(
-    training: TrainingConfig,
-    testing: TestingConfig,
-    fold: int,
-    results: list[Scored],
-    reader: Optional[str],
-) -> Evaluation:
-    """Read the never-seen fold once, score it with every model, compute all numbers."""
-    k, classes = training.folds, training.classes
-    tested = scored_fold(fold, k)
+def _read_tested_fold(training: TrainingConfig, testing: TestingConfig, fold: int) -> FoldData:
+    """The fold that the model of ``fold`` never saw, checked to be that fold."""
+    tested = scored_fold(fold, training.folds)
     expected = ExpectedFold(
         tested,
-        k,
+        training.folds,
         training.event_branch,
         role=f"the fold that the model of fold {fold} is tested on: entry {tested} of "
         f"'datasets' in {training.source}",
     )
-    data = read_fold_file(
+    return read_fold_file(
         training.datasets[tested],
-        classes,
+        training.classes,
         training.variables,
         testing.weight_branch,
         expected=expected,
     )
-    for r in results:
-        r.reader = reader if r.manifest.engine == "tmva" else None
-        _score(r, fold, data.x, len(classes))
+
+
+def _evaluate(
+    training: TrainingConfig,
+    fold: int,
+    data: FoldData,
+    results: list[Scored],
+    reader: Optional[str],
+    renderer: Renderer,
+    temps: dict[str, Path],
+) -> Evaluation:
+    """Score the tested fold with every model and compute all numbers; each figure goes to
+    ``renderer`` (drawn into ``temps``) as soon as its numbers exist."""
+    classes = training.classes
     labels = [r.label for r in results]
     for r in results:
+        r.reader = reader if r.manifest.engine == "tmva" else None
         if labels.count(r.label) > 1:
             r.label = f"{r.label} ({r.testing.source.stem})"
 
-    predicted = results[0].proba.argmax(axis=1)
+    main = results[0]
+    _score(main, fold, data.x, len(classes))
+    predicted = main.proba.argmax(axis=1)
+    views = representations(confusion_matrix(data.y, predicted, data.w, len(classes)), classes)
+    histograms = score_histograms(main.proba, data.y, data.w)
+    renderer.submit(main_figure_jobs(main.label, classes, fold, views, histograms, temps))
+    for r in results[1:]:
+        _score(r, fold, data.x, len(classes))
+    rocs = [[thinned(c) for c in one_vs_rest(r.proba, data.y, data.w)] for r in results]
+    renderer.submit([roc_figure_job([r.label for r in results], rocs, classes, fold, temps)])
     return Evaluation(
         training,
         fold,
         data,
         results,
-        views=representations(confusion_matrix(data.y, predicted, data.w, len(classes)), classes),
+        views=views,
         sumw2=confusion_matrix(data.y, predicted, data.w**2, len(classes)),
-        rocs=[[thinned(c) for c in one_vs_rest(r.proba, data.y, data.w)] for r in results],
-        histograms=score_histograms(results[0].proba, data.y, data.w),
+        rocs=rocs,
+        histograms=histograms,
     )
 
 
@@ -340,62 +369,65 @@ def _summary(ev: Evaluation) -> dict:
     }
 
 
-def figure_jobs(ev: Evaluation, temps: dict[str, Path]) -> list[Job]:
-    """The figures of the step, as numbers to draw (see :mod:`htt_tmva.evaluation.render`)."""
-    main, classes, fold = ev.results[0], ev.training.classes, ev.fold
-    jobs = []
-    for name, view in ev.views.items():
+def main_figure_jobs(
+    label: str,
+    classes: Sequence[str],
+    fold: int,
+    views: dict[str, Representation],
+    histograms: tuple[np.ndarray, np.ndarray, np.ndarray],
+    temps: dict[str, Path],
+) -> list[Job]:
+    """The figures of the main model (score distributions, the costliest, first; confusion
+    matrices), as numbers to draw (see :mod:`htt_tmva.evaluation.render`)."""
+    jobs = [
+        Job(
+            "scores_figure",
+            (*histograms, classes, f"Score distributions ({label}, fold {fold})"),
+            [temps["scores.png"], temps["scores.pdf"]],
+        )
+    ]
+    for name, view in views.items():
         title, colorbar = REPRESENTATIONS[name]
         fractions = name in ("efficiency", "purity")
         jobs.append(
             Job(
                 "confusion_figure",
-                (view.values, classes, f"{title} ({main.label}, fold {fold})", colorbar),
+                (view.values, classes, f"{title} ({label}, fold {fold})", colorbar),
                 [temps[f"confusion_{name}.png"], temps[f"confusion_{name}.pdf"]],
                 {"fmt": "compact" if name == "standard" else ".3f",
                  "limits": (0.0, 1.0) if fractions else None},
             )
         )  # fmt: skip
-    curves = [(r.label, rocs) for r, rocs in zip(ev.results, ev.rocs)]
-    labels = ", ".join(r.label for r in ev.results)
-    jobs.append(
-        Job(
-            "roc_figure",
-            (curves, classes, f"One-vs-rest ROC ({labels}, fold {fold})"),
-            [temps["roc.png"], temps["roc.pdf"]],
-        )
-    )
-    jobs.append(
-        Job(
-            "scores_figure",
-            (*ev.histograms, classes, f"Score distributions ({main.label}, fold {fold})"),
-            [temps["scores.png"], temps["scores.pdf"]],
-        )
-    )
     return jobs
 
 
-def _write(ev: Evaluation, summary: dict, files: dict[str, Path], renderer: Renderer) -> None:
-    """Figures, tables, ROOT file, JSON and resolved config, renamed into place together."""
+def roc_figure_job(
+    labels: Sequence[str],
+    rocs: Sequence[Sequence[Roc]],
+    classes: Sequence[str],
+    fold: int,
+    temps: dict[str, Path],
+) -> Job:
+    """The ROC figure of every model (``labels``, ``rocs``: one list of curves per model)."""
+    return Job(
+        "roc_figure",
+        (list(zip(labels, rocs)), classes, f"One-vs-rest ROC ({', '.join(labels)}, fold {fold})"),
+        [temps["roc.png"], temps["roc.pdf"]],
+    )
+
+
+def _write(ev: Evaluation, summary: dict, temps: dict[str, Path]) -> None:
+    """Tables, ROOT file, JSON and resolved config (to their temporary names)."""
     from htt_tmva.evaluation import root_output
 
-    main, classes, fold = ev.results[0], ev.training.classes, ev.fold
-    with atomic_outputs(list(files.values())) as temps:
-        tmp = dict(zip(files, temps))
-        renderer.run(figure_jobs(ev, tmp))
-        tmp["tables"].write_text(tables_text(ev.views, classes, _headline(ev)))
-        root_output.write_matrices(
-            tmp["root"],
-            {name: (REPRESENTATIONS[name][0], view.values) for name, view in ev.views.items()},
-            classes,
-            ev.sumw2,
-        )
-        with open(tmp["json"], "w") as f:
-            json.dump(summary, f, indent=2, allow_nan=False)
-        main.testing.write_resolved(tmp["config"])
-    log.info(
-        "testing outputs of fold %d written to '%s' (%s*)",
-        fold,
-        ev.training.output_path,
-        files["json"].name.removesuffix("confusion.json"),
+    classes = ev.training.classes
+    temps["tables"].write_text(tables_text(ev.views, classes, _headline(ev)))
+    root_output.write_matrices(
+        temps["root"],
+        {name: (REPRESENTATIONS[name][0], view.values) for name, view in ev.views.items()},
+        classes,
+        ev.sumw2,
     )
+    with open(temps["json"], "w") as f:
+        json.dump(summary, f, indent=2, allow_nan=False)
+    ev.results[0].testing.write_resolved(temps["config"])

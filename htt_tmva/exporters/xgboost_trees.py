@@ -2,13 +2,15 @@
 
 Only what evaluation needs: per node its children, split feature, float32 threshold,
 missing-value direction and value; per tree its class; per class the base margin.
+:meth:`XgbForest.probabilities` evaluates them without XGBoost (the tree walk of
+:mod:`htt_tmva.tmva.bdt`, compiled for large batches) for finite inputs.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 
@@ -41,6 +43,46 @@ class XgbForest:
     n_classes: int
     n_features: int
     rounds: int
+    _walker: Any = field(default=None, repr=False, compare=False)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """``multi:softprob``'s class probabilities (float32) of finite float32 inputs: the
+        softmax of the base margin plus the leaf values of each class's trees (summed in
+        double, in tree order; XGBoost sums in float, so the two agree to float precision).
+        NaN, which XGBoost sends the way of each node's ``default_left``, is refused."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ModelError(
+                f"the trees take {self.n_features} variables, got inputs of shape {x.shape}"
+            )
+        if not np.isfinite(x).all():
+            raise ValueError("the tree walk takes finite inputs only")
+        z = self.walker().sums(x, self.n_classes) + self.base_margin.astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z.astype(np.float32)
+
+    def walker(self):
+        """The trees as one :class:`htt_tmva.tmva.bdt.Forest` (flat node arrays, a leaf
+        pointing to itself), built once."""
+        if self._walker is None:
+            from htt_tmva.tmva.bdt import Forest
+
+            sizes = np.array([len(t.left) for t in self.trees], dtype=np.intp)
+            roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+            parts: dict[str, list] = {k: [] for k in ("f", "c", "l", "r", "v")}
+            for tree, root in zip(self.trees, roots):
+                leaf = tree.left == -1
+                own = np.arange(len(leaf)) + root
+                parts["f"].append(np.where(leaf, 0, tree.feature))
+                parts["c"].append(np.where(leaf, np.float32(np.nan), tree.threshold))
+                parts["l"].append(np.where(leaf, own, tree.left + root))
+                parts["r"].append(np.where(leaf, own, tree.right + root))
+                parts["v"].append(np.where(leaf, tree.threshold.astype(np.float64), 0.0))
+            arrays = [np.concatenate(parts[k]) for k in "fclrv"]
+            self._walker = Forest.from_nodes(*arrays, roots)
+        return self._walker
 
 
 def _floats(text: str) -> list[float]:
@@ -51,9 +93,16 @@ def _floats(text: str) -> list[float]:
 def read_forest(booster, best_iteration: Optional[int] = None, source: str = "") -> XgbForest:
     """The trees a prediction uses (rounds up to ``best_iteration`` if early stopping kept
     fewer), refused unless the booster is a plain multiclass softmax gbtree."""
+    document = json.loads(bytes(booster.save_raw("json")))
+    return forest_from_document(document, best_iteration, source)
+
+
+def forest_from_document(
+    document: dict, best_iteration: Optional[int] = None, source: str = ""
+) -> XgbForest:
+    """:func:`read_forest` of XGBoost's JSON model document (``save_raw("json")``)."""
     from htt_tmva.engines.bdt import check_trees
 
-    document = json.loads(bytes(booster.save_raw("json")))
     check_trees(document, source)
     learner = document["learner"]
     objective = learner["objective"]["name"]

@@ -64,6 +64,31 @@ class Forest:
                 f"a node cuts on variable {self.features.max()}, the file has {n_var}"
             )
 
+    @classmethod
+    def from_nodes(cls, features, cuts, left, right, values, roots) -> Forest:
+        """Gradient-boosted trees (e.g. XGBoost's) from flat node arrays: every node sends
+        ``x >= cut`` right, a leaf points to itself and holds its value in ``values``."""
+        forest = cls.__new__(cls)
+        forest.header, forest.boost_type, forest.grad = None, "Grad", True
+        forest.yes_no_leaf, forest.weighted_trees = False, False
+        forest.features = np.asarray(features, dtype=np.intp)
+        forest.cuts = np.asarray(cuts, dtype=np.float32)
+        forest.inverted = np.zeros(len(forest.features), dtype=bool)
+        forest.left = np.asarray(left, dtype=np.intp)
+        forest.right = np.asarray(right, dtype=np.intp)
+        forest.values = np.asarray(values, dtype=np.float64)
+        forest.roots = np.asarray(roots, dtype=np.intp)
+        forest.boost_weights = np.ones(len(forest.roots))
+        forest.max_depth, level = 0, forest.roots
+        while True:  # all trees a level at a time
+            inner = level[forest.left[level] != level]
+            if not inner.size:
+                break
+            level = np.concatenate([forest.left[inner], forest.right[inner]])
+            forest.max_depth += 1
+        forest._padded = None
+        return forest
+
     def _leaf_value(self, node) -> float:
         header = self.header
         if self.grad:
