@@ -9,6 +9,7 @@ import numpy as np
 
 from htt_tmva.errors import ExportError
 from htt_tmva.exporters.onnx_nodes import F32, F64, Graph, clamp, count_at_most
+from htt_tmva.tmva.transforms import ERFINV_CENTRAL, ERFINV_TAIL
 
 
 def _columns(g: Graph, t: str, y: str, columns: list[int], nv: int) -> str:
@@ -112,30 +113,6 @@ def _gauss(g: Graph, column: str, pdf: dict[str, Any], op: dict[str, Any]) -> st
     return g.op("Mul", _erfinv(g, arg), g.const(1.414213562, F64))
 
 
-_ERFINV_CENTRAL = (
-    2.81022636e-08,
-    3.43273939e-07,
-    -3.5233877e-06,
-    -4.39150654e-06,
-    0.00021858087,
-    -0.00125372503,
-    -0.00417768164,
-    0.246640727,
-    1.50140941,
-)
-_ERFINV_TAIL = (
-    -0.000200214257,
-    0.000100950558,
-    0.00134934322,
-    -0.00367342844,
-    0.00573950773,
-    -0.0076224613,
-    0.00943887047,
-    1.00167406,
-    2.83297682,
-)
-
-
 def _erfinv(g: Graph, y: str) -> str:
     """The inverse error function of ``y`` (``[N, 1]``, double), as the C++ export computes
     it: Giles' approximation refined by two Newton steps on :func:`_erf`."""
@@ -148,9 +125,9 @@ def _erfinv(g: Graph, y: str) -> str:
 
     one = g.const(1.0, F64)
     w = g.op("Neg", g.op("Log", g.op("Mul", g.op("Sub", one, y), g.op("Add", one, y))))
-    central = horner(_ERFINV_CENTRAL, g.op("Sub", w, g.const(2.5, F64)))
+    central = horner(ERFINV_CENTRAL, g.op("Sub", w, g.const(2.5, F64)))
     tail_w = g.op("Sub", g.op("Sqrt", g.op("Max", w, g.const(5.0, F64))), g.const(3.0, F64))
-    p = g.op("Where", g.op("Less", w, g.const(5.0, F64)), central, horner(_ERFINV_TAIL, tail_w))
+    p = g.op("Where", g.op("Less", w, g.const(5.0, F64)), central, horner(ERFINV_TAIL, tail_w))
     x = g.op("Mul", p, y)
     for _ in range(2):  # Newton: d erf / dx = 2 / sqrt(pi) exp(-x^2)
         slope = g.op(

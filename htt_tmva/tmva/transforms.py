@@ -288,39 +288,39 @@ def erfinv(y: np.ndarray) -> np.ndarray:
     w = -np.log((1.0 - y) * (1.0 + y))
     central = w < 5.0
     wc, wt = w - 2.5, np.sqrt(np.maximum(w, 5.0)) - 3.0
-    pc = np.polyval(
-        [
-            2.81022636e-08,
-            3.43273939e-07,
-            -3.5233877e-06,
-            -4.39150654e-06,
-            0.00021858087,
-            -0.00125372503,
-            -0.00417768164,
-            0.246640727,
-            1.50140941,
-        ],
-        wc,
-    )
-    pt = np.polyval(
-        [
-            -0.000200214257,
-            0.000100950558,
-            0.00134934322,
-            -0.00367342844,
-            0.00573950773,
-            -0.0076224613,
-            0.00943887047,
-            1.00167406,
-            2.83297682,
-        ],
-        wt,
-    )
+    pc = np.polyval(ERFINV_CENTRAL, wc)
+    pt = np.polyval(ERFINV_TAIL, wt)
     x = np.where(central, pc, pt) * y
     erf = np.frompyfunc(math.erf, 1, 1)
     for _ in range(2):  # Newton: d erf / dx = 2/sqrt(pi) exp(-x^2)
         x = x - (erf(x).astype(np.float64) - y) / (2.0 / math.sqrt(math.pi) * np.exp(-x * x))
     return x
+
+
+#: Giles' approximation of erfinv (central w < 5 and tail), highest power first; shared by
+#: the numpy fallback here and the ONNX export (both refine it by Newton steps)
+ERFINV_CENTRAL = (
+    2.81022636e-08,
+    3.43273939e-07,
+    -3.5233877e-06,
+    -4.39150654e-06,
+    0.00021858087,
+    -0.00125372503,
+    -0.00417768164,
+    0.246640727,
+    1.50140941,
+)
+ERFINV_TAIL = (
+    -0.000200214257,
+    0.000100950558,
+    0.00134934322,
+    -0.00367342844,
+    0.00573950773,
+    -0.0076224613,
+    0.00943887047,
+    1.00167406,
+    2.83297682,
+)
 
 
 _KINDS = {
