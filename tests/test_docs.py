@@ -140,3 +140,8 @@ def test_docs_build_strict_without_warnings(tmp_path):
         text=True,
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_readme_stays_short():
+    """Options, tables and caveats belong in docs/; the README keeps one command per step."""
+    assert len(README.read_text().splitlines()) <= 120
