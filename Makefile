@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.htt_tmva-installed
 
-.PHONY: demo test lint install clean-demo
+.PHONY: demo test lint docs install clean-demo
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check htt_tmva tests benchmarks
 	$(BIN)/ruff format --check htt_tmva tests benchmarks
+
+# The reference in docs/, rendered with --strict (a broken link or anchor, a page missing from
+# mkdocs.yml's nav: an error) into site/.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean-demo:
 	rm -rf demo

@@ -540,7 +540,7 @@ def test_manifest_records_the_root_version_when_root_is_loaded(trained_models):
 
 
 def test_global_weight_scale_changes_no_bdt_model(training_config, tmp_path):
-    """As the README says: the engines rescale weights to mean 1, so the factor cancels."""
+    """As docs/training.md says: the engines rescale weights to mean 1, so the factor cancels."""
     models = []
     for scale in (1.0, 7.0):
         config = load_training_config(
