@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_engine_option(parser: argparse.ArgumentParser) -> None:
+def add_engine_option(parser) -> None:
     parser.add_argument(
         "--engine",
         choices=("keras", "bdt", "tmva"),
@@ -19,7 +19,7 @@ def add_engine_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_reader_option(parser: argparse.ArgumentParser) -> None:
+def add_reader_option(parser) -> None:
     parser.add_argument(
         "--reader",
         choices=("tmva",),
@@ -32,22 +32,21 @@ def add_reader_option(parser: argparse.ArgumentParser) -> None:
 def scoring_options() -> argparse.ArgumentParser:
     """A parent parser (``parents=[...]``) of the per-file options of ``apply``."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument(
+    group = parser.add_argument_group("scoring (per file; 'submit apply' gives them to each job)")
+    group.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the score branches of the same names (nothing else is removed)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--nonfinite-default",
         type=float,
         default=None,
         metavar="VALUE",
         help="score events with non-finite inputs as VALUE instead of failing",
     )
-    parser.add_argument(
-        "--chunk-size", type=int, default=500_000, help="events per inference batch"
-    )
-    parser.add_argument(
+    group.add_argument("--chunk-size", type=int, default=500_000, help="events per inference batch")
+    group.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -55,7 +54,7 @@ def scoring_options() -> argparse.ArgumentParser:
         "the default, where the models export); --no-compile: the Python path (two passes, "
         "batched inference)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--scoring-threads",
         type=int,
         default=None,
@@ -63,8 +62,8 @@ def scoring_options() -> argparse.ArgumentParser:
         help="threads that score ahead of the writing loop (compiled models; default: 2 for "
         "heavy networks, else 1); 0: the loop scores each entry itself (one read of the input)",
     )
-    add_engine_option(parser)
-    add_reader_option(parser)
+    add_engine_option(group)
+    add_reader_option(group)
     return parser
 
 
