@@ -4,6 +4,7 @@ outputs compared with the direct ``htt-tmva apply``, and ``--resubmit`` on them.
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -225,3 +226,22 @@ def test_every_per_file_option_of_apply_is_passed_to_the_jobs(setup, artus, tmp_
     run_job(jobs_dir / "apply.sub", condor_jobs(jobs_dir / "apply.sub")[0])
     assert "bdt_max_score" in branches(artus[1], NOMINAL)
     assert resubmitted(jobs_dir, tmp_path) == []
+
+
+def test_remote_inputs_are_queued_as_urls_and_never_in_place(setup, tmp_path):
+    """root:// inputs are not opened at submission (their jobs match the patterns) and keep
+    their URL; in place they are refused at submission, as 'apply' refuses them."""
+    configs = [str(c) for c in setup("bdt")]
+    url = "root://localhost//store/DYJets/DYJets.root"
+    result = submit(*configs, url, NOMINAL, SHIFTS, "--job-dir", "jobs", cwd=tmp_path)
+    assert result.returncode == 1 and "cannot be rewritten in place" in result.stderr
+    assert not (tmp_path / "jobs").exists()
+    result = submit(
+        *configs, url, NOMINAL, SHIFTS, "--friend-dir", "friends", "--job-dir", "jobs",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert condor_jobs(tmp_path / "jobs" / "apply.sub") == [[url, NOMINAL, SHIFTS]]
+    record = json.loads((tmp_path / "jobs" / "jobs.json").read_text())
+    (job,) = record["jobs"]["jobs"]
+    assert job["outputs"]["files"] == [str(tmp_path / "friends" / "DYJets" / "DYJets.root")]

@@ -147,7 +147,7 @@ def application_jobs(
     ``DIR/<nick>/<nick>.root``. ``options``: further ``apply`` arguments of every job.
     """
     from htt_tmva._root import is_remote
-    from htt_tmva.application.inputs import expand_inputs
+    from htt_tmva.application.inputs import check_remote_outputs, expand_inputs
     from htt_tmva.application.scores import record_path, score_names
     from htt_tmva.application.trees import friend_dir_target
     from htt_tmva.batch.checks import patterns_per_input
@@ -162,12 +162,14 @@ def application_jobs(
     patterns = [trees] if isinstance(trees, str) else list(trees)
     for pattern in patterns:
         check_job_text(pattern, "the tree (or pattern)")
+    expanded = expand_inputs(inputs)
     files = [
         check_job_text(str(f) if is_remote(str(f)) else str(Path(f).absolute()), "the input path")
-        for f in expand_inputs(inputs)
+        for f in expanded
     ]
     if friend is None and output is None and friend_dir is None and application.output_directory:
         friend_dir = str(application.output_directory)  # where each job's apply writes
+    check_remote_outputs(expanded, friend if friend is not None else friend_dir, output)
     target = friend if friend is not None else output
     in_folder = target is not None and (len(files) > 1 or Path(target).is_dir())
     if in_folder and not Path(target).is_dir():
