@@ -119,6 +119,13 @@ def test_in_place_jobs_score_every_folder_and_resubmit_checks_each(setup, artus,
         assert "bdt_max_score" in branches(artus[0], tree)
     assert "bdt_max_score" in branches(artus[1], NOMINAL)
     assert resubmitted(jobs_dir, tmp_path) == []
+    # submitted again without --overwrite: refused at submission, as each job would refuse
+    arguments = [*configs, *map(str, artus), "*/ntuple", "--job-dir", "again"]
+    result = submit(*arguments, cwd=tmp_path)
+    assert result.returncode == 1 and "give --overwrite" in result.stderr
+    assert f"of '{artus[0]}' has the score branches" in result.stderr
+    assert not (tmp_path / "again").exists()
+    assert submit(*arguments, "--overwrite", cwd=tmp_path).returncode == 0
 
     # a folder that appears in an input later matches the job's pattern without scores
     from htt_tmva._root import root

@@ -8,9 +8,9 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
-from htt_tmva.errors import BatchError, ConfigError, HttTmvaError, MissingTreeError
+from htt_tmva.errors import BatchError, ConfigError, HttTmvaError, MissingTreeError, OutputError
 
 if TYPE_CHECKING:  # jobs.py calls this module's submit-time checks
     from htt_tmva.batch.jobs import Job, JobSet
@@ -50,26 +50,35 @@ def tree_selection(path: str, patterns: Sequence[str]) -> dict[str, list[str]]:
     }
 
 
-def _listing(trees: Sequence[str], most: int = 12) -> str:
+def _listing(path: str, most: int = 12) -> str:
+    """The trees of the file ``path``, the first ``most`` of them."""
+    from htt_tmva._root import list_trees, open_root_file
+
+    tfile = open_root_file(path)
+    try:
+        trees = list_trees(tfile)
+    finally:
+        tfile.Close()
     shown = ", ".join(f"'{t}'" for t in trees[:most]) or "(none)"
     return shown + (f" and {len(trees) - most} more" if len(trees) > most else "")
 
 
-def patterns_per_input(files: Sequence[str], patterns: Sequence[str]) -> list[list[str]]:
-    """Per input, the tree paths and patterns its job is given: those that name a tree in
-    it. Checked here, for every input that can be opened: each has a tree, every plain tree
+def trees_per_input(
+    files: Sequence[str], patterns: Sequence[str]
+) -> list[Optional[dict[str, list[str]]]]:
+    """Per input, the tree paths and patterns that name a tree in it, with those trees.
+    Checked here, for every input that can be opened: each has a tree, every plain tree
     path is there, every pattern matches in some input (as ``htt-tmva apply`` refuses
-    otherwise). An input not opened here (remote, or unreadable: its job will say why) is
-    given all of them."""
+    otherwise). None for an input not opened here (remote, or unreadable: its job, given
+    every tree path and pattern, will say why)."""
     from htt_tmva._root import is_remote
     from htt_tmva.application.trees import is_pattern
 
     twice = sorted({p for p in patterns if list(patterns).count(p) > 1})
     if twice:
         raise ConfigError(f"tree(s) given twice: {twice}")
-    result: list[list[str]] = []
+    result: list[Optional[dict[str, list[str]]]] = []
     matched: set[str] = set()
-    all_checked = True
     for path in files:
         selected = None
         if not is_remote(path):
@@ -78,27 +87,52 @@ def patterns_per_input(files: Sequence[str], patterns: Sequence[str]) -> list[li
             except HttTmvaError as exc:
                 log.warning("the trees of '%s' are not checked here: %s", path, exc)
         if selected is None:
-            all_checked = False
-            result.append(list(patterns))
+            result.append(None)
             continue
         missing = [p for p in patterns if not is_pattern(p) and not selected[p]]
-        used = [p for p in patterns if selected[p]]
+        used = {p: trees for p, trees in selected.items() if trees}
         if missing or not used:
-            from htt_tmva._root import list_trees, open_root_file
-
-            tfile = open_root_file(path)
-            try:
-                present = list_trees(tfile)
-            finally:
-                tfile.Close()
             what = f"has no tree {missing}" if missing else f"has no tree matching {patterns}"
-            raise MissingTreeError(f"input '{path}' {what}; trees there: {_listing(present)}")
+            raise MissingTreeError(f"input '{path}' {what}; trees there: {_listing(path)}")
         matched.update(used)
         result.append(used)
     unused = [p for p in patterns if p not in matched]
-    if all_checked and unused:
+    if None not in result and unused:
         raise MissingTreeError(f"tree pattern(s) {unused} match no tree in any input file")
     return result
+
+
+def check_not_scored(
+    outputs: Sequence[str],
+    selections: Sequence[Optional[dict[str, list[str]]]],
+    branches: Sequence[str],
+) -> None:
+    """Refuse at submission what each job would refuse without ``--overwrite``: an output
+    (the input in place, an existing friend file or copy) whose trees to be scored hold
+    score branches already. Outputs that cannot be opened here are left to their jobs."""
+    from htt_tmva._root import branch_names, get_tree, open_root_file
+
+    for output, selected in zip(outputs, selections):
+        if selected is None or not os.path.isfile(output):
+            continue
+        try:
+            tfile = open_root_file(output)
+        except HttTmvaError:
+            continue
+        try:
+            for tree_path in dict.fromkeys(t for trees in selected.values() for t in trees):
+                try:
+                    there = set(branch_names(get_tree(tfile, tree_path)))
+                except HttTmvaError:  # not in a friend file yet
+                    continue
+                found = [b for b in branches if b in there]
+                if found:
+                    raise OutputError(
+                        f"tree '{tree_path}' of '{output}' has the score branches {found} "
+                        "already; give --overwrite to replace them (nothing was submitted)"
+                    )
+        finally:
+            tfile.Close()
 
 
 def application_output_problem(job: Job, token: str = "") -> str:

@@ -150,7 +150,7 @@ def application_jobs(
     from htt_tmva.application.inputs import check_remote_outputs, expand_inputs
     from htt_tmva.application.scores import record_path, score_names
     from htt_tmva.application.trees import friend_dir_target
-    from htt_tmva.batch.checks import patterns_per_input
+    from htt_tmva.batch.checks import check_not_scored, trees_per_input
     from htt_tmva.config.stages import load_application_config, load_training_config
 
     training = load_training_config(training_config)
@@ -194,11 +194,14 @@ def application_jobs(
         return path if is_remote(path) else os.path.realpath(path)  # in place, as apply
 
     outputs = _distinct_outputs(files, [output_of(f) for f in files])
-    per_file = patterns_per_input(files, patterns)
+    per_file = trees_per_input(files, patterns)
+    if "--overwrite" not in options:
+        check_not_scored(outputs, per_file, branches)
     jobs = []
     for start in range(0, len(files), files_per_job):
         group = files[start : start + files_per_job]
-        used = {p for chosen in per_file[start : start + files_per_job] for p in chosen}
+        chosen = per_file[start : start + files_per_job]
+        used = {p for s in chosen for p in (patterns if s is None else s)}
         group_trees = [p for p in patterns if p in used]
         written = outputs[start : start + files_per_job]
         jobs.append(
