@@ -252,3 +252,18 @@ def test_remote_inputs_are_queued_as_urls_and_never_in_place(setup, tmp_path):
     record = json.loads((tmp_path / "jobs" / "jobs.json").read_text())
     (job,) = record["jobs"]["jobs"]
     assert job["outputs"]["files"] == [str(tmp_path / "friends" / "DYJets" / "DYJets.root")]
+
+
+def test_a_linked_input_scored_in_place_counts_as_done(setup, artus, tmp_path):
+    """In place, apply rewrites the file behind a link and writes its record there: the
+    job's outputs and record are looked for there too."""
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "SingleMuon.root"
+    link.symlink_to(artus[1])
+    jobs_dir = tmp_path / "jobs"
+    configs = [str(c) for c in setup("bdt")]
+    result = submit(*configs, str(link), NOMINAL, "--job-dir", "jobs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_job(jobs_dir / "apply.sub", condor_jobs(jobs_dir / "apply.sub")[0])
+    assert link.is_symlink() and "bdt_max_score" in branches(artus[1], NOMINAL)
+    assert resubmitted(jobs_dir, tmp_path) == []
