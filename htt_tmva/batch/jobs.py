@@ -149,7 +149,6 @@ def application_jobs(
     from htt_tmva._root import is_remote
     from htt_tmva.application.inputs import check_remote_outputs, expand_inputs
     from htt_tmva.application.scores import record_path, score_names
-    from htt_tmva.application.trees import friend_dir_target
     from htt_tmva.batch.checks import check_not_scored, trees_per_input
     from htt_tmva.config.stages import load_application_config, load_training_config
 
@@ -170,30 +169,7 @@ def application_jobs(
     if friend is None and output is None and friend_dir is None and application.output_directory:
         friend_dir = str(application.output_directory)  # where each job's apply writes
     check_remote_outputs(expanded, friend if friend is not None else friend_dir, output)
-    target = friend if friend is not None else output
-    in_folder = target is not None and (len(files) > 1 or Path(target).is_dir())
-    if in_folder and not Path(target).is_dir():
-        raise ConfigError(
-            f"--{'friend' if friend is not None else 'output'} '{target}' must be an existing "
-            "folder when several input files are submitted (one output per input)"
-        )
-    mode_args = []
-    if friend is not None:
-        mode_args = ["--friend", str(Path(friend).absolute())]
-    elif output is not None:
-        mode_args = ["--output", str(Path(output).absolute())]
-    elif friend_dir is not None:
-        mode_args = ["--friend-dir", str(Path(friend_dir).expanduser().absolute())]
-
-    def output_of(path: str) -> str:
-        if friend_dir is not None:
-            return str(friend_dir_target(friend_dir, path).absolute())
-        if target is not None:
-            folder = Path(target).absolute()
-            return str(folder / Path(path).name if in_folder else folder)
-        return path if is_remote(path) else os.path.realpath(path)  # in place, as apply
-
-    outputs = _distinct_outputs(files, [output_of(f) for f in files])
+    outputs, mode_args = _outputs(files, friend, output, friend_dir)
     per_file = trees_per_input(files, patterns)
     if "--overwrite" not in options:
         check_not_scored(outputs, per_file, branches)
@@ -227,8 +203,31 @@ def application_jobs(
     )
 
 
-def _distinct_outputs(files: Sequence[str], outputs: list[str]) -> list[str]:
-    """``outputs``, refused when two inputs would write the same file (two jobs at once)."""
+def _outputs(
+    files: Sequence[str], friend: Optional[str], output: Optional[str], friend_dir: Optional[str]
+) -> tuple[list[str], list[str]]:
+    """The file each input's job writes (as ``apply`` names it: in place the file behind a
+    link) and the output-mode arguments of every job; two inputs with one output refused."""
+    from htt_tmva._root import is_remote
+    from htt_tmva.application.trees import friend_dir_target
+
+    target = friend if friend is not None else output
+    in_folder = target is not None and (len(files) > 1 or Path(target).is_dir())
+    if in_folder and not Path(target).is_dir():
+        raise ConfigError(
+            f"--{'friend' if friend is not None else 'output'} '{target}' must be an existing "
+            "folder when several input files are submitted (one output per input)"
+        )
+    if friend_dir is not None:
+        outputs = [str(friend_dir_target(friend_dir, f).absolute()) for f in files]
+        mode_args = ["--friend-dir", str(Path(friend_dir).expanduser().absolute())]
+    elif target is not None:
+        place = Path(target).absolute()  # a folder, or the file of a single input
+        outputs = [str(place / Path(f).name if in_folder else place) for f in files]
+        mode_args = ["--friend" if friend is not None else "--output", str(place)]
+    else:
+        outputs = [f if is_remote(f) else os.path.realpath(f) for f in files]
+        mode_args = []
     seen: dict[str, str] = {}
     for path, written in zip(files, outputs):
         key = os.path.realpath(written)
@@ -238,7 +237,7 @@ def _distinct_outputs(files: Sequence[str], outputs: list[str]) -> list[str]:
                 "give them distinct output folders (or names)"
             )
         seen[key] = path
-    return outputs
+    return outputs, mode_args
 
 
 def dataset_jobs(dataset_config: str, parts: str) -> JobSet:
