@@ -13,6 +13,7 @@ import time
 from typing import Callable, Optional
 
 from htt_tmva import __version__
+from htt_tmva.apply_options import add_engine_option, add_reader_option, scoring_options
 from htt_tmva.batch.arguments import add_submit_parser, run_submit
 from htt_tmva.errors import HttTmvaError
 
@@ -121,25 +122,6 @@ def _cache(args: argparse.Namespace) -> None:
     log.info("removed %d entries (%.1f MB) from %s", len(removed), freed, _cache.cache_folder())
 
 
-def _engine_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--engine",
-        choices=("keras", "bdt", "tmva"),
-        default=None,
-        help="engine (default: from the config, else keras)",
-    )
-
-
-def _reader_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--reader",
-        choices=("tmva",),
-        default=None,
-        help="evaluate TMVA weight files with TMVA::Reader (needs ROOT with TMVA) instead of "
-        "htt-tmva's own reader",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="htt-tmva",
@@ -200,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--engine tmva: print the TMVA booking plan (exact option strings), train nothing",
     )
-    _engine_option(p)
+    add_engine_option(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
@@ -218,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=(),
         help="further testing configs (e.g. another engine) drawn in the same ROC figure",
     )
-    _engine_option(p)
-    _reader_option(p)
+    add_engine_option(p)
+    add_reader_option(p)
     p.set_defaults(func=_confusion)
 
     p = sub.add_parser(
@@ -228,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Append <prefix><class>, <prefix>max_score and "
         "<prefix>max_index to each TREE of each INPUT; all trees of a file are written in "
         "one new file, verified and renamed once.",
+        parents=[scoring_options()],
     )
     p.add_argument("dataset_config", metavar="DATASET_CONFIG")
     p.add_argument("training_config", metavar="TRAINING_CONFIG")
@@ -261,35 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a full copy with the new branches to FILE",
     )
     p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the score branches of the same names (nothing else is removed)",
-    )
-    p.add_argument(
-        "--nonfinite-default",
-        type=float,
-        default=None,
-        metavar="VALUE",
-        help="score events with non-finite inputs as VALUE instead of failing",
-    )
-    p.add_argument("--chunk-size", type=int, default=500_000, help="events per inference batch")
-    p.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="score for the writing event loop with the models compiled to C++ (one pass; "
-        "the default, where the models export); --no-compile: the Python path (two passes, "
-        "batched inference)",
-    )
-    p.add_argument(
-        "--scoring-threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="threads that score ahead of the writing loop (compiled models; default: 2 for "
-        "heavy networks, else 1); 0: the loop scores each entry itself (one read of the input)",
-    )
-    p.add_argument(
         "--executor",
         default="local",
         metavar="local|dask[=ADDRESS]",
@@ -297,8 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(distributed RDataFrame, compiled models)",
     )
     p.add_argument("--workers", type=int, default=2, help="workers of a local Dask cluster")
-    _engine_option(p)
-    _reader_option(p)
     p.set_defaults(func=_apply)
 
     p = sub.add_parser(
@@ -319,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(per fold)",
     )
     p.add_argument("--overwrite", action="store_true", help="tmva: replace an existing file")
-    _engine_option(p)
+    add_engine_option(p)
     p.set_defaults(func=_export)
 
     p = sub.add_parser(

@@ -129,13 +129,13 @@ def test_application_jobs_group_files_and_reproduce_the_direct_command(applicati
     description = jobs_dir / "apply.sub"
     jobs = condor_jobs(description)
     files = [str(data / f"sample{i}.root") for i in range(3)]
-    assert jobs == [files[:2], files[2:]]
+    assert jobs == [[*files[:2], "ntuple"], [files[2], "ntuple"]]  # apply's INPUT... TREE...
 
     run_job(description, jobs[0])
     # --resubmit finds the job that has not run (its output is missing) and only that one
     result = htt_tmva("submit", "--resubmit", str(jobs_dir), "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert condor_jobs(jobs_dir / "apply.resubmit1.sub") == [files[2:]]
+    assert condor_jobs(jobs_dir / "apply.resubmit1.sub") == [[files[2], "ntuple"]]
 
     run_job(description, jobs[1])
     names = [f"bdt_{c}" for c in CLASSES] + ["bdt_max_score", "bdt_max_index"]
@@ -170,7 +170,7 @@ def test_resubmit_finds_a_damaged_output(application_setup, tmp_path):
     friend.write_bytes(friend.read_bytes()[: friend.stat().st_size // 2])
     result = htt_tmva("submit", "--resubmit", str(jobs_dir), "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert condor_jobs(jobs_dir / "apply.resubmit1.sub") == [[str(data / "sample0.root")]]
+    assert condor_jobs(jobs_dir / "apply.resubmit1.sub") == [[str(data / "sample0.root"), "ntuple"]]
 
 
 def test_setup_hook_is_sourced_before_the_command(bdt_training, tmp_path):

@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from htt_tmva.apply_options import scoring_arguments, scoring_options
+
 
 def _common(parser: argparse.ArgumentParser, step: str) -> None:
     default = f"htt-tmva-jobs/{step}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -84,20 +86,41 @@ def add_submit_parser(sub) -> argparse.ArgumentParser:
     p = steps.add_parser(
         "apply",
         help="one job per input file or group of files",
-        description="One job per group of --files-per-job inputs: htt-tmva apply ... FILES TREE.",
+        description="One job per group of --files-per-job inputs: htt-tmva apply ... FILES "
+        "TREE...; tree patterns are matched per file by the job (a job gets the patterns that "
+        "match in its files). The per-file options of 'htt-tmva apply' are passed to every job.",
+        parents=[scoring_options()],
     )
     p.add_argument("dataset_config", metavar="DATASET_CONFIG")
     p.add_argument("training_config", metavar="TRAINING_CONFIG")
     p.add_argument("application_config", metavar="APPLICATION_CONFIG")
-    p.add_argument("input", metavar="INPUT", nargs="+", help="ROOT file(s) or glob(s)")
-    p.add_argument("tree", metavar="TREE")
+    p.add_argument(
+        "input_and_trees",
+        metavar="INPUT... TREE",
+        nargs="+",
+        help="ROOT file(s) or glob(s), then one or more tree paths or patterns, as for "
+        "'htt-tmva apply' ('*/ntuple', mt_nominal/ntuple 'mt_*Up/ntuple')",
+    )
     p.add_argument("--files-per-job", type=int, default=1, metavar="N", help="default 1")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--friend", metavar="FOLDER", default=None, help="friend trees to FOLDER")
-    mode.add_argument("--output", metavar="FOLDER", default=None, help="full copies to FOLDER")
-    p.add_argument("--overwrite", action="store_true", help="replace branches of the same names")
-    p.add_argument("--nonfinite-default", default=None, metavar="VALUE")
-    p.add_argument("--engine", choices=("keras", "bdt", "tmva"), default=None)
+    mode.add_argument(
+        "--friend",
+        metavar="FOLDER",
+        default=None,
+        help="friend files to FOLDER/<input name> (one input: also a FILE)",
+    )
+    mode.add_argument(
+        "--friend-dir",
+        metavar="DIR",
+        default=None,
+        help="friend files in the classic layout DIR/<nick>/<nick>.root",
+    )
+    mode.add_argument(
+        "--output",
+        metavar="FOLDER",
+        default=None,
+        help="full copies to FOLDER/<input name> (one input: also a FILE)",
+    )
     _common(p, "apply")
     return parser
 
@@ -125,19 +148,18 @@ def _job_set(args: argparse.Namespace):
         return dataset_jobs(args.dataset_config, parts)
     if args.step == "train":
         return training_jobs(args.training_config, args.folds, args.engines, args.overwrite)
-    options = ["--overwrite"] if args.overwrite else []
-    if args.nonfinite_default is not None:
-        options += ["--nonfinite-default", str(args.nonfinite_default)]
-    if args.engine is not None:
-        options += ["--engine", args.engine]
+    from htt_tmva.application.trees import split_inputs_and_trees
+
+    inputs, trees = split_inputs_and_trees(args.input_and_trees)
     return application_jobs(
         args.dataset_config,
         args.training_config,
         args.application_config,
-        args.input,
-        args.tree,
+        inputs,
+        trees,
         args.files_per_job,
         args.friend,
         args.output,
-        options,
+        scoring_arguments(args),
+        friend_dir=args.friend_dir,
     )

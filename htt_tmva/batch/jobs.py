@@ -129,19 +129,27 @@ def application_jobs(
     training_config: str,
     application_config: str,
     inputs: Sequence[str],
-    tree: str,
+    trees: str | Sequence[str],
     files_per_job: int = 1,
     friend: Optional[str] = None,
     output: Optional[str] = None,
     options: Sequence[str] = (),
+    friend_dir: Optional[str] = None,
 ) -> JobSet:
-    """One job per group of ``files_per_job`` inputs: ``htt-tmva apply ... FILES TREE``.
+    """One job per group of ``files_per_job`` inputs: ``htt-tmva apply ... FILES TREES``.
 
+    ``trees``: tree paths and patterns, as ``apply`` takes them; each job is given those
+    that name a tree in its files (the job matches the patterns per file), so that a group
+    of files without shift folders is not refused for a pattern that matches elsewhere.
     With several jobs, ``--friend``/``--output`` must name a folder (one output per input,
-    named as the input), as they do for a local run over several inputs.
+    named as the input), as they do for a local run over several inputs; ``friend_dir``
+    (or the application config's ``output_directory``, as ``apply`` reads it): friend files
+    ``DIR/<nick>/<nick>.root``. ``options``: further ``apply`` arguments of every job.
     """
-    from htt_tmva.application.inputs import expand_inputs
+    from htt_tmva._root import is_remote
+    from htt_tmva.application.inputs import check_remote_outputs, expand_inputs
     from htt_tmva.application.scores import record_path, score_names
+    from htt_tmva.batch.checks import check_not_scored, trees_per_input
     from htt_tmva.config.stages import load_application_config, load_training_config
 
     training = load_training_config(training_config)
@@ -150,39 +158,37 @@ def application_jobs(
 
     if files_per_job < 1:
         raise ConfigError(f"--files-per-job must be at least 1, got {files_per_job}")
+    patterns = [trees] if isinstance(trees, str) else list(trees)
+    for pattern in patterns:
+        check_job_text(pattern, "the tree (or pattern)")
+    expanded = expand_inputs(inputs)
     files = [
-        check_job_text(str(Path(f).absolute()), "the input path") for f in expand_inputs(inputs)
+        check_job_text(str(f) if is_remote(str(f)) else str(Path(f).absolute()), "the input path")
+        for f in expanded
     ]
-    target = friend if friend is not None else output
-    in_folder = target is not None and (len(files) > 1 or Path(target).is_dir())
-    if in_folder and not Path(target).is_dir():
-        raise ConfigError(
-            f"--{'friend' if friend is not None else 'output'} '{target}' must be an existing "
-            "folder when several input files are submitted (one output per input)"
-        )
-    mode_args = []
-    if friend is not None:
-        mode_args = ["--friend", str(Path(friend).absolute())]
-    elif output is not None:
-        mode_args = ["--output", str(Path(output).absolute())]
+    if friend is None and output is None and friend_dir is None and application.output_directory:
+        friend_dir = str(application.output_directory)  # where each job's apply writes
+    check_remote_outputs(expanded, friend if friend is not None else friend_dir, output)
+    outputs, mode_args = _outputs(files, friend, output, friend_dir)
+    per_file = trees_per_input(files, patterns)
+    if "--overwrite" not in options:
+        check_not_scored(outputs, per_file, branches)
     jobs = []
     for start in range(0, len(files), files_per_job):
         group = files[start : start + files_per_job]
-        outputs = [
-            str(Path(target).absolute() / Path(f).name if in_folder else Path(target).absolute())
-            if target is not None
-            else f
-            for f in group
-        ]
+        chosen = per_file[start : start + files_per_job]
+        used = {p for s in chosen for p in (patterns if s is None else s)}
+        group_trees = [p for p in patterns if p in used]
+        written = outputs[start : start + files_per_job]
         jobs.append(
             Job(
-                [" ".join(group)],
+                [" ".join([*group, *group_trees])],
                 {
                     "inputs": group,
-                    "files": outputs,
-                    "tree": tree,
+                    "files": written,
+                    "trees": group_trees,
                     "branches": branches,
-                    "records": [str(record_path(o, application.branch_prefix)) for o in outputs],
+                    "records": [str(record_path(o, application.branch_prefix)) for o in written],
                 },
             )
         )
@@ -190,11 +196,48 @@ def application_jobs(
     return JobSet(
         step="apply",
         prefix=["apply", *configs, str(Path(application_config).absolute())],
-        columns=["files"],
-        arguments="$(files)",
-        suffix=[tree, *mode_args, *options],
+        columns=["input_and_trees"],
+        arguments="$(input_and_trees)",
+        suffix=[*mode_args, *options],
         jobs=jobs,
     )
+
+
+def _outputs(
+    files: Sequence[str], friend: Optional[str], output: Optional[str], friend_dir: Optional[str]
+) -> tuple[list[str], list[str]]:
+    """The file each input's job writes (as ``apply`` names it: in place the file behind a
+    link) and the output-mode arguments of every job; two inputs with one output refused."""
+    from htt_tmva._root import is_remote
+    from htt_tmva.application.trees import friend_dir_target
+
+    target = friend if friend is not None else output
+    in_folder = target is not None and (len(files) > 1 or Path(target).is_dir())
+    if in_folder and not Path(target).is_dir():
+        raise ConfigError(
+            f"--{'friend' if friend is not None else 'output'} '{target}' must be an existing "
+            "folder when several input files are submitted (one output per input)"
+        )
+    if friend_dir is not None:
+        outputs = [str(friend_dir_target(friend_dir, f).absolute()) for f in files]
+        mode_args = ["--friend-dir", str(Path(friend_dir).expanduser().absolute())]
+    elif target is not None:
+        place = Path(target).absolute()  # a folder, or the file of a single input
+        outputs = [str(place / Path(f).name if in_folder else place) for f in files]
+        mode_args = ["--friend" if friend is not None else "--output", str(place)]
+    else:
+        outputs = [f if is_remote(f) else os.path.realpath(f) for f in files]
+        mode_args = []
+    seen: dict[str, str] = {}
+    for path, written in zip(files, outputs):
+        key = os.path.realpath(written)
+        if key in seen:
+            raise ConfigError(
+                f"inputs '{seen[key]}' and '{path}' would both be written to '{written}'; "
+                "give them distinct output folders (or names)"
+            )
+        seen[key] = path
+    return outputs, mode_args
 
 
 def dataset_jobs(dataset_config: str, parts: str) -> JobSet:
