@@ -15,8 +15,8 @@ from conftest import training_document, write_yaml
 
 from htt_tmva.engines.base import load_model
 from htt_tmva.errors import ExportError
-from htt_tmva.exporters.cpp import fold_header, model_header
-from htt_tmva.exporters.spec import keras_ops, model_spec
+from htt_tmva.export.cpp import fold_header, model_header
+from htt_tmva.export.spec import keras_ops, model_spec
 
 RTOL = 1e-5
 
@@ -231,7 +231,7 @@ def test_processes_building_the_same_library_at_once_all_get_it(tmp_path):
     library = tmp_path / "cache" / "abc" / "htt_tmva_test_abc.so"
     script = (
         "import sys; from pathlib import Path\n"
-        "from htt_tmva.exporters.compile import build, compiler\n"
+        "from htt_tmva.export.compile import build, compiler\n"
         "source = 'extern \"C\" int answer() { return 42; }\\n' + '// padding\\n' * 20000\n"
         "build(source, Path(sys.argv[1]), compiler(), 'a test library')\n"
     )

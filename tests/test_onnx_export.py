@@ -25,8 +25,8 @@ from htt_tmva.data.folds import scored_fold  # noqa: E402
 from htt_tmva.engines.base import load_model  # noqa: E402
 from htt_tmva.engines.manifest import file_digest, manifest_path  # noqa: E402
 from htt_tmva.errors import ExportError, HttTmvaError, ModelError  # noqa: E402
-from htt_tmva.exporters.onnx_format import onnx_model, write_onnx_files  # noqa: E402
-from htt_tmva.exporters.spec import model_spec  # noqa: E402
+from htt_tmva.export.onnx_format import onnx_model, write_onnx_files  # noqa: E402
+from htt_tmva.export.spec import model_spec  # noqa: E402
 from htt_tmva.tmva import SUPPORTED_METHODS, read_weights  # noqa: E402
 
 PAIRS = json.loads((REAL_FILES / "pairs.json").read_text()) if REAL_FILES.is_dir() else []
@@ -244,8 +244,8 @@ def test_refused_export_writes_nothing(trained_models, fold_dir, tmp_path):
 def test_tmva_engine_exports_its_weight_files_per_fold(fold_dir, tmp_path):
     """``--engine tmva``: each fold's weight file of the booked method (a real BDT here) as
     ONNX next to it; the fold with a manifest gets the digest recorded."""
-    from htt_tmva.engines.tmva_plan import book_method
-    from htt_tmva.engines.weightfile import weights_manifest
+    from htt_tmva.tmva.plan import book_method
+    from htt_tmva.tmva.weightfile import weights_manifest
 
     pair = REAL["pair4"]
     doc = training_document(fold_dir, tmp_path / "models", engine="tmva")
