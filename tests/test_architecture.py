@@ -60,3 +60,15 @@ def test_an_upward_import_or_a_cycle_breaks_the_contracts(tmp_path):
     report = result.stdout + result.stderr
     assert result.returncode == 1, report
     assert "htt_tmva.engines.base -> htt_tmva.export.spec" in report
+
+
+def test_the_export_package_is_also_the_api_function(tmp_path):
+    """Importing a module of htt_tmva/export/ binds ``htt_tmva.export`` to the package; it
+    still is the API function ``htt_tmva.export(config, ...)``."""
+    import htt_tmva
+    import htt_tmva.export.spec  # noqa: F401
+    from htt_tmva.errors import ConfigError
+
+    assert callable(htt_tmva.export)
+    with pytest.raises(ConfigError, match="unknown export format 'pmml'"):
+        htt_tmva.export(tmp_path / "training.yaml", 0, None, "pmml")

@@ -6,12 +6,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import training_document, write_yaml
 
 from htt_tmva.engines.base import load_model
 from htt_tmva.errors import ExportError
@@ -123,50 +121,10 @@ def test_fold_header_takes_unsigned_event_numbers_exactly(trained_models):
         assert ROOT.u64_fold3_of(event) == event % 3
 
 
-@pytest.fixture(scope="module")
-def special_models(fold_dir, tmp_path_factory):
-    """smhtt with quantile preprocessing, and a user model with Normalization,
-    BatchNormalization, Dropout and a Dense layer without bias (not a plain Dense stack)."""
-    from htt_tmva.config import load_training_config
-    from htt_tmva.training import train_folds
-
-    directory = tmp_path_factory.mktemp("special")
-    user = directory / "usermodel.py"
-    user.write_text(
-        textwrap.dedent(
-            """
-            import keras
-
-            def normalised(n_inputs, n_outputs):
-                return keras.Sequential([
-                    keras.Input((n_inputs,)),
-                    keras.layers.BatchNormalization(),
-                    keras.layers.Dense(8, activation="tanh", use_bias=False),
-                    keras.layers.Dropout(0.1),
-                    keras.layers.BatchNormalization(),
-                    keras.layers.Activation("elu"),
-                    keras.layers.Dense(n_outputs, activation="softmax"),
-                ])
-            """
-        )
-    )
-    result = {}
-    for name, model, pre in [
-        ("smhtt", "smhtt", "quantile"),
-        ("user", f"{user}:normalised", "standard"),
-    ]:
-        doc = training_document(fold_dir, directory / name, preprocessing=pre)
-        doc["model"] = {"name": model, "batch_size": 256, "epochs": 2, "seed": 1}
-        config = load_training_config(write_yaml(directory / f"{name}.yaml", doc))
-        (trained,) = train_folds(config, [0], engine="keras")
-        result[name] = directory / name / trained.manifest.model_file
-    return result
-
-
 @needs_gxx
 @pytest.mark.parametrize("name", ["smhtt", "user"])
-def test_special_models_match_python(special_models, name, tmp_path):
-    model = load_model(special_models[name])
+def test_special_models_match_python(special_keras_models, name, tmp_path):
+    model = load_model(special_keras_models[name]["model"])
     if name == "user":
         assert model.dense is None  # goes through the Keras layers
     x = inputs(300)
