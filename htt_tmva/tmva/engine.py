@@ -23,7 +23,7 @@ class TmvaEngine(Engine):
     name = "tmva"
 
     def check_available(self) -> None:
-        """Loading weight files needs no TMVA; training checks TMVA itself (tmva_train)."""
+        """Loading weight files needs no TMVA; training checks TMVA itself (factory.py)."""
 
     def model_path(self, output_path: Path, fold: int, model_name: str) -> Path:
         return (
