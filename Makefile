@@ -25,7 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check htt_tmva tests benchmarks
 	$(BIN)/ruff format --check htt_tmva tests benchmarks
-	$(BIN)/lint-imports --no-cache
+	PYTHONPATH=. $(BIN)/lint-imports --no-cache --no-logo
 
 clean-demo:
 	rm -rf demo
