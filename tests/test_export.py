@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -205,3 +206,28 @@ def test_processes_building_the_same_library_at_once_all_get_it(tmp_path):
         "htt_tmva_test_abc.cxx",
         "htt_tmva_test_abc.so",
     ]
+
+
+def test_every_model_describes_itself_and_others_are_refused_by_name(trained_models):
+    """The export asks the model for its description (``Model.describe``): keras and bdt
+    models give theirs; a model that has none (e.g. TMVA::Reader's) is refused naming its
+    engine, and what is not a model naming its type."""
+    from htt_tmva.engines.base import Model
+
+    for engine in ("keras", "bdt"):
+        model = load_model(trained_models[engine]["models"][0])
+        assert model_spec(model) == model.describe()
+
+    class ReaderModel(Model):
+        manifest = SimpleNamespace(engine="tmva")
+
+        def predict(self, x):
+            return x
+
+        def save(self, model_path):
+            return []
+
+    with pytest.raises(ExportError, match="models of engine 'tmva' cannot be exported"):
+        model_spec(ReaderModel())
+    with pytest.raises(ExportError, match="a dict is not a model that can be exported"):
+        model_spec({"kind": "network"})
