@@ -25,6 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check htt_tmva tests benchmarks
 	$(BIN)/ruff format --check htt_tmva tests benchmarks
+	PYTHONPATH=. $(BIN)/lint-imports --no-cache --no-logo
 
 # The reference in docs/, rendered with --strict (a broken link or anchor, a page missing from
 # mkdocs.yml's nav: an error) into site/.

@@ -148,7 +148,7 @@ def main() -> None:
         rows.append(
             ("(d) real TMVA file (pair #4), compiled", best_rate(real.response, x, args.repeat))
         )
-    from htt_tmva.tmva import _forest_kernel
+    from htt_tmva.engines import _forest_kernel
 
     kernel = _forest_kernel.kernel()
     if kernel is None:

@@ -6,7 +6,7 @@ by the functions that need them.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from htt_tmva._version import __version__
 
 _API = (
     "apply",

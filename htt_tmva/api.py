@@ -194,6 +194,6 @@ def export(
     >>> [p.name for p in htt_tmva.export(configs["training"])]
     ['htt_tmva_bdt_folds.hxx']
     """
-    from htt_tmva.exporters.run import export_models
+    from htt_tmva.export.run import export_models
 
     return export_models(training_config, fold, engine, format, overwrite=overwrite)

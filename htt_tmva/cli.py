@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Callable, Optional
 
-from htt_tmva import __version__
+from htt_tmva._version import __version__
 from htt_tmva.apply_options import add_engine_option, add_reader_option, scoring_options
 from htt_tmva.batch.arguments import add_submit_parser, run_submit
 from htt_tmva.errors import HttTmvaError
@@ -98,7 +98,7 @@ def _apply(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from htt_tmva.exporters.run import export_models
+    from htt_tmva.export.run import export_models
 
     export_models(
         args.training_config, args.fold, args.engine, args.format, overwrite=args.overwrite

@@ -10,13 +10,14 @@ from typing import Optional
 import numpy as np
 
 from htt_tmva.config.stages import TrainingConfig
-from htt_tmva.data.arrays import read_fold_file
-from htt_tmva.data.fold_identity import ExpectedFold, check_same_dataset
+from htt_tmva.data.arrays import load_training_data
 from htt_tmva.data.folds import scored_fold
 from htt_tmva.engines.base import Engine, FoldData, Model, get_engine
 from htt_tmva.errors import ConfigError, HttTmvaError, ModelError, OutputError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["load_training_data", "split", "train_fold", "train_folds"]
 
 
 def split(data: FoldData, train_fraction: float, seed: int) -> tuple[FoldData, FoldData]:
@@ -28,27 +29,6 @@ def split(data: FoldData, train_fraction: float, seed: int) -> tuple[FoldData, F
         rng.shuffle(members)
         train_mask[members[: int(round(train_fraction * len(members)))]] = True
     return data.subset(train_mask), data.subset(~train_mask)
-
-
-def load_training_data(config: TrainingConfig, fold: int) -> FoldData:
-    """The arrays of ``datasets[fold]`` with event, class and global weights applied; refused
-    unless the file holds fold ``fold`` (its metadata, else its event numbers)."""
-    expected = ExpectedFold(
-        fold,
-        config.folds,
-        config.event_branch,
-        role=f"entry {fold} of 'datasets' in {config.source}",
-    )
-    check_same_dataset(config.datasets, f"'datasets' in {config.source}")
-    return read_fold_file(
-        config.datasets[fold],
-        config.classes,
-        config.variables,
-        config.event_weights,
-        config.class_weights,
-        config.global_weight_scale,
-        expected,
-    )
 
 
 def train_fold(config: TrainingConfig, fold: int, engine: Engine, overwrite: bool = False) -> Model:
@@ -114,7 +94,7 @@ def train_folds(
     ``dry_run`` prints its booking plan instead and needs no TMVA.
     """
     if (engine or config.engine) == "tmva":
-        from htt_tmva.engines.tmva_train import train_tmva_folds
+        from htt_tmva.tmva.factory import train_tmva_folds
 
         return train_tmva_folds(config, folds, overwrite=overwrite, dry_run=dry_run)
     if dry_run:

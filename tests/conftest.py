@@ -147,3 +147,52 @@ def trained_models(fold_dir, tmp_path_factory) -> dict:
             "preprocessing": preprocessing,
         }
     return result
+
+
+USER_MODEL = """
+import keras
+
+def normalised(n_inputs, n_outputs):
+    return keras.Sequential([
+        keras.Input((n_inputs,)),
+        keras.layers.BatchNormalization(),
+        keras.layers.Dense(8, activation="tanh", use_bias=False),
+        keras.layers.Dropout(0.1),
+        keras.layers.BatchNormalization(),
+        keras.layers.Activation("elu"),
+        keras.layers.Dense(n_outputs, activation="softmax"),
+    ])
+"""
+
+
+@pytest.fixture(scope="session")
+def special_keras_models(fold_dir, tmp_path_factory) -> dict:
+    """Keras models beyond a plain Dense stack, fold 0 each, for the exports: ``smhtt`` with
+    quantile preprocessing; ``user``, a user model of BatchNormalization, a Dense layer without
+    bias, Dropout, an Activation layer and a softmax Dense.
+
+    Returns name -> {"document", "training_config", "output_path", "model"}; tests that write
+    next to a model work on a copy of its output_path.
+    """
+    from htt_tmva.config import load_training_config
+    from htt_tmva.training import train_folds
+
+    directory = tmp_path_factory.mktemp("special_keras")
+    user = directory / "usermodel.py"
+    user.write_text(USER_MODEL)
+    result = {}
+    for name, model, pre in [
+        ("smhtt", "smhtt", "quantile"),
+        ("user", f"{user}:normalised", "standard"),
+    ]:
+        doc = training_document(fold_dir, directory / name, preprocessing=pre)
+        doc["model"] = {"name": model, "batch_size": 256, "epochs": 2, "seed": 1}
+        config = write_yaml(directory / f"{name}.yaml", doc)
+        (trained,) = train_folds(load_training_config(config), [0], engine="keras")
+        result[name] = {
+            "document": doc,
+            "training_config": config,
+            "output_path": directory / name,
+            "model": directory / name / trained.manifest.model_file,
+        }
+    return result

@@ -48,7 +48,7 @@ def _model(path) -> BdtModel:
 
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_damaged_trees_are_refused_naming_the_file(model_document, damage, tmp_path):
-    from htt_tmva.exporters.spec import model_spec
+    from htt_tmva.export.spec import model_spec
 
     change, message = DAMAGES[damage]
     document = json.loads(json.dumps(model_document))
@@ -66,7 +66,7 @@ def test_damaged_trees_are_refused_naming_the_file(model_document, damage, tmp_p
         booster.load_model(str(path))
     except xgboost.core.XGBoostError:  # XGBoost's own check caught this one
         return
-    from htt_tmva.exporters.xgboost_trees import read_forest
+    from htt_tmva.engines.xgboost_trees import read_forest
 
     with pytest.raises(ModelError, match=message):  # the TMVA export
         read_forest(booster, None, str(path))

@@ -84,7 +84,7 @@ def test_a_library_planted_in_an_unsafe_cache_is_never_loaded(cache, tmp_path):
 
 
 def test_the_bdt_kernel_is_not_loaded_from_an_unsafe_cache(cache, tmp_path, caplog):
-    from htt_tmva.tmva import _forest_kernel
+    from htt_tmva.engines import _forest_kernel
 
     library = _forest_kernel.build_library()
     plant(library)
@@ -124,7 +124,7 @@ def test_processes_building_the_kernel_at_once_with_one_pid_all_get_it(cache):
     unique anyway, and no truncated library is ever cached."""
     script = (
         "import os; os.getpid = lambda: 4242\n"
-        "from htt_tmva.tmva import _forest_kernel\n"
+        "from htt_tmva.engines import _forest_kernel\n"
         "assert _forest_kernel.build_library() is not None\n"
     )
     processes = [
@@ -133,7 +133,7 @@ def test_processes_building_the_kernel_at_once_with_one_pid_all_get_it(cache):
     for process in processes:
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr.decode()
-    from htt_tmva.tmva import _forest_kernel
+    from htt_tmva.engines import _forest_kernel
 
     kernel = _forest_kernel.native_kernel()
     x = np.zeros((3, 1), dtype=np.float32)

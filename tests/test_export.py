@@ -6,17 +6,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import training_document, write_yaml
 
 from htt_tmva.engines.base import load_model
 from htt_tmva.errors import ExportError
-from htt_tmva.exporters.cpp import fold_header, model_header
-from htt_tmva.exporters.spec import keras_ops, model_spec
+from htt_tmva.export.cpp import fold_header, model_header
+from htt_tmva.export.spec import keras_ops, model_spec
 
 RTOL = 1e-5
 
@@ -123,50 +122,10 @@ def test_fold_header_takes_unsigned_event_numbers_exactly(trained_models):
         assert ROOT.u64_fold3_of(event) == event % 3
 
 
-@pytest.fixture(scope="module")
-def special_models(fold_dir, tmp_path_factory):
-    """smhtt with quantile preprocessing, and a user model with Normalization,
-    BatchNormalization, Dropout and a Dense layer without bias (not a plain Dense stack)."""
-    from htt_tmva.config import load_training_config
-    from htt_tmva.training import train_folds
-
-    directory = tmp_path_factory.mktemp("special")
-    user = directory / "usermodel.py"
-    user.write_text(
-        textwrap.dedent(
-            """
-            import keras
-
-            def normalised(n_inputs, n_outputs):
-                return keras.Sequential([
-                    keras.Input((n_inputs,)),
-                    keras.layers.BatchNormalization(),
-                    keras.layers.Dense(8, activation="tanh", use_bias=False),
-                    keras.layers.Dropout(0.1),
-                    keras.layers.BatchNormalization(),
-                    keras.layers.Activation("elu"),
-                    keras.layers.Dense(n_outputs, activation="softmax"),
-                ])
-            """
-        )
-    )
-    result = {}
-    for name, model, pre in [
-        ("smhtt", "smhtt", "quantile"),
-        ("user", f"{user}:normalised", "standard"),
-    ]:
-        doc = training_document(fold_dir, directory / name, preprocessing=pre)
-        doc["model"] = {"name": model, "batch_size": 256, "epochs": 2, "seed": 1}
-        config = load_training_config(write_yaml(directory / f"{name}.yaml", doc))
-        (trained,) = train_folds(config, [0], engine="keras")
-        result[name] = directory / name / trained.manifest.model_file
-    return result
-
-
 @needs_gxx
 @pytest.mark.parametrize("name", ["smhtt", "user"])
-def test_special_models_match_python(special_models, name, tmp_path):
-    model = load_model(special_models[name])
+def test_special_models_match_python(special_keras_models, name, tmp_path):
+    model = load_model(special_keras_models[name]["model"])
     if name == "user":
         assert model.dense is None  # goes through the Keras layers
     x = inputs(300)
@@ -231,7 +190,7 @@ def test_processes_building_the_same_library_at_once_all_get_it(tmp_path):
     library = tmp_path / "cache" / "abc" / "htt_tmva_test_abc.so"
     script = (
         "import sys; from pathlib import Path\n"
-        "from htt_tmva.exporters.compile import build, compiler\n"
+        "from htt_tmva.export.compile import build, compiler\n"
         "source = 'extern \"C\" int answer() { return 42; }\\n' + '// padding\\n' * 20000\n"
         "build(source, Path(sys.argv[1]), compiler(), 'a test library')\n"
     )
@@ -247,3 +206,28 @@ def test_processes_building_the_same_library_at_once_all_get_it(tmp_path):
         "htt_tmva_test_abc.cxx",
         "htt_tmva_test_abc.so",
     ]
+
+
+def test_every_model_describes_itself_and_others_are_refused_by_name(trained_models):
+    """The export asks the model for its description (``Model.describe``): keras and bdt
+    models give theirs; a model that has none (e.g. TMVA::Reader's) is refused naming its
+    engine, and what is not a model naming its type."""
+    from htt_tmva.engines.base import Model
+
+    for engine in ("keras", "bdt"):
+        model = load_model(trained_models[engine]["models"][0])
+        assert model_spec(model) == model.describe()
+
+    class ReaderModel(Model):
+        manifest = SimpleNamespace(engine="tmva")
+
+        def predict(self, x):
+            return x
+
+        def save(self, model_path):
+            return []
+
+    with pytest.raises(ExportError, match="models of engine 'tmva' cannot be exported"):
+        model_spec(ReaderModel())
+    with pytest.raises(ExportError, match="a dict is not a model that can be exported"):
+        model_spec({"kind": "network"})

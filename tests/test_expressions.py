@@ -236,7 +236,7 @@ def _network(classes, variables, activation="softmax") -> dict:
 def test_exported_header_keeps_class_and_variable_names_exactly(tmp_path):
     """A backslash-newline in a class name used to close the string literal."""
     from htt_tmva._root import root
-    from htt_tmva.exporters.cpp import model_header
+    from htt_tmva.export.cpp import model_header
 
     ROOT = root()
     classes = ['a\\\n");int x = (', "b*/x"]
@@ -253,7 +253,7 @@ def test_exported_header_keeps_class_and_variable_names_exactly(tmp_path):
 def test_activation_names_come_from_a_fixed_set(tmp_path):
     from htt_tmva.engines.dense import DenseNetwork
     from htt_tmva.errors import ExportError
-    from htt_tmva.exporters.cpp import model_header
+    from htt_tmva.export.cpp import model_header
 
     evil = 'relu); std::system("touch pwned"); (void(0'
     path = tmp_path / "m.dense.npz"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from htt_tmva.tmva import _forest_kernel
-from htt_tmva.tmva.bdt import _numpy_sums
+from htt_tmva.engines import _forest_kernel
+from htt_tmva.engines.forest import _numpy_sums
 
 
 def _random_forest(depth: int, n_trees: int, n_var: int, outputs: int, rng):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from htt_tmva.engines.base import load_model
-from htt_tmva.exporters.run import export_models
+from htt_tmva.export.run import export_models
 
 MACROS = Path(__file__).resolve().parents[1] / "macros"
 ROOT_EXE = shutil.which("root", path=str(Path(sys.executable).parent)) or shutil.which("root")

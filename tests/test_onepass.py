@@ -185,8 +185,8 @@ def test_batched_code_gives_the_per_event_bits(trained_models, tmp_path):
     event by event, bit for bit, for the networks and the trees, with NaN inputs (trees take
     their default ways) and event numbers of every fold."""
     from htt_tmva.api import load_model
-    from htt_tmva.exporters.cpp import fold_header
-    from htt_tmva.exporters.spec import model_spec
+    from htt_tmva.export.cpp import fold_header
+    from htt_tmva.export.spec import model_spec
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(1000, 2)) * 2

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 
 import numpy as np
 import pytest
@@ -25,8 +24,8 @@ from htt_tmva.data.folds import scored_fold  # noqa: E402
 from htt_tmva.engines.base import load_model  # noqa: E402
 from htt_tmva.engines.manifest import file_digest, manifest_path  # noqa: E402
 from htt_tmva.errors import ExportError, HttTmvaError, ModelError  # noqa: E402
-from htt_tmva.exporters.onnx_format import onnx_model, write_onnx_files  # noqa: E402
-from htt_tmva.exporters.spec import model_spec  # noqa: E402
+from htt_tmva.export.onnx_format import onnx_model, write_onnx_files  # noqa: E402
+from htt_tmva.export.spec import model_spec  # noqa: E402
 from htt_tmva.tmva import SUPPORTED_METHODS, read_weights  # noqa: E402
 
 PAIRS = json.loads((REAL_FILES / "pairs.json").read_text()) if REAL_FILES.is_dir() else []
@@ -95,58 +94,29 @@ def test_every_fold_exports_to_onnx_giving_the_python_predictions(
     load_model(models[0]).predict(scored_events(config, 0)[:5])
 
 
-@pytest.fixture(scope="module")
-def keras_models(fold_dir, tmp_path_factory):
-    """smhtt with quantile preprocessing; a user model of BatchNormalization, a Dense layer
-    without bias, Dropout, an Activation layer and a softmax Dense (fold 0 each)."""
-    from htt_tmva.training import train_folds
-
-    directory = tmp_path_factory.mktemp("onnx_keras")
-    user = directory / "usermodel.py"
-    user.write_text(
-        textwrap.dedent(
-            """
-            import keras
-
-            def normalised(n_inputs, n_outputs):
-                return keras.Sequential([
-                    keras.Input((n_inputs,)),
-                    keras.layers.BatchNormalization(),
-                    keras.layers.Dense(8, activation="tanh", use_bias=False),
-                    keras.layers.Dropout(0.1),
-                    keras.layers.BatchNormalization(),
-                    keras.layers.Activation("elu"),
-                    keras.layers.Dense(n_outputs, activation="softmax"),
-                ])
-            """
-        )
-    )
-    result = {}
-    for name, model, pre in [
-        ("smhtt", "smhtt", "quantile"),
-        ("user", f"{user}:normalised", "standard"),
-    ]:
-        doc = training_document(fold_dir, directory / name, preprocessing=pre)
-        doc["model"] = {"name": model, "batch_size": 256, "epochs": 2, "seed": 1}
-        config = write_yaml(directory / f"{name}.yaml", doc)
-        (trained,) = train_folds(load_training_config(config), [0], engine="keras")
-        result[name] = (config, directory / name / trained.manifest.model_file)
-    return result
+def copied_special_model(info: dict, tmp_path):
+    """A special Keras model copied to tmp_path/models; (training config, model path)."""
+    shutil.copytree(info["output_path"], tmp_path / "models")
+    document = dict(info["document"], output_path=str(tmp_path / "models"))
+    return write_yaml(tmp_path / "training.yaml", document), tmp_path / "models" / info[
+        "model"
+    ].name
 
 
 @pytest.mark.parametrize("name", ["smhtt", "user"])
-def test_keras_model_exports_to_onnx_giving_the_python_predictions(keras_models, name):
-    config, model_path = keras_models[name]
+def test_keras_model_exports_to_onnx_giving_the_python_predictions(
+    special_keras_models, name, tmp_path
+):
+    config, model_path = copied_special_model(special_keras_models[name], tmp_path)
     if name == "user":
         assert load_model(model_path).dense is None  # BatchNormalization: the Keras layers
     (path,) = export(config, fold=0, format="onnx")
     assert_export_matches_python(config, model_path, path, 0)
 
 
-def test_quantile_preprocessing_matches_at_the_edges(keras_models):
+def test_quantile_preprocessing_matches_at_the_edges(special_keras_models):
     """Below the first quantile, on quantiles, repeated quantiles, beyond the last, NaN, inf."""
-    _, model_path = keras_models["smhtt"]
-    model = load_model(model_path)
+    model = load_model(special_keras_models["smhtt"]["model"])
     q = np.asarray(model.preprocessing.params["quantiles"])
     x = np.stack([np.concatenate([c[:50], c[::97], c[-3:], [c[0] - 1, c[-1] + 1]]) for c in q], 1)
     x = np.concatenate([x, [[np.nan, 0.0], [np.inf, -np.inf]]]).astype(np.float32)
@@ -244,8 +214,8 @@ def test_refused_export_writes_nothing(trained_models, fold_dir, tmp_path):
 def test_tmva_engine_exports_its_weight_files_per_fold(fold_dir, tmp_path):
     """``--engine tmva``: each fold's weight file of the booked method (a real BDT here) as
     ONNX next to it; the fold with a manifest gets the digest recorded."""
-    from htt_tmva.engines.tmva_plan import book_method
-    from htt_tmva.engines.weightfile import weights_manifest
+    from htt_tmva.tmva.plan import book_method
+    from htt_tmva.tmva.weightfile import weights_manifest
 
     pair = REAL["pair4"]
     doc = training_document(fold_dir, tmp_path / "models", engine="tmva")

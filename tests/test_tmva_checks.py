@@ -15,8 +15,8 @@ import pytest
 from conftest import training_document, write_yaml
 
 from htt_tmva.config import load_training_config
-from htt_tmva.engines.tmva_plan import booking_plan
 from htt_tmva.errors import ConfigError, EngineError, ModelError
+from htt_tmva.tmva.plan import booking_plan
 
 
 def config_of(tmp_path: Path, **overrides):
@@ -58,7 +58,7 @@ def test_validation_size_that_tmva_cannot_use_is_a_config_error(tmp_path, value)
 
 
 def test_validation_samples_follow_tmvas_three_forms():
-    from htt_tmva.engines.tmva_checks import validation_samples
+    from htt_tmva.tmva.checks import validation_samples
 
     assert validation_samples("20%", 1000) == 200
     assert validation_samples("0.2", 1000) == 200
@@ -208,7 +208,7 @@ def test_random_mix_mode_is_accepted_with_networks(tmp_path):
 
 
 def test_each_fold_runs_in_its_own_process_when_pykeras_is_booked(tmp_path):
-    from htt_tmva.engines.tmva_train import needs_own_processes
+    from htt_tmva.tmva.factory import needs_own_processes
 
     config = config_of(tmp_path, tmva=ALL)
     both = [booking_plan(config, f) for f in (0, 1)]
@@ -219,7 +219,7 @@ def test_each_fold_runs_in_its_own_process_when_pykeras_is_booked(tmp_path):
 
 
 def test_a_function_run_in_its_own_process_returns_its_result_or_its_error(tmp_path):
-    from htt_tmva.engines.tmva_train import run_in_own_process
+    from htt_tmva.tmva.factory import run_in_own_process
 
     assert run_in_own_process(os.getpid) != os.getpid()
     missing = tmp_path / "missing.yaml"
@@ -228,7 +228,7 @@ def test_a_function_run_in_its_own_process_returns_its_result_or_its_error(tmp_p
 
 
 def test_dry_run_says_that_pykeras_folds_run_in_their_own_processes(tmp_path, capsys):
-    from htt_tmva.engines.tmva_train import train_tmva_folds
+    from htt_tmva.tmva.factory import train_tmva_folds
 
     train_tmva_folds(config_of(tmp_path, tmva=ALL), [0, 1], dry_run=True)
     assert "each fold trains in a process of its own" in capsys.readouterr().out
@@ -240,7 +240,7 @@ def test_dry_run_says_that_pykeras_folds_run_in_their_own_processes(tmp_path, ca
 
 
 def test_batch_larger_than_the_dnns_validation_slice_is_refused():
-    from htt_tmva.engines.tmva_checks import check_dnn_batches
+    from htt_tmva.tmva.checks import check_dnn_batches
 
     options = {"ValidationSize": "20%", "TrainingStrategy": "BatchSize=200,MaxEpochs=3"}
     assert check_dnn_batches(options, 1000, "fold 0", "t.yaml") == (800, 200)
@@ -253,7 +253,7 @@ def test_batch_larger_than_the_dnns_validation_slice_is_refused():
 
 
 def test_batch_size_is_checked_against_the_fold_file_before_tmva_runs(training_config):
-    from htt_tmva.engines.tmva_train import check_inputs
+    from htt_tmva.tmva.factory import check_inputs
 
     model = {**MODEL, "batch_size": 2000}
     config = load_training_config(training_config(model=model, tmva={"methods": ["DNN"]}))
@@ -297,7 +297,7 @@ def test_layouts_tmva_reads_as_meant_are_accepted(tmp_path):
 
 
 def test_pykeras_needs_tensorflow_and_keras_2():
-    from htt_tmva.engines.tmva_train import keras2_problem
+    from htt_tmva.tmva.factory import keras2_problem
 
     none = {}
     assert "TensorFlow is not installed" in keras2_problem({"keras": (2, 15)}, none)
@@ -313,8 +313,8 @@ def test_pykeras_needs_tensorflow_and_keras_2():
 
 def test_reader_tmva_refuses_a_pykeras_weight_file_without_keras_2(tmp_path):
     from htt_tmva.engines.manifest import Manifest, manifest_path
-    from htt_tmva.engines.tmva_reader import load_with_tmva_reader
-    from htt_tmva.engines.tmva_train import keras2_problem
+    from htt_tmva.tmva.factory import keras2_problem
+    from htt_tmva.tmva.reader import load_with_tmva_reader
 
     if keras2_problem() is None:
         pytest.skip("Keras 2 is installed here: PyKeras weight files can be read by TMVA")
@@ -382,7 +382,7 @@ def test_class_names_with_option_separators_are_refused(tmp_path, name):
 
 
 def test_plan_names_class_files_and_the_trained_keras_model_as_outputs(tmp_path):
-    from htt_tmva.engines.tmva_train import check_outputs, planned_outputs
+    from htt_tmva.tmva.factory import check_outputs, planned_outputs
 
     plan = plan_of(tmp_path, tmva=ALL)
     weights = tmp_path / "models/fold0_training/weights"
@@ -402,7 +402,7 @@ def test_plan_names_class_files_and_the_trained_keras_model_as_outputs(tmp_path)
 
 
 def test_manifest_records_digests_of_what_tmva_wrote(tmp_path):
-    from htt_tmva.engines.tmva_train import written_files
+    from htt_tmva.tmva.factory import written_files
 
     plan = plan_of(tmp_path, tmva=ALL)
     methods = {m.method: m for m in plan.methods}
@@ -432,7 +432,7 @@ DL_FILE = (
 def test_weight_file_replaced_after_training_is_refused(tmp_path):
     """A TMVA engine manifest records the weight file's digest: a replaced file is refused."""
     from htt_tmva.engines.manifest import Manifest, manifest_path, record_files
-    from htt_tmva.engines.weightfile import checked_weight_file, load_weight_file
+    from htt_tmva.tmva.weightfile import checked_weight_file, load_weight_file
 
     source = TMVA_DATA / DL_FILE
     if not source.is_file():
@@ -470,8 +470,8 @@ def test_weight_file_replaced_after_training_is_refused(tmp_path):
 def test_tmva_output_file_that_cannot_be_created_is_an_output_error(tmp_path):
     """ROOT raises a bare OSError where TFile::Open fails; the engine names the file."""
     from htt_tmva._root import root
-    from htt_tmva.engines.tmva_train import TmvaTraining, _train_test_evaluate
     from htt_tmva.errors import OutputError
+    from htt_tmva.tmva.factory import TmvaTraining, _train_test_evaluate
 
     plan = plan_of(tmp_path)
     output = tmp_path / "missing" / ".fold0_training.root.tmp"

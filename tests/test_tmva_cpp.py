@@ -16,8 +16,8 @@ import pytest
 from tmva_files import REAL_FILES
 
 from htt_tmva.errors import ExportError, ModelError
-from htt_tmva.exporters.cpp import model_header
-from htt_tmva.exporters.spec import model_spec
+from htt_tmva.export.cpp import model_header
+from htt_tmva.export.spec import model_spec
 from htt_tmva.tmva import SUPPORTED_METHODS, read_weights
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++ on this machine")
@@ -445,7 +445,7 @@ def test_unknown_activation_in_a_spec_is_refused_by_name(tmp_path):
 def test_application_header_refuses_a_two_class_response(tmp_path):
     """apply refuses two-class weight files when it loads them; the compiled path's header
     refuses them too (one response, not one probability per class)."""
-    from htt_tmva.exporters.cpp import application_header
+    from htt_tmva.export.cpp import application_header
 
     path = tmp_path / "m.weights.xml"
     path.write_text(fisher())

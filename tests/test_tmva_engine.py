@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from htt_tmva.config import load_training_config
-from htt_tmva.engines.tmva_plan import booking_plan
 from htt_tmva.errors import ConfigError
+from htt_tmva.tmva.plan import booking_plan
 
 CLASSES = ["signal", "background_1", "background_2"]
 CLASSIC_BDTG = (
@@ -298,7 +298,7 @@ def test_training_without_tmva_stops_before_any_work_naming_the_alternatives(tmp
 def test_pykeras_with_keras_3_is_explained_with_the_alternatives():
     from importlib import metadata
 
-    from htt_tmva.engines.tmva_train import keras2_problem, requirements_message
+    from htt_tmva.tmva.factory import keras2_problem, requirements_message
 
     problem = keras2_problem()
     keras_major = int(metadata.version("keras").split(".")[0])
@@ -315,8 +315,8 @@ def test_pykeras_with_keras_3_is_explained_with_the_alternatives():
 
 
 def test_missing_branch_is_found_before_tmva_runs(training_config):
-    from htt_tmva.engines.tmva_train import check_inputs
     from htt_tmva.errors import MissingBranchError
+    from htt_tmva.tmva.factory import check_inputs
 
     config = load_training_config(training_config())
     record = check_inputs(booking_plan(config, 0), config)  # every tree and branch there
@@ -328,8 +328,8 @@ def test_missing_branch_is_found_before_tmva_runs(training_config):
 
 def test_swapped_fold_files_are_refused_before_tmva_runs(training_config, fold_dir):
     """The never-seen-fold guarantee: entry i of 'datasets' must hold fold i."""
-    from htt_tmva.engines.tmva_train import check_inputs
     from htt_tmva.errors import FoldMismatchError
+    from htt_tmva.tmva.factory import check_inputs
 
     swapped = [
         str(fold_dir / "fold1_training_dataset.root"),
@@ -343,8 +343,8 @@ def test_swapped_fold_files_are_refused_before_tmva_runs(training_config, fold_d
 
 
 def test_existing_outputs_are_refused_without_overwrite(tmp_path):
-    from htt_tmva.engines.tmva_train import check_outputs
     from htt_tmva.errors import OutputError
+    from htt_tmva.tmva.factory import check_outputs
 
     plan = plan_of(tmp_path)
     check_outputs(plan, overwrite=False)
@@ -385,7 +385,7 @@ def test_reader_tmva_leaves_models_of_other_engines_alone(trained_models, tmp_pa
 def test_pykeras_model_is_saved_untrained_where_the_plan_says(tmp_path):
     """The file TMVA's PyKeras loads: the zoo model, compiled, untrained, HDF5."""
     from htt_tmva.engines.keras import import_keras
-    from htt_tmva.engines.tmva_train import save_untrained_keras_models
+    from htt_tmva.tmva.factory import save_untrained_keras_models
 
     config = load_training_config(write_config(tmp_path, tmva={"methods": ["BDTG", "PyKeras"]}))
     plan = booking_plan(config, 1)
@@ -402,8 +402,8 @@ def test_reader_tmva_without_tmva_says_so(tmp_path):
     """--reader tmva on a ROOT without TMVA stops with a clear message (the weight file is
     never parsed: TMVA::Reader is what is missing)."""
     from htt_tmva.engines.manifest import Manifest, manifest_path
-    from htt_tmva.engines.tmva_reader import load_with_tmva_reader
     from htt_tmva.errors import EngineError
+    from htt_tmva.tmva.reader import load_with_tmva_reader
 
     if _tmva_here():
         pytest.skip("this ROOT has TMVA")
@@ -449,7 +449,7 @@ def test_tmva_weight_file_with_manifest_loads_through_the_engine_registry(tmp_pa
     uproot = pytest.importorskip("uproot")
     from htt_tmva.engines.base import load_model
     from htt_tmva.engines.manifest import Manifest, manifest_path
-    from htt_tmva.engines.weightfile import WeightFileModel
+    from htt_tmva.tmva.weightfile import WeightFileModel
 
     source = TMVA_DATA / DL_PAIR / "dataset/weights/TMVAMulticlass_DL_CPU.weights.xml"
     if not source.is_file():

@@ -19,7 +19,7 @@ from htt_tmva.config import load_training_config
 from htt_tmva.data.arrays import read_fold_file
 from htt_tmva.engines.base import load_model
 from htt_tmva.errors import ConfigError, EngineError, ModelError, OutputError
-from htt_tmva.exporters.tmva_weights import run_export
+from htt_tmva.export.run import run_export
 
 SECTIONS = [
     "GeneralInfo",

@@ -20,7 +20,7 @@ from htt_tmva.config import load_training_config
 from htt_tmva.engines.base import load_model
 from htt_tmva.errors import FoldLeakError, MissingBranchError, ModelError
 from htt_tmva.evaluation.testing import run_testing
-from htt_tmva.exporters.tmva_weights import run_export
+from htt_tmva.export.run import run_export
 
 uproot = pytest.importorskip("uproot")
 
@@ -380,7 +380,7 @@ def test_export_engine_tmva_writes_cpp_and_json_of_the_weight_files(tmva_setup, 
 
     from test_export import compiled_predictions
 
-    from htt_tmva.exporters.run import export_models
+    from htt_tmva.export.run import export_models
 
     config = _tmva_training(tmva_setup, fold_dir, tmp_path)
     output = tmp_path / "tmva_models"
@@ -410,7 +410,7 @@ def test_export_engine_tmva_writes_cpp_and_json_of_the_weight_files(tmva_setup, 
 def test_export_engine_tmva_refuses_an_unsupported_method_before_writing(
     tmva_setup, fold_dir, tmp_path
 ):
-    from htt_tmva.exporters.run import export_models
+    from htt_tmva.export.run import export_models
 
     if not REAL_FILES.is_dir():
         pytest.skip(f"no real TMVA files here ({REAL_FILES} is absent)")

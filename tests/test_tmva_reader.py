@@ -449,7 +449,7 @@ def _unbalanced_tree(depth: int, itree: int, rng) -> str:
 
 
 def test_bdt_traversals_agree_compiled_numpy_padded_and_unpadded(tmp_path):
-    from htt_tmva.tmva import _forest_kernel
+    from htt_tmva.engines import _forest_kernel
 
     rng = np.random.default_rng(7)
     trees = [_unbalanced_tree(int(d), i, rng) for i, d in enumerate(rng.integers(1, 9, 12))]
@@ -471,7 +471,7 @@ def test_bdt_traversals_agree_compiled_numpy_padded_and_unpadded(tmp_path):
 
 @needs_data
 def test_real_bdt_compiled_kernel_matches_tmva_test_tree():
-    from htt_tmva.tmva import _forest_kernel
+    from htt_tmva.engines import _forest_kernel
 
     if _forest_kernel.kernel() is None:
         pytest.skip("compiled kernel unavailable (no C++ compiler, no ROOT)")
@@ -518,7 +518,7 @@ def test_erfinv_without_scipy_matches_scipy(monkeypatch):
 
 
 def test_empty_and_integer_inputs(tmp_path):
-    from htt_tmva.tmva import _forest_kernel
+    from htt_tmva.engines import _forest_kernel
 
     trees = [_stump(0, 0.5, -0.3, 0.4), _stump(1, 1.0, 0.1, -0.2, itree=1)]
     model = read_weights(_write(tmp_path, _bdt(trees, "Grad")))

@@ -113,7 +113,7 @@ def _test_tree(trained, fold: int, method: str):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_tmva_reader_reproduces_tmvas_test_tree(tmva_trained, method):
-    from htt_tmva.engines.tmva_reader import load_with_tmva_reader
+    from htt_tmva.tmva.reader import load_with_tmva_reader
 
     x, expected = _test_tree(tmva_trained, 0, method)
     model = load_with_tmva_reader(weight_file(tmva_trained, 0, method))
@@ -126,7 +126,7 @@ def test_tmva_reader_reproduces_tmvas_test_tree(tmva_trained, method):
 def test_our_reader_agrees_with_tmva_reader_on_every_event(tmva_trained, method):
     from htt_tmva.data.arrays import read_fold_file
     from htt_tmva.engines.base import load_model
-    from htt_tmva.engines.tmva_reader import load_with_tmva_reader
+    from htt_tmva.tmva.reader import load_with_tmva_reader
 
     config = tmva_trained["config"]
     data = read_fold_file(config.datasets[1], CLASSES, config.variables, config.event_weights)
@@ -254,7 +254,7 @@ def test_manifests_record_the_validation_size_and_digests_of_what_tmva_wrote(tmv
 def test_tmva_reader_leaves_tmva_talking(tmva_trained):
     """The Reader is not Silent: that would silence TMVA for the rest of the process."""
     from htt_tmva._root import root
-    from htt_tmva.engines.tmva_reader import load_with_tmva_reader
+    from htt_tmva.tmva.reader import load_with_tmva_reader
 
     load_with_tmva_reader(weight_file(tmva_trained, 0, "BDTG"))
     assert not root().TMVA.gConfig().IsSilent()
@@ -262,8 +262,8 @@ def test_tmva_reader_leaves_tmva_talking(tmva_trained):
 
 def test_tmva_reader_fatal_error_is_a_model_error_naming_the_weight_file(tmva_trained, tmp_path):
     from htt_tmva.engines.manifest import manifest_path
-    from htt_tmva.engines.tmva_reader import load_with_tmva_reader
     from htt_tmva.errors import ModelError
+    from htt_tmva.tmva.reader import load_with_tmva_reader
 
     source = weight_file(tmva_trained, 0, "BDTG")
     broken = tmp_path / "fold0_training/weights" / source.name
@@ -282,7 +282,7 @@ def test_tmva_reader_fatal_error_is_a_model_error_naming_the_weight_file(tmva_tr
 
 def _small_plan(fold_dir, tmp_path, **tmva):
     from htt_tmva.config import load_training_config
-    from htt_tmva.engines.tmva_plan import booking_plan
+    from htt_tmva.tmva.plan import booking_plan
 
     document = training_document(
         fold_dir, tmp_path / "models", tmva={"methods": ["BDTG"], "BDTG": {"NTrees": 5}, **tmva}
@@ -294,8 +294,8 @@ def _small_plan(fold_dir, tmp_path, **tmva):
 def test_output_file_that_cannot_be_created_is_an_output_error(tmva_available, fold_dir, tmp_path):
     import os
 
-    from htt_tmva.engines.tmva_train import run_plan
     from htt_tmva.errors import OutputError
+    from htt_tmva.tmva.factory import run_plan
 
     config, plan = _small_plan(fold_dir, tmp_path)
     plan.output_path.mkdir(parents=True)
@@ -308,8 +308,8 @@ def test_output_file_that_cannot_be_created_is_an_output_error(tmva_available, f
 
 
 def test_method_tmva_does_not_book_is_an_engine_error(tmva_available, fold_dir, tmp_path):
-    from htt_tmva.engines.tmva_train import run_plan
     from htt_tmva.errors import EngineError
+    from htt_tmva.tmva.factory import run_plan
 
     config, plan = _small_plan(fold_dir, tmp_path)
     plan.methods[0].type = "kFisher"  # two-class only: BookMethod returns nullptr
@@ -323,7 +323,7 @@ def test_pykeras_folds_train_each_in_a_process_of_its_own(tmva_available, fold_d
     from htt_tmva._root import has_pymva
     from htt_tmva.config import load_training_config
     from htt_tmva.engines.manifest import read_manifest
-    from htt_tmva.engines.tmva_train import keras2_problem
+    from htt_tmva.tmva.factory import keras2_problem
     from htt_tmva.training import train_folds
 
     if not has_pymva() or keras2_problem() is not None:

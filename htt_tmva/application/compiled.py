@@ -1,7 +1,7 @@
 """One-pass application: the models compiled to C++ score each event for the RDataFrame
 event loop that writes the output (no Python per chunk, no score stream).
 
-Used when every fold's model exports (:mod:`htt_tmva.exporters`); otherwise the two-pass
+Used when every fold's model exports (:mod:`htt_tmva.export`); otherwise the two-pass
 Python path runs. Scoring runs ahead of the writing loop, in C++ threads of its own (the
 pipeline of :mod:`htt_tmva.application.pipeline`): each reads blocks of entries of the
 variables' branches and the event number, and scores a whole block at once with the models'
@@ -76,9 +76,9 @@ class CompiledScorer:
 
 def compiled_scorer(models: FoldModels, threads: Optional[int] = None) -> Optional[CompiledScorer]:
     """Compile the fold models into one scorer, or None (logged) if one cannot be exported."""
-    from htt_tmva.exporters.compile import compiler, load_compiled
-    from htt_tmva.exporters.cpp import application_header
-    from htt_tmva.exporters.spec import model_spec
+    from htt_tmva.export.compile import compiler, load_compiled
+    from htt_tmva.export.cpp import application_header
+    from htt_tmva.export.spec import model_spec
 
     try:
         specs = [model_spec(m) for m in models.models]

@@ -100,7 +100,7 @@ def dask_client(address: str, workers: int) -> Iterator[object]:
 
 
 def score_code(scorer: CompiledScorer, symbol: str) -> str:
-    from htt_tmva.exporters.cpp import HELPERS, INCLUDES
+    from htt_tmva.export.cpp import HELPERS, INCLUDES
 
     return (
         "\n".join(INCLUDES)
@@ -118,7 +118,7 @@ def score_code(scorer: CompiledScorer, symbol: str) -> str:
 
 def setup_worker(header: str, namespace: str, code: str, tag: str) -> None:
     """Run on every worker (and here): the compiled model and the scoring function."""
-    from htt_tmva.exporters.compile import load_compiled
+    from htt_tmva.export.compile import load_compiled
 
     load_compiled(header, namespace)
     ROOT = root()
@@ -137,8 +137,8 @@ def run_distributed(
     partitions: int,
 ) -> Pass1Result:
     """Score and write ``info`` on the cluster into ``plan.temp``; counts as the local run."""
-    from htt_tmva.exporters.compile import load_compiled
-    from htt_tmva.exporters.cpp import _floats  # NaN and inf as C++ expressions
+    from htt_tmva.export.compile import load_compiled
+    from htt_tmva.export.cpp import _floats  # NaN and inf as C++ expressions
 
     ROOT = root()
     symbol = load_compiled(scorer.header, scorer.namespace)

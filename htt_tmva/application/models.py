@@ -10,10 +10,9 @@ from typing import Optional
 
 from htt_tmva.config.stages import ApplicationConfig, TrainingConfig
 from htt_tmva.data.folds import model_for_fold
-from htt_tmva.engines.base import Model
+from htt_tmva.engines.base import Model, checked_manifest
 from htt_tmva.engines.manifest import (
     Manifest,
-    checked_manifest,
     locate_model_from,
     locate_preprocessing,
     preprocessing_from,
@@ -136,7 +135,7 @@ def load_fold_models(
         None if p is None else locate_preprocessing(p, manifest, path)
         for p, manifest, path in zip(pre, manifests, paths)
     ]
-    from htt_tmva.engines.tmva_reader import load_model_with
+    from htt_tmva.tmva.reader import load_model_with
 
     if reader and not any(m.engine == "tmva" for m in manifests):
         log.warning("--reader %s applies to TMVA weight files only; no model here is one", reader)

@@ -10,7 +10,7 @@ frees a slot when it moves on. ``OrderHash`` reads the same hash back from a wri
 (the verification).
 
 The implementation is compiled with the system's C++ compiler against ROOT's headers and
-cached like the models (:mod:`htt_tmva.exporters.compile`): ROOT's interpreter then only
+cached like the models (:mod:`htt_tmva.export.compile`): ROOT's interpreter then only
 reads the declarations. Without a compiler the interpreter compiles all of it.
 """
 
@@ -409,8 +409,8 @@ ULong64_t OrderHash(const std::string& file, const std::string& tree, const std:
 def declare() -> object:
     """The ``htt_tmva_onepass`` namespace: the library compiled (once per machine, cached)
     and loaded, its declarations read by ROOT's interpreter."""
-    from htt_tmva.exporters.compile import build, cache_folder, compiler, cpu_signature
-    from htt_tmva.exporters.cpp import HELPERS, INCLUDES
+    from htt_tmva.export.compile import build, cache_folder, compiler, cpu_signature
+    from htt_tmva.export.cpp import HELPERS, INCLUDES
 
     ROOT = root()
     ROOT.EnableThreadSafety()  # the scoring threads read a file while the loop writes one

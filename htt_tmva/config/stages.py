@@ -31,7 +31,7 @@ from htt_tmva.config.schema import (
     unique,
     validate,
 )
-from htt_tmva.engines.tmva_options import TMVA_SCHEMA
+from htt_tmva.config.tmva import TMVA_SCHEMA
 from htt_tmva.errors import ConfigError, choices_text
 
 log = logging.getLogger(__name__)

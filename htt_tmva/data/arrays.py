@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -22,15 +23,45 @@ from htt_tmva.data.fold_identity import (
     ExpectedFold,
     check_event_folds,
     check_metadata,
+    check_same_dataset,
     fold_metadata,
     origin,
     warn_unverified,
 )
 from htt_tmva.data.folds import fold_expression
-from htt_tmva.engines.base import FoldData
 from htt_tmva.errors import EmptySelectionError, InputFileError, NonFiniteError, branch_missing
 
+if TYPE_CHECKING:
+    from htt_tmva.config.stages import TrainingConfig
+
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldData:
+    """Arrays of one fold: inputs, class index per event, event weight per event; ``origin``
+    names the fold file and how its fold was verified (recorded in the manifest)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    variables: list[str]
+    classes: list[str]
+    origin: Optional[dict[str, Any]] = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, mask_or_index: np.ndarray) -> FoldData:
+        return FoldData(
+            self.x[mask_or_index],
+            self.y[mask_or_index],
+            self.w[mask_or_index],
+            self.variables,
+            self.classes,
+            self.origin,
+        )
+
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -190,7 +221,7 @@ def _read_frame(tree, variables, weight_branch, names, expected, cls, path) -> d
     frame, read = ROOT.RDataFrame(tree), {v: v for v in variables}
     expressions = [v for v in variables if v not in names and not _PLAIN.match(v)]
     if expressions:  # TMVA-style variables (``var1+var2``): evaluated, as float
-        from htt_tmva.tmva.inputs import define_inputs
+        from htt_tmva.data.columns import define_inputs
 
         frame, defined = define_inputs(frame, expressions, tree=cls, file=str(path), columns=names)
         read.update(zip(expressions, defined))
@@ -234,4 +265,25 @@ def _check_weights(w, cls, path) -> None:
         len(w),
         total,
         f", {negative} with negative weight" if negative else "",
+    )
+
+
+def load_training_data(config: TrainingConfig, fold: int) -> FoldData:
+    """The arrays of ``datasets[fold]`` with event, class and global weights applied; refused
+    unless the file holds fold ``fold`` (its metadata, else its event numbers)."""
+    expected = ExpectedFold(
+        fold,
+        config.folds,
+        config.event_branch,
+        role=f"entry {fold} of 'datasets' in {config.source}",
+    )
+    check_same_dataset(config.datasets, f"'datasets' in {config.source}")
+    return read_fold_file(
+        config.datasets[fold],
+        config.classes,
+        config.variables,
+        config.event_weights,
+        config.class_weights,
+        config.global_weight_scale,
+        expected,
     )

@@ -1,4 +1,5 @@
-"""Engines behind one interface: Keras, gradient-boosted trees (XGBoost), TMVA.
+"""Engines behind one interface: Keras, gradient-boosted trees (XGBoost), and TMVA's (in
+:mod:`htt_tmva.tmva`), found by name (:mod:`htt_tmva.engines.registry`).
 
 The interface (:mod:`htt_tmva.engines.base`, which needs numpy) is loaded on first use of
 its names, so that steps which only read engine options (the dataset step, through the

@@ -8,47 +8,34 @@ and application know nothing else about a model.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 import numpy as np
 
+from htt_tmva.data.arrays import FoldData
 from htt_tmva.engines.manifest import (
     Manifest,
+    check_compatible,
+    classic_manifest,
+    is_classic_model,
     locate_preprocessing,
     read_manifest,
     verify_model_files,
 )
-from htt_tmva.errors import EngineError, ModelError, choices_text, did_you_mean
+from htt_tmva.engines.registry import ENGINES, foreign_engine, get_engine
+from htt_tmva.errors import ExportError, ModelError
 
-
-@dataclass
-class FoldData:
-    """Arrays of one fold: inputs, class index per event, event weight per event; ``origin``
-    names the fold file and how its fold was verified (recorded in the manifest)."""
-
-    x: np.ndarray
-    y: np.ndarray
-    w: np.ndarray
-    variables: list[str]
-    classes: list[str]
-    origin: Optional[dict[str, Any]] = None
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def subset(self, mask_or_index: np.ndarray) -> FoldData:
-        return FoldData(
-            self.x[mask_or_index],
-            self.y[mask_or_index],
-            self.w[mask_or_index],
-            self.variables,
-            self.classes,
-            self.origin,
-        )
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "FoldData",
+    "Model",
+    "checked_manifest",
+    "get_engine",
+    "load_model",
+]
 
 
 class Model(ABC):
@@ -63,6 +50,13 @@ class Model(ABC):
     @abstractmethod
     def save(self, model_path: Path) -> list[Path]:
         """Write the model, its preprocessing and its manifest; return the files written."""
+
+    def describe(self) -> dict[str, Any]:
+        """The neutral description of the model (:mod:`htt_tmva.export.spec`) that the C++,
+        JSON and ONNX exports write; models that cannot be exported raise ExportError."""
+        raise ExportError(
+            f"models of engine '{self.manifest.engine}' cannot be exported; valid: keras, bdt"
+        )
 
     def rescue(self, model_path: Path) -> list[Path]:
         """After a failed :meth:`save`, keep what can be kept of the trained model (weights,
@@ -103,27 +97,22 @@ class Engine(ABC):
     ) -> Model:
         """Load a saved model."""
 
+    def load_foreign(self, model_path: Path, engine: Optional[str] = None) -> Model:
+        """Load a model file that another program wrote (no htt-tmva manifest needed; see
+        :data:`htt_tmva.engines.registry.FOREIGN_FILES`); ``engine`` is the one asked for."""
+        raise ModelError(f"engine '{self.name}' reads no model files of other programs")
 
-ENGINES = {
-    "keras": "htt_tmva.engines.keras:KerasEngine",
-    "bdt": "htt_tmva.engines.bdt:BdtEngine",
-    "tmva": "htt_tmva.engines.tmva:TmvaEngine",
-}
-
-
-def get_engine(name: str, check: bool = True) -> Engine:
-    """The engine registered under ``name``, checked (unless ``check`` is false) to be usable
-    here."""
-    if name not in ENGINES:
-        raise EngineError(
-            f"unknown engine '{name}'{did_you_mean(name, ENGINES)}; "
-            f"known engines: {choices_text(ENGINES)}"
-        )
-    module, cls = ENGINES[name].split(":")
-    engine = getattr(importlib.import_module(module), cls)()
-    if check:
-        engine.check_available()
-    return engine
+    def check_foreign(
+        self,
+        model_path: Path,
+        scored_fold: int,
+        n_folds: int,
+        variables: list[str],
+        classes: list[str],
+        engine: Optional[str] = None,
+    ) -> Manifest:
+        """:func:`checked_manifest` of a model file that another program wrote."""
+        raise ModelError(f"engine '{self.name}' reads no model files of other programs")
 
 
 def load_model(
@@ -138,10 +127,9 @@ def load_model(
     libraries that this model needs to run must be installed (a Dense network saved as
     ``.dense.npz`` needs neither Keras nor TensorFlow). A TMVA weight file (``*.xml``) loads
     as a model read without TMVA."""
-    from htt_tmva.engines.weightfile import is_weight_file, load_weight_file
-
-    if is_weight_file(model_path):
-        return load_weight_file(Path(model_path), engine)
+    reader = foreign_engine(model_path)
+    if reader is not None:
+        return reader.load_foreign(Path(model_path), engine)
     if manifest is None:
         manifest = read_manifest(model_path)
     if engine is not None and engine != manifest.engine:
@@ -154,3 +142,39 @@ def load_model(
     loader = get_engine(manifest.engine, check=False)
     loader.check_loadable(manifest)
     return loader.load(Path(model_path), manifest, preprocessing)
+
+
+def checked_manifest(
+    model: Path,
+    scored_fold: int,
+    n_folds: int,
+    variables: list[str],
+    classes: list[str],
+    engine: Optional[str] = None,
+) -> Manifest:
+    """The manifest of ``model``, which is to score the events of ``scored_fold``; refuses a
+    model of another engine, another number of folds, other variables or classes (or order),
+    or one that was trained on that fold."""
+    from htt_tmva.data.folds import check_never_seen, model_for_fold
+
+    reader = foreign_engine(model)
+    if reader is not None:  # e.g. a TMVA weight file: checked from its own contents
+        return reader.check_foreign(model, scored_fold, n_folds, variables, classes, engine)
+    if is_classic_model(model):
+        manifest = classic_manifest(
+            model, variables, classes, model_for_fold(scored_fold, n_folds), n_folds
+        )
+    else:
+        manifest = read_manifest(model)
+    if engine is not None and engine != manifest.engine:
+        raise ModelError(
+            f"model '{model}' was trained with engine '{manifest.engine}', not '{engine}'"
+        )
+    if manifest.n_folds != n_folds:
+        raise ModelError(
+            f"model '{model}' belongs to a {manifest.n_folds}-fold training, but the configs "
+            f"have {n_folds} folds"
+        )
+    check_compatible(manifest, model, variables, classes)
+    check_never_seen(Path(model).name, manifest.trained_on, scored_fold, n_folds)
+    return manifest

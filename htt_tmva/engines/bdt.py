@@ -17,9 +17,12 @@ import numpy as np
 from htt_tmva._files import atomic_outputs
 from htt_tmva.engines.base import Engine, FoldData, Model
 from htt_tmva.engines.manifest import Manifest, manifest_for, manifest_path, record_files
+from htt_tmva.engines.xgboost_trees import MAX_TREE_DEPTH, check_trees, forest_from_document
 from htt_tmva.errors import EngineError, ModelError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["MAX_TREE_DEPTH", "BdtEngine", "BdtModel", "check_trees", "import_xgboost"]
 
 
 def import_xgboost():
@@ -49,66 +52,6 @@ def training_weights(w: np.ndarray, what: str) -> np.ndarray:
         )
         w = np.where(negative, 0.0, w)
     return w / w.mean()
-
-
-#: deeper trees are refused (XGBoost's depth-wise trees are far shallower)
-MAX_TREE_DEPTH = 256
-
-
-def check_trees(document: dict, source: str) -> None:
-    """Refuse (ModelError naming ``source``) trees that XGBoost loads without a check but that
-    would make a walk read out of bounds or loop: children outside the tree, a node reached
-    twice (a cycle), a split feature the model does not have, a tree deeper than
-    MAX_TREE_DEPTH, a tree of a class that does not exist."""
-    try:
-        learner = document["learner"]
-        n_features = int(learner["learner_model_param"]["num_feature"])
-        n_classes = max(int(learner["learner_model_param"]["num_class"]), 1)
-        model = learner["gradient_booster"]["model"]
-        trees, classes = model["trees"], model["tree_info"]
-        if len(classes) != len(trees):
-            raise ValueError(f"{len(trees)} trees but {len(classes)} tree_info entries")
-        for index, (tree, klass) in enumerate(zip(trees, classes)):
-            if not 0 <= int(klass) < n_classes:
-                raise ValueError(f"tree {index} is of class {klass}, not one of {n_classes}")
-            _check_tree(tree, n_features, index)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{source}: not a valid XGBoost tree model ({exc})") from None
-
-
-def _check_tree(tree: dict, n_features: int, index: int) -> None:
-    left, right = tree["left_children"], tree["right_children"]
-    feature = tree["split_indices"]
-    n = len(left)
-    lengths = {len(tree[k]) for k in ("right_children", "split_indices", "split_conditions")}
-    lengths.add(len(tree["default_left"]))
-    if n == 0 or lengths != {n}:
-        raise ValueError(f"tree {index} has node arrays of different lengths or none")
-    seen = [False] * n
-    seen[0] = True
-    level, depth = [0], 0
-    while level:
-        below = []
-        for node in level:
-            a, b = int(left[node]), int(right[node])
-            if a == -1 and b == -1:
-                continue
-            if not (0 < a < n and 0 < b < n):
-                raise ValueError(f"tree {index}, node {node}: children {a}, {b} outside 1..{n - 1}")
-            if not 0 <= int(feature[node]) < n_features:
-                raise ValueError(
-                    f"tree {index}, node {node}: split feature {feature[node]} outside "
-                    f"0..{n_features - 1}"
-                )
-            for child in (a, b):
-                if seen[child]:
-                    raise ValueError(f"tree {index}: node {child} is reached twice (a cycle)")
-                seen[child] = True
-            below += [a, b]
-        level = below
-        depth += 1 if below else 0
-        if depth > MAX_TREE_DEPTH:
-            raise ValueError(f"tree {index} is deeper than {MAX_TREE_DEPTH} levels")
 
 
 class BdtModel(Model):
@@ -151,11 +94,9 @@ class BdtModel(Model):
         return document
 
     def trees(self):
-        """The trees as :class:`~htt_tmva.exporters.xgboost_trees.XgbForest` to walk without
+        """The trees as :class:`~htt_tmva.engines.xgboost_trees.XgbForest` to walk without
         XGBoost, or None for a model that only XGBoost predicts (not a softmax gbtree)."""
         if self._trees is None:
-            from htt_tmva.exporters.xgboost_trees import forest_from_document
-
             document, source = self.model_json(), str(self.path or "the trained booster")
             best = self.manifest.details.get("best_iteration")
             try:
@@ -164,6 +105,12 @@ class BdtModel(Model):
                 log.debug("%s: predicted by XGBoost (%s)", source, exc)
                 self._trees = False
         return self._trees or None
+
+    def describe(self) -> dict:
+        """Its trees and base margins as ``trees`` (:mod:`htt_tmva.export.spec`)."""
+        from htt_tmva.engines.spec import named, trees_spec
+
+        return named(trees_spec(self), self.manifest)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities: finite inputs by walking the trees (no XGBoost import, the

@@ -60,6 +60,14 @@ class KerasModel(Model):
         self.manifest, self.preprocessing = manifest, preprocessing
         self.network, self.dense, self.history = network, dense, history
 
+    def describe(self) -> dict:
+        """Its preprocessing and layers as a ``network`` (:mod:`htt_tmva.export.spec`)."""
+        from htt_tmva.engines.spec import named, network_spec
+
+        if self.dense is None and self.network is None:
+            self.network = import_keras().saving.load_model(self._model_path, compile=False)
+        return named(network_spec(self), self.manifest)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         z = self.preprocessing.transform(x)
         if self.dense is not None:

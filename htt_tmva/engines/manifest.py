@@ -115,42 +115,6 @@ def read_manifest(model_path: Path) -> Manifest:
         ) from None
 
 
-def checked_manifest(
-    model: Path,
-    scored_fold: int,
-    n_folds: int,
-    variables: list[str],
-    classes: list[str],
-    engine: Optional[str] = None,
-) -> Manifest:
-    """The manifest of ``model``, which is to score the events of ``scored_fold``; refuses a
-    model of another engine, another number of folds, other variables or classes (or order),
-    or one that was trained on that fold."""
-    from htt_tmva.data.folds import check_never_seen, model_for_fold
-    from htt_tmva.engines.weightfile import checked_weight_file, is_weight_file
-
-    if is_weight_file(model):  # a TMVA weight file: checked from its own contents
-        return checked_weight_file(model, scored_fold, n_folds, variables, classes, engine)
-    if is_classic_model(model):
-        manifest = classic_manifest(
-            model, variables, classes, model_for_fold(scored_fold, n_folds), n_folds
-        )
-    else:
-        manifest = read_manifest(model)
-    if engine is not None and engine != manifest.engine:
-        raise ModelError(
-            f"model '{model}' was trained with engine '{manifest.engine}', not '{engine}'"
-        )
-    if manifest.n_folds != n_folds:
-        raise ModelError(
-            f"model '{model}' belongs to a {manifest.n_folds}-fold training, but the configs "
-            f"have {n_folds} folds"
-        )
-    check_compatible(manifest, model, variables, classes)
-    check_never_seen(Path(model).name, manifest.trained_on, scored_fold, n_folds)
-    return manifest
-
-
 def check_compatible(
     manifest: Manifest, model: Path, variables: list[str], classes: list[str]
 ) -> None:

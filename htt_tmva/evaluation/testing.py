@@ -25,8 +25,8 @@ from htt_tmva.config import TestingConfig, TrainingConfig, load_testing_config, 
 from htt_tmva.data.arrays import read_fold_file
 from htt_tmva.data.fold_identity import ExpectedFold
 from htt_tmva.data.folds import scored_fold
-from htt_tmva.engines.base import FoldData, load_model
-from htt_tmva.engines.manifest import Manifest, checked_manifest, locate_model
+from htt_tmva.engines.base import FoldData, checked_manifest, load_model
+from htt_tmva.engines.manifest import Manifest, locate_model
 from htt_tmva.errors import ConfigError, ModelError, OutputError
 from htt_tmva.evaluation.confusion import (
     REPRESENTATIONS,
@@ -121,7 +121,7 @@ def _score(scored: Scored, fold: int, x: np.ndarray, n_classes: int) -> None:
     testing = scored.testing
     preprocessing = testing.preprocessing[fold] if testing.preprocessing else None
     if scored.reader == "tmva":
-        from htt_tmva.engines.tmva_reader import load_with_tmva_reader
+        from htt_tmva.tmva.reader import load_with_tmva_reader
 
         model = load_with_tmva_reader(scored.model_path)
     else:
@@ -218,7 +218,7 @@ def run_testing(
     if reader and not any(r.manifest.engine == "tmva" for r in results):
         log.warning("--reader %s applies to TMVA weight files only; no model here is one", reader)
     elif reader == "tmva":
-        from htt_tmva.engines.tmva_reader import check_tmva_reader
+        from htt_tmva.tmva.reader import check_tmva_reader
 
         check_tmva_reader()
     # the figure workers start now (they load matplotlib while the data is read) and draw

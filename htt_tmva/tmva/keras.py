@@ -127,7 +127,7 @@ class _NumpyStack:
         import h5py
 
         self.steps = []
-        self.ops = []  # the same steps as data, for the C++/JSON export (exporters.tmva_spec)
+        self.ops = []  # the same steps as data, for the C++/JSON export (tmva/spec.py)
         with h5py.File(path, "r") as h5:
             raw = h5.attrs.get("model_config")
             if raw is None:

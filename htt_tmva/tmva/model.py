@@ -89,6 +89,13 @@ class TmvaModel:
         values = apply_chain(self._transformations, x.astype(np.float32))
         return self._method.evaluate(values)
 
+    def describe(self) -> dict:
+        """The neutral description that the C++, JSON and ONNX exports write
+        (:mod:`htt_tmva.export.spec`; TMVA's parts in :mod:`htt_tmva.tmva.spec`)."""
+        from htt_tmva.tmva.spec import weights_spec
+
+        return weights_spec(self)
+
     def __repr__(self) -> str:
         return (
             f"TmvaModel({str(self.path)!r}, method={self.method!r}, "

@@ -1,4 +1,4 @@
-"""TMVA weight files as neutral model specs (see :mod:`htt_tmva.exporters.spec`).
+"""TMVA weight files as neutral model specs (see :mod:`htt_tmva.export.spec`).
 
 The spec computes what :mod:`htt_tmva.tmva` computes (which matches TMVA's TestTree): the
 inputs rounded to float32, the input transformations in chain order (each output rounded to
@@ -237,7 +237,7 @@ def _pykeras(method, weights) -> dict[str, Any]:
     if method.backend == "numpy":
         ops = list(method.network.ops)
     else:  # loaded with Keras itself
-        from htt_tmva.exporters.spec import keras_ops
+        from htt_tmva.engines.spec import keras_ops
 
         ops = keras_ops(method.network.model)
     return _network(ops, method.multiclass)

@@ -1,4 +1,4 @@
-"""C++ for the specs of TMVA weight files (:mod:`htt_tmva.exporters.tmva_spec`).
+"""C++ for the specs of TMVA weight files (:mod:`htt_tmva.tmva.spec`).
 
 The same function shape as every exported model (``predict(const std::array<double,
 n_variables>&) -> std::array<float, n_classes>``), computed as :mod:`htt_tmva.tmva` computes
@@ -13,7 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from htt_tmva.cpp_text import cpp_comment
+from htt_tmva.cpp_text import (
+    PREDICT,
+    cpp_comment,
+    cpp_doubles,
+    cpp_special,
+    node_forest,
+    node_walk,
+    tree_depth,
+)
+from htt_tmva.cpp_text import cpp_strings as _strings
 from htt_tmva.errors import ExportError
 
 TMVA_HELPERS = r"""
@@ -151,9 +160,7 @@ def is_tmva_spec(spec: dict[str, Any]) -> bool:
 
 
 def _doubles(values) -> str:
-    from htt_tmva.exporters.cpp import _doubles as doubles
-
-    return doubles(values)
+    return cpp_doubles(values)
 
 
 def _floats32(values) -> str:
@@ -164,9 +171,7 @@ def _floats32(values) -> str:
             text = str(v)
             out.append(text + ("f" if ("." in text or "e" in text) else ".f"))
         else:
-            from htt_tmva.exporters.cpp import _special
-
-            out.append(_special(v))
+            out.append(cpp_special(v))
     return ", ".join(out)
 
 
@@ -176,8 +181,6 @@ def _ints(values) -> str:
 
 def tmva_model(spec: dict[str, Any], nv: int, nc: int) -> list[str]:
     """Declarations and ``predict`` of a TMVA spec (inside the model's namespace)."""
-    from htt_tmva.exporters.cpp import PREDICT, _strings
-
     data: list[str] = []
     body = [
         "  // TMVA's events hold Float_t: inputs and every transformation's output are floats",
@@ -429,8 +432,6 @@ def _padded_walk(trees: list, depth: int, data: list, body: list) -> None:
 def _node_walk(trees: list, data: list, body: list) -> None:
     """Trees on their node arrays (a leaf points to itself), walked ``depth`` levels; leaf
     values in double (NaN goes left: TMVA's cuts have default_left)."""
-    from htt_tmva.exporters.cpp import node_forest, node_walk
-
     data += node_forest(trees, "double")
     body += node_walk("t", "sums")
 
@@ -441,8 +442,6 @@ def _trees(spec: dict[str, Any], nv: int, nc: int, data: list, body: list) -> st
     Trees are walked as complete (padded) trees in heap order without branches when padding
     costs little (as the Python reader's kernel does), else on their node arrays as the
     XGBoost trees of cpp.py."""
-    from htt_tmva.exporters.cpp import _tree_depth
-
     output = spec.get("output")
     if output not in OUTPUTS:
         raise ExportError(f"trees output '{output}' in a TMVA spec; valid: {', '.join(OUTPUTS)}")
@@ -455,7 +454,7 @@ def _trees(spec: dict[str, Any], nv: int, nc: int, data: list, body: list) -> st
         for feature, left in zip(tree["feature"], tree["left"]):
             if left >= 0 and not 0 <= int(feature) < nv:
                 raise ExportError(f"a node cuts on variable {feature} of {nv}")
-    depth = max(max((_tree_depth(t) for t in trees), default=0), 1)
+    depth = max(max((tree_depth(t) for t in trees), default=0), 1)
     n_nodes = sum(len(t["left"]) for t in trees)
     nan_left = all(all(t["default_left"]) for t in trees)
     data += [

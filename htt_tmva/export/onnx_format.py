@@ -6,7 +6,7 @@ One file per fold, ``<model stem>.onnx`` next to the model: input ``variables`` 
 value). The metadata (``metadata_props``, strings) name the variables and classes (JSON lists),
 the engine, the folds and the source model with its sha256; the opsets are stated in the
 file. ``onnx`` is imported only here, lazily, and the model passes ``onnx.checker`` before it
-is written. The graph is built by :mod:`htt_tmva.exporters.onnx_graph`.
+is written. The graph is built by :mod:`htt_tmva.export.onnx_graph`.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def onnx_metadata(spec: dict[str, Any], manifest, source: Path) -> dict[str, str
 
 def onnx_model(spec: dict[str, Any], metadata: dict[str, str], title: str):
     """The checked ``ModelProto`` of ``spec``."""
-    from htt_tmva import __version__
-    from htt_tmva.exporters.onnx_graph import ML_OPSET, OPSET, onnx_graph
+    from htt_tmva._version import __version__
+    from htt_tmva.export.onnx_graph import ML_OPSET, OPSET, onnx_graph
 
     onnx = import_onnx()
     helper = onnx.helper

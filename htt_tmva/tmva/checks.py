@@ -12,7 +12,10 @@ import operator
 from collections.abc import Iterable
 from typing import Any, Optional
 
+from htt_tmva.config.tmva import transformation_parts, validation_size_problem
 from htt_tmva.errors import ConfigError, choices_text, did_you_mean
+
+__all__ = ["validation_size_problem"]  # declared with the options, checked here too
 
 #: names MethodDL::ParseDenseLayer compares (exactly, upper case) to choose the activation
 DL_ACTIVATIONS = ("RELU", "TANH", "SYMMRELU", "SOFTSIGN", "SIGMOID", "LINEAR", "GAUSS")
@@ -65,28 +68,6 @@ def convergence_steps(early_stopping: Optional[int], epochs: int) -> int:
 
 
 # --- ValidationSize (MethodDL/MethodPyKeras::GetNumValidationSamples) -------------------
-
-
-def _number(text: str) -> Optional[float]:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if value == value and abs(value) != float("inf") else None
-
-
-def validation_size_problem(value: Any) -> Optional[str]:
-    """Why TMVA cannot parse ``ValidationSize`` (``20%``, ``0.2`` or a number of events)."""
-    text = str(value).strip()
-    number = _number(text[:-1] if text.endswith("%") else text)
-    if number is None:
-        return (
-            f"has value {value!r}; TMVA expects a fraction of the training sample ('20%' or "
-            "0.2) or a number of events (100)"
-        )
-    if number <= 0 or (text.endswith("%") and number >= 100):
-        return f"has value {value!r}; it must leave a validation sample and a training sample"
-    return None
 
 
 def validation_samples(value: Any, n_training: int) -> int:
@@ -245,8 +226,6 @@ def check_split_modes(dataloader: dict[str, Any], methods: Iterable[str], source
 def check_transform_classes(value: str, classes: list[str], key: str, source) -> None:
     """``VarTransform=N_<class>``: TMVA splits the entry at '_' and takes the second part as
     the class, so a class named with '_' cannot be chosen; an unknown one is a FATAL."""
-    from htt_tmva.engines.tmva_options import transformation_parts
-
     for name, cls in transformation_parts(value):
         if cls is None or cls == "AllClasses" or cls in classes:
             continue

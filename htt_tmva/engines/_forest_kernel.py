@@ -10,10 +10,10 @@ vector selects with AVX2). Deeper trees are walked: every event descends one lev
 through an indirect load.
 
 The library is built once per machine with ``$CXX``/``c++`` at ``-O3 -march=native`` and
-cached by content and CPU in the cache folder of :mod:`htt_tmva.exporters.compile`; it is
+cached by content and CPU in the cache folder of :mod:`htt_tmva.export.compile`; it is
 called through ctypes (ROOT is not needed). Without a compiler, ROOT's interpreter compiles
 the same source (once per process; it walks every tree, slower). Without either, or with
-``HTT_TMVA_NO_JIT=1``, the numpy traversal of :mod:`htt_tmva.tmva.bdt` does the work; all give
+``HTT_TMVA_NO_JIT=1``, the numpy traversal of :mod:`htt_tmva.engines.forest` does the work; all give
 the same sums.
 """
 

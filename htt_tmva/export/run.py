@@ -27,7 +27,7 @@ def _model_groups(config, folds, engine: str) -> list:
     if engine != "tmva":
         return [("", *_models(config, folds, engine))]
     from htt_tmva.engines.base import load_model
-    from htt_tmva.engines.tmva_plan import book_method
+    from htt_tmva.tmva.plan import book_method
 
     groups = []
     for method in config.tmva["methods"]:
@@ -52,7 +52,7 @@ def export_models(
     from htt_tmva.config import load_training_config
 
     if fmt == "tmva":
-        from htt_tmva.exporters.tmva_weights import export_tmva_folds
+        from htt_tmva.tmva.convert import export_tmva_folds
 
         return export_tmva_folds(training_config, fold, engine, overwrite)
     if fmt not in FORMATS:
@@ -63,14 +63,14 @@ def export_models(
     if fold is not None and not 0 <= fold < config.folds:
         raise ConfigError(f"fold {fold} does not exist: {config.source} has {config.folds} folds")
     folds = list(range(config.folds)) if fold is None else [fold]
-    from htt_tmva.exporters.spec import model_spec
+    from htt_tmva.export.spec import model_spec
 
     groups = _model_groups(config, folds, engine)
     # every spec first: a model that cannot be exported stops the export before any write
     specs = [[model_spec(m) for m in models] for _, _, models in groups]
     finals: list[Path] = []
     if fmt == "onnx":  # each spec as a checked ONNX model, before any write, too
-        from htt_tmva.exporters.onnx_format import onnx_models
+        from htt_tmva.export.onnx_format import onnx_models
 
         specs = [onnx_models(config, s, p, m) for (_, p, m), s in zip(groups, specs)]
     for (method, paths, models), group_specs in zip(groups, specs):
@@ -84,13 +84,13 @@ def export_models(
 def _write(config, fold, engine, fmt, event_branch, name, paths, models, specs) -> list[Path]:
     """Write the export of one model (per fold) of the training; return the files."""
     from htt_tmva._files import atomic_outputs
-    from htt_tmva.exporters.cpp import fold_header, model_header
-    from htt_tmva.exporters.json_format import model_document, write_json
+    from htt_tmva.export.cpp import fold_header, model_header
+    from htt_tmva.export.json_format import model_document, write_json
 
     namespace = namespace_for(engine, name)
     what = f"{engine} {name}".strip() if engine == "tmva" else engine
     if fmt == "onnx":
-        from htt_tmva.exporters.onnx_format import write_onnx_files
+        from htt_tmva.export.onnx_format import write_onnx_files
 
         return write_onnx_files(paths, specs)
     if fmt == "json":
@@ -109,6 +109,24 @@ def _write(config, fold, engine, fmt, event_branch, name, paths, models, specs) 
         with atomic_outputs(finals) as (temp,):
             temp.write_text(model_header(specs[0], f"{namespace}_fold{fold}", title))
     return finals
+
+
+def run_export(
+    training_config_path: str | Path,
+    fold: int,
+    engine: Optional[str] = None,
+    fmt: str = "tmva",
+    overwrite: bool = False,
+) -> Path:
+    """Write the model of ``fold`` in format ``fmt`` (default: a bdt model as a TMVA BDTG
+    weight file, :mod:`htt_tmva.tmva.convert`); return the file written."""
+    if fmt not in ("tmva", *FORMATS):
+        raise ConfigError(f"unknown --format '{fmt}'; choose one of tmva, {', '.join(FORMATS)}")
+    if fmt != "tmva":
+        return export_models(training_config_path, fold, engine, fmt)[0]
+    from htt_tmva.tmva.convert import export_tmva_fold
+
+    return export_tmva_fold(training_config_path, fold, engine, overwrite)
 
 
 def namespace_for(engine: str, model_name: str = "") -> str:

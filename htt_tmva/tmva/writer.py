@@ -30,7 +30,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from htt_tmva.exporters.xgboost_trees import XgbForest, XgbTree
+from htt_tmva.engines.xgboost_trees import XgbForest, XgbTree
 
 TMVA_RELEASE = "4.2.1 [262657]"  # the layout written; TMVA 4.2.1 reads it (ROOT 6.x)
 ROOT_RELEASE = "6.40/00 [403456]"

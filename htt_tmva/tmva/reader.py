@@ -94,7 +94,7 @@ class TmvaReaderModel(Model):
 
         helper = _declare_helper()
         ROOT = root()
-        from htt_tmva.engines.tmva_train import working_directory
+        from htt_tmva.tmva.factory import working_directory
 
         self.manifest, self.weight_file = manifest, Path(weight_file).resolve()
         self.method = str(manifest.details.get("title") or "method")
@@ -161,7 +161,7 @@ def load_with_tmva_reader(model_path: Path) -> Model:
     if manifest.files:  # the weight file (and trained Keras model) written with it
         verify_model_files(manifest, Path(model_path))
     if is_pykeras(Path(model_path), manifest):
-        from htt_tmva.engines.tmva_train import keras2_problem
+        from htt_tmva.tmva.factory import keras2_problem
 
         problem = keras2_problem()
         if problem:

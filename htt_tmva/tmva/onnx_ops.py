@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from htt_tmva.errors import ExportError
-from htt_tmva.exporters.onnx_nodes import F32, F64, Graph, clamp, count_at_most
+from htt_tmva.onnx_nodes import F32, F64, Graph, clamp, count_at_most
 from htt_tmva.tmva.transforms import ERFINV_CENTRAL, ERFINV_TAIL
 
 

@@ -1,9 +1,8 @@
-"""``htt-tmva export``: the model of one fold written in another format, next to it.
+"""``htt-tmva export --format tmva``: a bdt model as a TMVA BDTG weight file.
 
-``tmva``: a bdt model as a TMVA BDTG weight file ``<model stem>.weights.xml`` (with a
-manifest, so that htt-tmva can check its folds when the file is used for testing or
-application). ``cpp``, ``json`` and ``onnx`` are written by
-:func:`htt_tmva.exporters.run.export_models`.
+The file ``<model stem>.weights.xml`` is written next to the model with a manifest, so that
+htt-tmva can check its folds when the file is used for testing or application. The other
+formats are written by :mod:`htt_tmva.export.run`.
 """
 
 from __future__ import annotations
@@ -21,28 +20,19 @@ from htt_tmva.errors import ConfigError, EngineError, HttTmvaError, OutputError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("tmva", "cpp", "json", "onnx")
-
 
 def exported_path(model_path: Path) -> Path:
     """``fold0_bdt_model.json`` -> ``fold0_bdt_model.weights.xml`` (TMVA's naming)."""
     return Path(model_path).with_name(f"{Path(model_path).stem}.weights.xml")
 
 
-def run_export(
+def export_tmva_fold(
     training_config_path: str | Path,
     fold: int,
     engine: Optional[str] = None,
-    fmt: str = "tmva",
     overwrite: bool = False,
 ) -> Path:
-    """Write the model of ``fold`` in format ``fmt``; return the file written."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown --format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    if fmt != "tmva":
-        from htt_tmva.exporters.run import export_models
-
-        return export_models(training_config_path, fold, engine, fmt)[0]
+    """The bdt model of ``fold`` as a TMVA BDTG weight file next to it; return the file."""
     training = load_training_config(training_config_path)
     engine = engine or training.engine
     if not 0 <= fold < training.folds:
@@ -69,20 +59,20 @@ def export_tmva_folds(
 ) -> list[Path]:
     """TMVA weight files of ``fold``, or of every fold with ``fold=None``."""
     if fold is not None:
-        return [run_export(training_config_path, fold, engine, "tmva", overwrite)]
+        return [export_tmva_fold(training_config_path, fold, engine, overwrite)]
     folds = range(load_training_config(training_config_path).folds)
-    return [run_export(training_config_path, f, engine, "tmva", overwrite) for f in folds]
+    return [export_tmva_fold(training_config_path, f, engine, overwrite) for f in folds]
 
 
 def export_bdt_to_tmva(training: TrainingConfig, model_path: Path, overwrite: bool) -> Path:
     """The bdt model at ``model_path`` (checked against ``training``) as a TMVA BDTG file."""
     from htt_tmva.engines.manifest import check_compatible
-    from htt_tmva.exporters.tmva_bdtg import (
+    from htt_tmva.engines.xgboost_trees import read_forest
+    from htt_tmva.tmva.writer import (
         VariableRange,
         bdtg_weights_xml,
         nan_path_differences,
     )
-    from htt_tmva.exporters.xgboost_trees import read_forest
 
     manifest = read_manifest(model_path)
     if manifest.engine != "bdt":
@@ -154,7 +144,7 @@ def _exported_manifest(manifest, model_path: Path, target: Path):
 def _variable_ranges(training: TrainingConfig, fold: int, forest) -> tuple[list, int]:
     """Min and max of each variable on the fold's dataset, as TMVA records them, and the
     number of events; from the split thresholds (logged) if the dataset is not there."""
-    from htt_tmva.exporters.tmva_bdtg import threshold_ranges
+    from htt_tmva.tmva.writer import threshold_ranges
 
     dataset = training.datasets[fold]
     if not Path(dataset).is_file():

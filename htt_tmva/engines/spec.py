@@ -1,35 +1,5 @@
-"""A model as plain data: the neutral description that the JSON and C++ exports write.
-
-Two kinds, each with the variables and classes in order:
-
-* ``network``: ``preprocessing`` (a per-variable affine map ``(x - offset) / scale`` or a
-  quantile table), then ``ops``: ``dense`` (kernel ``weights[in][out]``, ``bias``,
-  ``activation``), ``affine`` (per-unit ``scale`` and ``shift``, from Normalization and
-  BatchNormalization layers) and ``activation``;
-* ``trees``: XGBoost's gradient-boosted trees: per tree its class and the node arrays
-  (``feature``, ``threshold``, ``left``, ``right``, ``default_left``; a leaf has left -1
-  and its value in ``threshold``), the per-class ``base_margin``, then a softmax.
-
-TMVA weight files (:mod:`htt_tmva.exporters.tmva_spec`) use the same kinds with
-``"precision": "float64"`` (computed in double after the transformations) and a ``tmva``
-block (method, analysis, the job's classes, expressions, internal names):
-
-* ``preprocessing`` of kind ``tmva``: ``transformations`` in chain order, each on float
-  values and stored as float: ``normalize`` (``columns``, ``class``, ``low``, ``scale``:
-  ``2 (x - low) scale - 1`` in float), ``linear`` (Decorrelation, PCA: ``columns``,
-  ``class``, ``offset``, ``matrix[in][out]``: ``(x - offset) M``), ``gauss`` (``columns``,
-  ``flat`` for Uniform, ``classes``, ``pdfs``: ``fine`` with ``x_min``, ``x_max`` and the
-  resampled ``values``, or ``histogram`` with ``edges``, ``contents``);
-* ``trees`` with ``output`` ``tmva_adaboost`` (sum / ``norm``), ``tmva_grad``
-  (``2 / (1 + exp(-2 s)) - 1``) or ``tmva_multiclass`` (TMVA's softmax); every node goes
-  left when ``x < threshold`` and NaN left, as TMVA's ``x >= Cut`` cuts (cType=0 swapped);
-* ``network`` ops also ``affine`` with an ``offset`` (``(x - offset) scale + shift``), the
-  activations of :data:`htt_tmva.exporters.cpp_tmva.ACTIVATIONS`, ``round_float32``,
-  ``tmva_softmax`` (``p_i = 1 / (1 + sum_{j != i} exp(o_j - o_i))``) and ``take``
-  (``units``: output node 0 of a two-class job).
-
-Two-class jobs have one output, ``classes == ["response"]`` (TMVA's EvaluateMVA value).
-"""
+"""How models of the engines describe themselves as data (the neutral description of
+:mod:`htt_tmva.export.spec`): Keras networks (or their Dense form) and XGBoost trees."""
 
 from __future__ import annotations
 
@@ -43,56 +13,24 @@ ACTIVATIONS = ("linear", "relu", "softmax", "sigmoid", "tanh", "elu")
 _SKIPPED_LAYERS = ("InputLayer", "Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout")
 
 
-def model_spec(model) -> dict[str, Any]:
-    """The neutral description of a loaded model of any engine, of a TMVA weight file read as
-    a model, or of what :func:`htt_tmva.tmva.read_weights` returns."""
-    weights = _tmva_weights(model)
-    if weights is not None:
-        from htt_tmva.exporters.tmva_spec import weights_spec
-
-        return weights_spec(weights)
-    engine = model.manifest.engine
-    if engine == "keras":
-        spec = network_spec(model)
-    elif engine == "bdt":
-        spec = trees_spec(model)
-    else:
-        raise ExportError(f"models of engine '{engine}' cannot be exported; valid: keras, bdt")
-    spec["variables"] = list(model.manifest.variables)
-    spec["classes"] = list(model.manifest.classes)
+def named(spec: dict[str, Any], manifest) -> dict[str, Any]:
+    """``spec`` with the model's variables and classes, in order."""
+    spec["variables"] = list(manifest.variables)
+    spec["classes"] = list(manifest.classes)
     return spec
 
 
-def _tmva_weights(model):
-    """The TMVA weight file behind ``model`` (a WeightFileModel or a TmvaModel), or None."""
-    from htt_tmva.engines.weightfile import WeightFileModel
-    from htt_tmva.tmva.model import TmvaModel
-
-    if isinstance(model, TmvaModel):
-        return model
-    if isinstance(model, WeightFileModel):
-        return model.weights
-    return None
-
-
 def network_spec(model) -> dict[str, Any]:
-    """A Keras model: its preprocessing and its layers as ops."""
+    """A Keras model (its network loaded, or its Dense form): its preprocessing and its
+    layers as ops."""
     if model.dense is not None:
         ops = [
             {"op": "dense", "weights": w.tolist(), "bias": b.tolist(), "activation": a}
             for w, b, a in model.dense.layers
         ]
     else:
-        ops = keras_ops(_keras_network(model))
+        ops = keras_ops(model.network)
     return {"kind": "network", "preprocessing": preprocessing_spec(model.preprocessing), "ops": ops}
-
-
-def _keras_network(model):
-    if model.network is None:
-        from htt_tmva.engines.keras import import_keras
-
-        model.network = import_keras().saving.load_model(model._model_path, compile=False)
-    return model.network
 
 
 def keras_ops(network) -> list[dict[str, Any]]:

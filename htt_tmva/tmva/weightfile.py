@@ -172,6 +172,10 @@ class WeightFileModel(Model):
         response = np.asarray(self.weights.response(x))
         return response.reshape(len(x), -1)
 
+    def describe(self) -> dict:
+        """The weight file as the neutral description (:mod:`htt_tmva.tmva.spec`)."""
+        return self.weights.describe()
+
     def save(self, model_path: Path) -> list[Path]:
         raise ModelError(f"'{self.path}' is a TMVA weight file; it is read, not written here")
 

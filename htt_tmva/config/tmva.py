@@ -1,4 +1,7 @@
-"""TMVA's option names, declared per method, and the ``tmva:`` section of the training YAML.
+"""The ``tmva:`` section of the training YAML: TMVA's option names, declared per method.
+
+Declared here, with the other sections of the configs; :mod:`htt_tmva.tmva.options` turns
+the options set into TMVA's option strings.
 
 The lists follow the options TMVA declares (``DeclareOptions`` of MethodBase, MethodBDT,
 MethodDL, MethodPyKeras, Factory and DataSetFactory); every one of them is declared by ROOT
@@ -18,8 +21,30 @@ import re
 from typing import Any, Optional
 
 from htt_tmva.config.schema import Expression, Field, non_empty, unique
-from htt_tmva.engines.tmva_checks import validation_size_problem
 from htt_tmva.errors import choices_text, did_you_mean
+
+
+def _number(text: str) -> Optional[float]:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def validation_size_problem(value: Any) -> Optional[str]:
+    """Why TMVA cannot parse ``ValidationSize`` (``20%``, ``0.2`` or a number of events)."""
+    text = str(value).strip()
+    number = _number(text[:-1] if text.endswith("%") else text)
+    if number is None:
+        return (
+            f"has value {value!r}; TMVA expects a fraction of the training sample ('20%' or "
+            "0.2) or a number of events (100)"
+        )
+    if number <= 0 or (text.endswith("%") and number >= 100):
+        return f"has value {value!r}; it must leave a validation sample and a training sample"
+    return None
+
 
 #: methods the engine books; each is a key of the ``tmva:`` section
 METHODS = ("BDTG", "DNN", "PyKeras")
@@ -273,30 +298,3 @@ TMVA_SCHEMA = {
     "DataLoader": Field(dict, keys=DATALOADER_OPTIONS, default=None),
     **{name: Field(dict, keys=options, default=None) for name, options in METHOD_OPTIONS.items()},
 }
-
-
-def set_options(section: Any, declared: Optional[dict[str, Field]] = None) -> dict[str, Any]:
-    """The options a user set in a validated sub-section (those left out are None); with the
-    ``declared`` options, predefined values in TMVA's own spelling."""
-    options = {k: v for k, v in (section or {}).items() if v is not None}
-    for name, value in options.items():
-        check = declared[name].check if declared and name in declared else None
-        if isinstance(check, OneOf):
-            options[name] = check.canonical(value) or value
-    return options
-
-
-def format_value(value: Any) -> str:
-    """Numbers exactly (``repr`` round-trips a float), everything else as text."""
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def option_string(options: dict[str, Any]) -> str:
-    """TMVA's ``A=1:B:!C`` syntax; booleans as ``Name`` / ``!Name``."""
-    parts = []
-    for name, value in options.items():
-        if isinstance(value, bool):
-            parts.append(name if value else f"!{name}")
-        else:
-            parts.append(f"{name}={format_value(value)}")
-    return ":".join(parts)

@@ -23,12 +23,21 @@ import re
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from htt_tmva.cpp_text import cpp_comment, cpp_string
+from htt_tmva.cpp_text import (
+    PREDICT,
+    cpp_comment,
+    node_forest,
+    node_walk,
+)
+from htt_tmva.cpp_text import cpp_doubles as _doubles
+from htt_tmva.cpp_text import cpp_floats as _floats
+from htt_tmva.cpp_text import cpp_strings as _strings
+from htt_tmva.cpp_text import tree_depth as _tree_depth
 from htt_tmva.data.folds import model_for_fold
 from htt_tmva.errors import ExportError, ExpressionError
-from htt_tmva.exporters.cpp_tmva import TMVA_HELPERS, is_tmva_spec, tmva_model
-from htt_tmva.exporters.spec import ACTIVATIONS
+from htt_tmva.export.spec import ACTIVATIONS
 from htt_tmva.expressions import translate, value_cpp
+from htt_tmva.tmva.cpp import TMVA_HELPERS, is_tmva_spec, tmva_model
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -184,39 +193,8 @@ def check_identifier(name: str) -> str:
     return name
 
 
-def _floats(values) -> str:
-    return ", ".join(repr(float(v)) + "f" if _finite(v) else _special(v) for v in values)
-
-
-def _doubles(values) -> str:
-    return ", ".join(repr(float(v)) if _finite(v) else _special(v) for v in values)
-
-
-def _finite(v) -> bool:
-    v = float(v)
-    return v == v and v not in (float("inf"), float("-inf"))
-
-
-def _special(v) -> str:
-    v = float(v)
-    if v != v:
-        return "std::numeric_limits<float>::quiet_NaN()"
-    return ("" if v > 0 else "-") + "std::numeric_limits<float>::infinity()"
-
-
-def _strings(values: Sequence[str]) -> str:
-    return ", ".join(cpp_string(v) for v in values)
-
-
 def _flat(matrix) -> list[float]:
     return [v for row in matrix for v in row]
-
-
-PREDICT = [
-    "/// Class probabilities of one event; inputs in the order of `variables`. Thread-safe.",
-    "inline std::array<float, n_classes> predict(",
-    "    const std::array<double, n_variables>& input) {",
-]
 
 
 def _names(spec: dict[str, Any]) -> list[str]:
@@ -400,70 +378,6 @@ def _activate(array: str, n: int, activation: str) -> str:
         f"  htt_tmva_export::activate({array}, {n}, "
         f"htt_tmva_export::Activation::{_activation(activation)});"
     )
-
-
-def _tree_depth(tree: dict) -> int:
-    depth, level = 0, [0]
-    while True:
-        level = [c for n in level for c in (tree["left"][n], tree["right"][n]) if c >= 0]
-        if not level:
-            return depth
-        depth += 1
-
-
-def node_forest(trees: list, value_type: str = "float") -> list[str]:
-    """The trees as one array of nodes (declarations for ``detail``): ``Node``,
-    ``tree_start`` and the leaf ``value`` of every node (``float`` or ``double``). A leaf
-    points to itself, so walking on from it stays there; its value is in ``threshold``."""
-    starts, nodes, values = [], [], []
-    for tree in trees:
-        offset = len(nodes)
-        starts.append(offset)
-        for n, left in enumerate(tree["left"]):
-            if left < 0:
-                nodes.append(f"{{0.f, 0, {offset + n}, {offset + n}, false}}")
-                values.append(tree["threshold"][n])
-            else:
-                default = "true" if tree["default_left"][n] else "false"
-                nodes.append(
-                    f"{{{_floats([tree['threshold'][n]])}, {int(tree['feature'][n])}, "
-                    f"{offset + left}, {offset + tree['right'][n]}, {default}}}"
-                )
-                values.append(0.0)
-    text = _floats if value_type == "float" else _doubles
-    nt, nn = len(starts), len(nodes)
-    return [
-        "struct Node { float threshold; int feature; int left; int right; bool default_left; };",
-        f"inline constexpr int tree_start[{max(nt, 1)}] = {{{_ints(starts) or '0'}}};",
-        f"inline constexpr Node nodes[{max(nn, 1)}] = {{{', '.join(nodes) or '{}'}}};",
-        f"inline constexpr {value_type} value[{max(nn, 1)}] = "
-        f"{{{text(values) or ('0.f' if value_type == 'float' else '0.0')}}};",
-    ]
-
-
-def node_walk(inputs: str, sums: str) -> list[str]:
-    """The walk of the trees of :func:`node_forest`, ``detail::depth`` levels, adding each
-    tree's leaf value to ``sums[detail::tree_class[tree]]`` in tree order. ``x < cut`` goes
-    left, NaN the node's default way."""
-    return [
-        "  // blocks of trees walked side by side: independent chains of loads overlap",
-        "  constexpr std::size_t block = 8;",
-        "  for (std::size_t first = 0; first < detail::n_trees; first += block) {",
-        "    const std::size_t n = std::min(block, detail::n_trees - first);",
-        "    int node[block];",
-        "    for (std::size_t j = 0; j < n; ++j) node[j] = detail::tree_start[first + j];",
-        "    for (int level = 0; level < detail::depth; ++level) {",
-        "      for (std::size_t j = 0; j < n; ++j) {",
-        "        const detail::Node& d = detail::nodes[node[j]];",
-        f"        const float v = {inputs}[d.feature];",
-        "        const bool go_left = (v < d.threshold) | ((v != v) & d.default_left);",
-        "        node[j] = go_left ? d.left : d.right;",
-        "      }",
-        "    }",
-        "    for (std::size_t j = 0; j < n; ++j)",
-        f"      {sums}[detail::tree_class[first + j]] += detail::value[node[j]];",
-        "  }",
-    ]
 
 
 def _ints(values) -> str:

@@ -1,4 +1,4 @@
-"""Models as JSON: the neutral description of :mod:`htt_tmva.exporters.spec` with a header.
+"""Models as JSON: the neutral description of :mod:`htt_tmva.export.spec` with a header.
 
 Top-level keys: ``format`` ("htt-tmva-model"), ``version`` (1), ``engine``, ``fold`` (the
 fold trained on), ``scores_fold`` (the fold it scores), ``variables``, ``classes``,

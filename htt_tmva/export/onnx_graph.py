@@ -1,4 +1,4 @@
-"""The neutral model description (:mod:`htt_tmva.exporters.spec`) as an ONNX graph.
+"""The neutral model description (:mod:`htt_tmva.export.spec`) as an ONNX graph.
 
 Built node by node with ``onnx.helper`` (no converter): one float32 input ``variables``
 ``[N, n_variables]`` (the raw variables in the config's order; the preprocessing is the first
@@ -14,7 +14,7 @@ nodes) and one float32 output ``[N, n_classes]``. The arithmetic follows the Pyt
   error function refined by Newton steps on a quadrature ``erf``), then the method in double.
 
 Only the ops and activations listed here are written; anything else is refused by name. The
-TMVA parts are in :mod:`htt_tmva.exporters.onnx_tmva`, the node builder in ``onnx_nodes``.
+TMVA parts are in :mod:`htt_tmva.tmva.onnx_ops`, the node builder in ``onnx_nodes``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from htt_tmva.errors import ExportError
-from htt_tmva.exporters.onnx_nodes import F32, F64, Graph, count_at_most
-from htt_tmva.exporters.onnx_tmva import tmva_softmax, tmva_transformations, tmva_trees_output
+from htt_tmva.onnx_nodes import F32, F64, Graph, count_at_most
+from htt_tmva.tmva.onnx_ops import tmva_softmax, tmva_transformations, tmva_trees_output
 
 OPSET = 17  # ai.onnx (onnxruntime >= 1.13, as in CMSSW, reads it)
 ML_OPSET = 3  # ai.onnx.ml: TreeEnsembleRegressor with double thresholds
@@ -100,7 +100,7 @@ def _activation(g: Graph, x: str, name: str, dtype, alpha=None) -> str:
 
 
 def _elementary(g: Graph, x: str, name: str, alpha: float) -> str:
-    """Activations of doubles from elementary ops, as :mod:`htt_tmva.exporters.cpp_tmva`."""
+    """Activations of doubles from elementary ops, as :mod:`htt_tmva.tmva.cpp`."""
 
     def c(v):
         return g.const(v, F64)
@@ -122,7 +122,7 @@ def _elementary(g: Graph, x: str, name: str, alpha: float) -> str:
 
 def _fast_tanh(g: Graph, x: str) -> str:
     """TMVA's TActivationTanh::fast_tanh on a double ``x``: a [7/6] rational approximation in
-    float (as :mod:`htt_tmva.exporters.cpp_tmva`), +-1 beyond 4.97."""
+    float (as :mod:`htt_tmva.tmva.cpp`), +-1 beyond 4.97."""
 
     def f(v):
         return g.const(v, F32)

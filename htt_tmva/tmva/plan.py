@@ -1,6 +1,6 @@
 """The TMVA booking plan of one fold: every call and option string TMVA gets, built from the
 training config alone (no ROOT, no TMVA), so that it can be printed (``--dry-run``), tested
-and checked anywhere; :mod:`htt_tmva.engines.tmva_train` runs it where TMVA exists.
+and checked anywhere; :mod:`htt_tmva.tmva.factory` runs it where TMVA exists.
 
 As the classic ``TMVA_training.py``: a Factory ``TMVAMulticlass`` (multiclass) writing
 ``fold{i}_training.root`` in ``output_path``, a DataLoader ``fold{i}_training`` (weight files
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import htt_tmva.config  # noqa: F401 - first: it imports tmva_options (else an import cycle)
 from htt_tmva.cpp_text import cpp_string
-from htt_tmva.engines import tmva_checks as checks
-from htt_tmva.engines.tmva_options import (
+from htt_tmva.errors import ConfigError
+from htt_tmva.tmva import checks
+from htt_tmva.tmva.options import (
     DATALOADER_OPTIONS,
     FACTORY_OPTIONS,
     METHOD_OPTIONS,
@@ -29,7 +29,6 @@ from htt_tmva.engines.tmva_options import (
     option_string,
     set_options,
 )
-from htt_tmva.errors import ConfigError
 
 FACTORY_NAME = "TMVAMulticlass"
 #: the part of TMVA's training sample that DNN and PyKeras keep for validation (TMVA's default)

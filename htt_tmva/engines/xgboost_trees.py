@@ -3,7 +3,7 @@
 Only what evaluation needs: per node its children, split feature, float32 threshold,
 missing-value direction and value; per tree its class; per class the base margin.
 :meth:`XgbForest.probabilities` evaluates them without XGBoost (the tree walk of
-:mod:`htt_tmva.tmva.bdt`, compiled for large batches) for finite inputs.
+:mod:`htt_tmva.engines.forest`, compiled for large batches) for finite inputs.
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ class XgbForest:
         return z.astype(np.float32)
 
     def walker(self):
-        """The trees as one :class:`htt_tmva.tmva.bdt.Forest` (flat node arrays, a leaf
+        """The trees as one :class:`htt_tmva.engines.forest.Forest` (flat node arrays, a leaf
         pointing to itself), built once."""
         if self._walker is None:
-            from htt_tmva.tmva.bdt import Forest
+            from htt_tmva.engines.forest import Forest
 
             sizes = np.array([len(t.left) for t in self.trees], dtype=np.intp)
             roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
@@ -83,6 +83,66 @@ class XgbForest:
             arrays = [np.concatenate(parts[k]) for k in "fclrv"]
             self._walker = Forest.from_nodes(*arrays, roots)
         return self._walker
+
+
+#: deeper trees are refused (XGBoost's depth-wise trees are far shallower)
+MAX_TREE_DEPTH = 256
+
+
+def check_trees(document: dict, source: str) -> None:
+    """Refuse (ModelError naming ``source``) trees that XGBoost loads without a check but that
+    would make a walk read out of bounds or loop: children outside the tree, a node reached
+    twice (a cycle), a split feature the model does not have, a tree deeper than
+    MAX_TREE_DEPTH, a tree of a class that does not exist."""
+    try:
+        learner = document["learner"]
+        n_features = int(learner["learner_model_param"]["num_feature"])
+        n_classes = max(int(learner["learner_model_param"]["num_class"]), 1)
+        model = learner["gradient_booster"]["model"]
+        trees, classes = model["trees"], model["tree_info"]
+        if len(classes) != len(trees):
+            raise ValueError(f"{len(trees)} trees but {len(classes)} tree_info entries")
+        for index, (tree, klass) in enumerate(zip(trees, classes)):
+            if not 0 <= int(klass) < n_classes:
+                raise ValueError(f"tree {index} is of class {klass}, not one of {n_classes}")
+            _check_tree(tree, n_features, index)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{source}: not a valid XGBoost tree model ({exc})") from None
+
+
+def _check_tree(tree: dict, n_features: int, index: int) -> None:
+    left, right = tree["left_children"], tree["right_children"]
+    feature = tree["split_indices"]
+    n = len(left)
+    lengths = {len(tree[k]) for k in ("right_children", "split_indices", "split_conditions")}
+    lengths.add(len(tree["default_left"]))
+    if n == 0 or lengths != {n}:
+        raise ValueError(f"tree {index} has node arrays of different lengths or none")
+    seen = [False] * n
+    seen[0] = True
+    level, depth = [0], 0
+    while level:
+        below = []
+        for node in level:
+            a, b = int(left[node]), int(right[node])
+            if a == -1 and b == -1:
+                continue
+            if not (0 < a < n and 0 < b < n):
+                raise ValueError(f"tree {index}, node {node}: children {a}, {b} outside 1..{n - 1}")
+            if not 0 <= int(feature[node]) < n_features:
+                raise ValueError(
+                    f"tree {index}, node {node}: split feature {feature[node]} outside "
+                    f"0..{n_features - 1}"
+                )
+            for child in (a, b):
+                if seen[child]:
+                    raise ValueError(f"tree {index}: node {child} is reached twice (a cycle)")
+                seen[child] = True
+            below += [a, b]
+        level = below
+        depth += 1 if below else 0
+        if depth > MAX_TREE_DEPTH:
+            raise ValueError(f"tree {index} is deeper than {MAX_TREE_DEPTH} levels")
 
 
 def _floats(text: str) -> list[float]:
@@ -101,8 +161,6 @@ def forest_from_document(
     document: dict, best_iteration: Optional[int] = None, source: str = ""
 ) -> XgbForest:
     """:func:`read_forest` of XGBoost's JSON model document (``save_raw("json")``)."""
-    from htt_tmva.engines.bdt import check_trees
-
     check_trees(document, source)
     learner = document["learner"]
     objective = learner["objective"]["name"]

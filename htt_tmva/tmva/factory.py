@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Optional
 
 from htt_tmva.engines.manifest import manifest_for, manifest_path, record_files
-from htt_tmva.engines.tmva_plan import BookingPlan, booking_plan
 from htt_tmva.errors import EngineError, OutputError
+from htt_tmva.tmva.plan import BookingPlan, booking_plan
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +169,8 @@ def check_inputs(plan: BookingPlan, config) -> Optional[dict]:
     events it trains and validates on. Returns that record."""
     import numpy as np
 
-    from htt_tmva.engines.tmva_checks import check_dnn_batches
-    from htt_tmva.training import load_training_data
+    from htt_tmva.data.arrays import load_training_data
+    from htt_tmva.tmva.checks import check_dnn_batches
 
     data = load_training_data(config, plan.fold)
     per_class = np.bincount(data.y, minlength=len(plan.classes))
