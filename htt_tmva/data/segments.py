@@ -148,7 +148,7 @@ class _Templates:
             # of the input's cluster size (30 MB allocated per class)
             tree.SetCacheSize(0)
             main = [b for b in plan.keep if b not in first.friend_branches]
-            ROOT.htt_tmva_dataset.set_active(tree, main)
+            _copy.set_active(ROOT, tree, main)
             self.trees[cls], self.main[cls] = tree, main
 
     def close(self) -> None:
@@ -164,6 +164,7 @@ class _Unit:
     layout: FileLayout
     plans: list[Plan]
     work: object = None
+    selections: list = field(default_factory=list)  # per plan, its C++ Selection
     keepalive: list = field(default_factory=list)
     tfile: object = None
     scratch: object = None
@@ -207,8 +208,9 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
         if not element or not element.GetTree():
             raise InputFileError(f"friend file '{friend}' cannot be attached to '{unit.path}'")
     union = list(dict.fromkeys(b for plan in unit.plans for b in plan.keep))
-    ROOT.htt_tmva_dataset.set_active(tree, union)
-    work = ROOT.htt_tmva_dataset.Unit()
+    _copy.set_active(ROOT, tree, union)
+    helper = ROOT.htt_tmva_dataset
+    work = helper.Unit()
     work.tree, work.folds = tree, config.folds
     # the cuts' inputs are read for every event, the weights' only for selected ones
     first = [config.event_branch]
@@ -218,11 +220,9 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
     later = [n for p in unit.plans for n in p.expressions.inputs if n not in first]
     buffers = {name: array("d", [0.0]) for name in [*first, *later]}
     for name in first:
-        work.first.push_back(tree.GetBranch(name))
-        work.first_buffers.push_back(buffers[name])
+        helper.add_input(work, 0, tree.GetBranch(name), buffers[name], 0)
     for name in dict.fromkeys(later):
-        work.later.push_back(tree.GetBranch(name))
-        work.later_buffers.push_back(buffers[name])
+        helper.add_input(work, 1, tree.GetBranch(name), buffers[name], 0)
     work.event = buffers[config.event_branch]
     event_type = unit.layout.scalars[config.event_branch]
     work.event_kind = _copy.EVENT_TYPES.index(event_type)
@@ -232,25 +232,22 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
         if kind is None:
             continue
         buffer = array("d", [0.0])
-        work.friend_events.push_back(ftree.GetBranch(config.event_branch))
-        work.friend_buffers.push_back(buffer)
-        work.friend_kinds.push_back(_copy.EVENT_TYPES.index(kind))
+        branch = ftree.GetBranch(config.event_branch)
+        helper.add_input(work, 2, branch, buffer, _copy.EVENT_TYPES.index(kind))
         unit.keepalive.append(buffer)
-    ROOT.htt_tmva_dataset.connect_all(work)
     unit.scratch = _open_output(ROOT, scratch_path(scratch, number), compression)
     selections = {}
     for plan in unit.plans:
-        selection = ROOT.htt_tmva_dataset.Selection()
         weight_buffer = array("f", [0.0])
-        selection.weight_out = weight_buffer
+        selection = helper.add_selection(work, weight_buffer)
         unit.keepalive.append(weight_buffer)
         for name in plan.expressions.inputs:
-            selection.inputs.push_back(buffers[name])
+            helper.add_expression_input(selection, buffers[name])
         getattr(ROOT, f"htt_tmva_expr_{plan.expressions.namespace}").htt_tmva_bind(selection)
         selections[plan.process.name] = (selection, weight_buffer, {})
     basket = _basket_size(len(unit.plans) * len(folds), max(len(p.keep) for p in unit.plans) + 1)
     for cls in dict.fromkeys(plan.process.class_name for plan in unit.plans):
-        ROOT.htt_tmva_dataset.set_active(tree, templates.main[cls])  # what the template has
+        _copy.set_active(ROOT, tree, templates.main[cls])  # what the template has
         for plan in (p for p in unit.plans if p.process.class_name == cls):
             selection, weight_buffer, segments = selections[plan.process.name]
             for fold in sorted(folds):
@@ -258,13 +255,13 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
                                           weight_buffer, buffers, basket)  # fmt: skip
     for plan in unit.plans:
         selection, _, segments = selections[plan.process.name]
-        for fold in range(config.folds):
-            selection.outputs.push_back(segments.get(fold, ROOT.nullptr))
-        work.selections.push_back(selection)
-    ROOT.htt_tmva_dataset.set_active(tree, union)
+        for fold, segment in segments.items():
+            helper.set_output(selection, fold, segment)
+    _copy.set_active(ROOT, tree, union)
     unit.done = array("q", [0])
     work.done = unit.done
     unit.work = work
+    unit.selections = [selections[plan.process.name][0] for plan in unit.plans]
     unit.keepalive.extend([tree, buffers, selections])
 
 
@@ -317,20 +314,21 @@ def _finish(ROOT, config, unit: _Unit) -> None:
             f"(first at entry {work.first_misaligned}); friends must hold the same events in "
             "the same order"
         )
-    for plan, selection in zip(unit.plans, work.selections):
+    helper = ROOT.htt_tmva_dataset
+    for plan, selection in zip(unit.plans, unit.selections):
         plan.total += int(work.total)
         plan.selected += int(selection.selected)
         plan.nonfinite += int(selection.nonfinite)
         plan.bad_event += int(selection.bad_event)
         plan.write_errors += int(selection.write_errors)
         for fold in range(config.folds):
-            plan.counts[fold] = plan.counts.get(fold, 0) + int(selection.counts[fold])
-            plan.sums[fold] = plan.sums.get(fold, 0.0) + float(selection.sums[fold])
+            plan.counts[fold] = plan.counts.get(fold, 0) + int(helper.count(selection, fold))
+            plan.sums[fold] = plan.sums.get(fold, 0.0) + float(helper.sum(selection, fold))
     unit.scratch.cd()
     unit.scratch.Write("", ROOT.TObject.kOverwrite)
     unit.scratch.Close()
     unit.tfile.Close()
-    unit.work, unit.keepalive = None, []
+    unit.work, unit.selections, unit.keepalive = None, [], []
 
 
 def fill_segments(
