@@ -69,7 +69,7 @@ struct List {
 // One process reading an input file: its cut and weight, its outputs and its counts.
 struct Selection {
    TTree **outputs;                        // one per fold; nullptr: not written in this run
-   List inputs;                            // buffers of its expression inputs
+   List cut_inputs, weight_inputs;         // buffers of its cut's and weight's inputs
    bool (*cut)(void *const *) = nullptr;
    double (*weight)(void *const *) = nullptr;
    Float_t *weight_out;                    // the buffer of its training weight branch
@@ -196,7 +196,11 @@ Selection *add_selection(Unit &u, Float_t *weight_buffer)
    return s;
 }
 
-void add_expression_input(Selection &s, void *buffer) { s.inputs.push(buffer); }
+void add_expression_input(Selection &s, int weight, void *buffer)
+{
+   (weight ? s.weight_inputs : s.cut_inputs).push(buffer);
+}
+
 void set_output(Selection &s, int fold, TTree *tree) { s.outputs[fold] = tree; }
 Long64_t count(const Selection &s, int fold) { return s.counts[fold]; }
 double sum(const Selection &s, int fold) { return s.sums[fold]; }
@@ -231,7 +235,7 @@ void run(Unit &u)
       bool loaded = false, later_read = false;
       for (int i = 0; i < u.selections.size; ++i) {
          Selection *s = static_cast<Selection *>(u.selections.items[i]);
-         if (!s->cut(s->inputs.items)) continue;
+         if (!s->cut(s->cut_inputs.items)) continue;
          ++s->selected;
          if (!exact) {
             ++s->bad_event;
@@ -243,7 +247,7 @@ void run(Unit &u)
             read(u.later, entry, u.read_errors);
             later_read = true;
          }
-         const double weight = s->weight(s->inputs.items);
+         const double weight = s->weight(s->weight_inputs.items);
          *s->weight_out = static_cast<Float_t>(weight);
          if (!std::isfinite(weight) || !std::isfinite(*s->weight_out)) ++s->nonfinite;
          if (!loaded) {
@@ -302,13 +306,22 @@ def set_active(ROOT, tree, names) -> None:
 
 
 @dataclass
-class Expressions:
-    """A process's cut and weight as C++ functions of the listed scalar branches."""
+class Function:
+    """A compiled cut or weight: C++ of the scalar branches ``inputs`` (in this order)."""
 
-    cut: str
-    weight: str
+    kind: str  # "cut" or "weight"
+    cpp: str
     inputs: list[str]
+    body: str = ""  # its C++ definition (without namespace): processes with the same share it
     namespace: str = ""
+
+
+@dataclass
+class Expressions:
+    """A process's cut and weight."""
+
+    cut: Function
+    weight: Function
 
 
 def used_columns(expressions: list[str], scalar_types: dict[str, str]) -> list[str]:
@@ -317,21 +330,28 @@ def used_columns(expressions: list[str], scalar_types: dict[str, str]) -> list[s
     return [n for n in dict.fromkeys(names) if n in scalar_types]
 
 
-def function_code(expressions: Expressions, scalar_types: dict[str, str]) -> str:
-    """C++ source of one process's cut and weight functions, in their own namespace."""
+def make_function(kind: str, cpp: str, scalar_types: dict[str, str]) -> Function:
+    """The cut (``bool``) or weight (``double``) ``cpp`` as a function of its scalar branches."""
+    inputs = used_columns([cpp], scalar_types)
     bindings = "".join(
         f"   const {scalar_types[n]} &{n} = *static_cast<const {scalar_types[n]} *>"
         f"(htt_tmva_in[{i}]);\n"
-        for i, n in enumerate(expressions.inputs)
+        for i, n in enumerate(inputs)
     )
+    result = "bool" if kind == "cut" else "double"
+    body = (
+        f"{result} htt_tmva_f(void *const *htt_tmva_in) {{\n{bindings}"
+        f"   return static_cast<{result}>({cpp});\n}}\n"
+    )
+    return Function(kind, cpp, inputs, body)
+
+
+def function_code(function: Function) -> str:
+    """C++ source of one function and its binding to a Selection, in their own namespace."""
     return (
-        f"namespace htt_tmva_expr_{expressions.namespace} {{\n"
-        f"bool htt_tmva_cut(void *const *htt_tmva_in) {{\n{bindings}"
-        f"   return static_cast<bool>({expressions.cut});\n}}\n"
-        f"double htt_tmva_weight(void *const *htt_tmva_in) {{\n{bindings}"
-        f"   return static_cast<double>({expressions.weight});\n}}\n"
+        f"namespace htt_tmva_expr_{function.namespace} {{\n{function.body}"
         "void htt_tmva_bind(htt_tmva_dataset::Selection &s) "
-        "{ s.cut = &htt_tmva_cut; s.weight = &htt_tmva_weight; }\n}\n"
+        f"{{ s.{function.kind} = &htt_tmva_f; }}\n}}\n"
     )
 
 

@@ -128,10 +128,7 @@ def make_plans(config: DatasetConfig, names: Optional[list[str]] = None) -> list
     keep = inputs.class_branches(config, layouts, classes)
     index = {n: i for i, n in enumerate(config.processes)}
     plans = [
-        segments.Plan(
-            config.processes[n], layouts[n], keep[n], _copy.Expressions("", "", []), index[n]
-        )  # fmt: skip
-        for n in members
+        segments.Plan(config.processes[n], layouts[n], keep[n], index=index[n]) for n in members
     ]
     wanted = [p for p in plans if p.process.name in names]
     segments.compile_expressions(config, wanted)

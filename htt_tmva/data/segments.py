@@ -21,9 +21,8 @@ import logging
 import shutil
 import tempfile
 from array import array
-from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -49,6 +48,14 @@ log = logging.getLogger(__name__)
 _EXACT_LIMITS = {"Float_t": FLOAT_EXACT_LIMIT, "Double_t": 2**53}
 #: memory for the baskets of the segments of one unit, whatever their number
 UNIT_BASKET_BYTES = 4_000_000
+#: memory estimates of a unit being read (ROOT 6.40, measured): per branch read, its basket
+#: unzipped and compressed; per branch of a segment, ROOT's objects; its baskets held twice
+INPUT_BRANCH_BYTES = 64_000
+SEGMENT_BRANCH_BYTES = 3_000
+#: estimated memory of the units read at once, per worker: two units with many segments
+#: (a signal file read by 16 processes) are not read together, one of them and a lighter
+#: unit are
+READ_BYTES_PER_WORKER = 22_500_000
 #: read-ahead cache of a remote (root://) input (ROOT's default is the input's cluster size,
 #: tens of MB); local inputs are read without one (the page cache serves them as fast, and
 #: each cache costs its size in memory per file read at once)
@@ -62,7 +69,7 @@ class Plan:
     process: ProcessConfig
     layout: Layout
     keep: list[str]
-    expressions: _copy.Expressions
+    expressions: Optional[_copy.Expressions] = None  # set by compile_expressions
     index: int = 0  # position in the config: names its segments
     total: int = 0
     selected: int = 0
@@ -90,29 +97,29 @@ def selection_expressions(process: ProcessConfig) -> tuple[str, str]:
 
 
 def compile_expressions(config: DatasetConfig, plans: list[Plan]) -> None:
-    """Compile the cut and weight of every process, all in one declaration; on failure,
-    compile them one by one to say which expression fails and why."""
+    """Compile the cut and weight of every process, all in one declaration, each distinct
+    function once (processes with the same weight share it); on failure, compile them one
+    by one to say which expression fails and why."""
+    functions: dict[str, _copy.Function] = {}
     for plan in plans:
-        cut, weight = selection_expressions(plan.process)
-        inputs = _copy.used_columns([cut, weight, config.event_branch], plan.layout.scalars)
-        plan.expressions = _copy.Expressions(cut, weight, inputs, _copy.new_namespace())
-    code = "".join(_copy.function_code(pl.expressions, pl.layout.scalars) for pl in plans)
-    if not _copy.compile_functions(code):
+        made = []
+        for kind, cpp in zip(("cut", "weight"), selection_expressions(plan.process)):
+            function = _copy.make_function(kind, cpp, plan.layout.scalars)
+            if function.body not in functions:
+                function.namespace = _copy.new_namespace()
+                functions[function.body] = function
+            made.append(functions[function.body])
+        plan.expressions = _copy.Expressions(*made)
+    if not _copy.compile_functions("".join(map(_copy.function_code, functions.values()))):
         return
     for plan in plans:
-        p, scalars = plan.process, plan.layout.scalars
-        cut, weight = plan.expressions.cut, plan.expressions.weight
-        for kind, cpp in (("cut_string", cut), ("weight_string", weight)):
-            alone = _copy.Expressions(
-                cpp if kind == "cut_string" else "true",
-                cpp if kind == "weight_string" else "1.",
-                plan.expressions.inputs,
-                _copy.new_namespace(),
-            )
-            messages = _copy.compile_functions(_copy.function_code(alone, scalars))
+        for function in (plan.expressions.cut, plan.expressions.weight):
+            alone = replace(function, namespace=_copy.new_namespace())
+            messages = _copy.compile_functions(_copy.function_code(alone))
             if messages:
-                text = getattr(p, kind)  # the user's expression, not its C++
-                _raise_expression_error(config, p, kind, text, messages, plan.layout)
+                kind = f"{function.kind}_string"
+                text = getattr(plan.process, kind)  # the user's expression, not its C++
+                _raise_expression_error(config, plan.process, kind, text, messages, plan.layout)
     raise ExpressionError("the cut and weight expressions do not compile together")  # unlikely
 
 
@@ -181,6 +188,27 @@ def _units(plans: list[Plan]) -> list[_Unit]:
     return list(units.values())
 
 
+def unit_memory(unit: _Unit, folds: int) -> int:
+    """Estimated bytes a unit holds while it is read: its input baskets and its segments."""
+    read = len({b for plan in unit.plans for b in plan.keep})
+    width = max(len(plan.keep) for plan in unit.plans) + 1  # with the training weight
+    segments = len(unit.plans) * folds
+    baskets = min(UNIT_BASKET_BYTES, segments * width * 32000)
+    return read * INPUT_BRANCH_BYTES + 2 * baskets + segments * width * SEGMENT_BRANCH_BYTES
+
+
+def next_unit(pending: list[int], running: list[int], costs: list[int], workers: int):
+    """The first pending unit that can be read now: at most ``workers`` at once, and their
+    estimated memory within READ_BYTES_PER_WORKER per worker (one unit always runs)."""
+    if len(running) >= workers:
+        return None
+    budget = workers * READ_BYTES_PER_WORKER - sum(costs[i] for i in running)
+    for number in pending:
+        if not running or costs[number] <= budget:
+            return number
+    return None
+
+
 def input_cache_bytes(path) -> int:
     """The read cache of an input file: INPUT_CACHE_BYTES for a remote file, none for a local
     one."""
@@ -215,9 +243,9 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
     # the cuts' inputs are read for every event, the weights' only for selected ones
     first = [config.event_branch]
     for plan in unit.plans:
-        first += _copy.used_columns([plan.expressions.cut], plan.layout.scalars)
+        first += plan.expressions.cut.inputs
     first = list(dict.fromkeys(first))
-    later = [n for p in unit.plans for n in p.expressions.inputs if n not in first]
+    later = [n for p in unit.plans for n in p.expressions.weight.inputs if n not in first]
     buffers = {name: array("d", [0.0]) for name in [*first, *later]}
     for name in first:
         helper.add_input(work, 0, tree.GetBranch(name), buffers[name], 0)
@@ -241,9 +269,10 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
         weight_buffer = array("f", [0.0])
         selection = helper.add_selection(work, weight_buffer)
         unit.keepalive.append(weight_buffer)
-        for name in plan.expressions.inputs:
-            helper.add_expression_input(selection, buffers[name])
-        getattr(ROOT, f"htt_tmva_expr_{plan.expressions.namespace}").htt_tmva_bind(selection)
+        for weight, function in enumerate((plan.expressions.cut, plan.expressions.weight)):
+            for name in function.inputs:
+                helper.add_expression_input(selection, weight, buffers[name])
+            getattr(ROOT, f"htt_tmva_expr_{function.namespace}").htt_tmva_bind(selection)
         selections[plan.process.name] = (selection, weight_buffer, {})
     basket = _basket_size(len(unit.plans) * len(folds), max(len(p.keep) for p in unit.plans) + 1)
     for cls in dict.fromkeys(plan.process.class_name for plan in unit.plans):
@@ -347,23 +376,25 @@ def fill_segments(
     order = sorted(range(len(units)), key=lambda i: -units[i].layout.entries)
     events = sum(u.layout.entries for u in units)
     templates = _Templates(ROOT, config, plans)
-    pending, running, finished = deque(order), {}, 0
+    costs = [unit_memory(unit, len(folds)) for unit in units]
+    pending, running, finished = order, {}, 0
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             while pending or running:
-                while pending and len(running) < workers:
-                    number = pending.popleft()
+                while (number := next_unit(pending, list(running.values()), costs,
+                                           workers)) is not None:  # fmt: skip
+                    pending.remove(number)
                     unit = units[number]
                     _prepare(ROOT, config, unit, number, folds, templates, scratch,
                              compression)  # fmt: skip
-                    running[pool.submit(ROOT.htt_tmva_dataset.run, unit.work)] = unit
+                    running[pool.submit(ROOT.htt_tmva_dataset.run, unit.work)] = number
                 done, _ = wait(list(running), timeout=0.1, return_when=FIRST_COMPLETED)
                 for future in done:
-                    unit = running.pop(future)
+                    unit = units[running.pop(future)]
                     future.result()
                     _finish(ROOT, config, unit)
                     finished += unit.layout.entries
-                progress(finished + sum(int(u.done[0]) for u in running.values()), events)
+                progress(finished + sum(int(units[i].done[0]) for i in running.values()), events)
     finally:
         for unit in units:
             for tfile in (unit.scratch, unit.tfile):
