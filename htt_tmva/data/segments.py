@@ -55,7 +55,7 @@ SEGMENT_BRANCH_BYTES = 3_000
 #: estimated memory of the units read at once, per worker: two units with many segments
 #: (a signal file read by 16 processes) are not read together, one of them and a lighter
 #: unit are
-READ_BYTES_PER_WORKER = 22_500_000
+READ_BYTES_PER_WORKER = 19_000_000
 #: read-ahead cache of a remote (root://) input (ROOT's default is the input's cluster size,
 #: tens of MB); local inputs are read without one (the page cache serves them as fast, and
 #: each cache costs its size in memory per file read at once)
