@@ -22,8 +22,8 @@ from htt_tmva.data.fold_identity import (
     ExpectedFold,
     check_event_folds,
     check_metadata,
-    fold_metadata,
     origin,
+    read_fold_record,
     warn_unverified,
 )
 from htt_tmva.data.folds import fold_expression
@@ -86,7 +86,7 @@ def read_fold_file(
     record, by_events, unverified = None, False, []
     try:
         if expected is not None:
-            meta = fold_metadata(tfile, path)
+            meta = read_fold_record(tfile, path)
             if meta is not None:
                 record = check_metadata(meta, expected, path)
             by_events = meta is None
