@@ -421,3 +421,77 @@ def test_a_dataset_config_given_to_training_says_what_to_do(tmp_path, shared_inp
     message = str(info.value)
     assert "is a dataset config" in message and "htt-tmva dataset" in message
     assert "did you mean" not in message
+
+
+# --- memory: units read at once, shared functions, no std containers --------------------------
+
+
+def test_units_read_at_once_stay_within_the_memory_budget_one_always_runs():
+    budget = segments.READ_BYTES_PER_WORKER
+    heavy, light = int(1.1 * budget), int(0.8 * budget)
+    costs = [heavy, heavy, light, 5 * budget]
+    # two heavy units are never read together; a heavy and a light one are
+    assert segments.next_unit([1, 2], [0], costs, workers=2) == 2
+    assert segments.next_unit([1], [0], costs, workers=2) is None
+    # a unit over any budget runs, alone; nothing runs beside it
+    assert segments.next_unit([3], [], costs, workers=2) == 3
+    assert segments.next_unit([2], [3], costs, workers=2) is None
+    assert segments.next_unit([2], [0, 1], costs, workers=2) is None  # at most `workers`
+    # a file read by many processes is estimated heavier than one read by one process
+    plans = [segments.Plan(None, None, [f"b{i}" for i in range(100)]) for _ in range(16)]
+    many = segments._Unit("f", None, plans)
+    one = segments._Unit("f", None, plans[:1])
+    assert segments.unit_memory(many, 2) > segments.unit_memory(one, 2)
+
+
+def test_processes_with_the_same_weight_share_one_compiled_function(tmp_path, shared_inputs):
+    from htt_tmva.data.dataset import make_plans
+
+    def shared(name, sample):
+        return [f"{sample}/{sample}_{part}.root" for part in (1, 0)]
+
+    config = load_dataset_config(
+        write_yaml(
+            tmp_path / "d.yaml",
+            document(shared_inputs, tmp_path / "out", shared_processes(shared)),
+        )
+    )
+    plans = make_plans(config)
+    weights = {plan.expressions.weight.namespace for plan in plans}
+    cuts = {plan.expressions.cut.namespace for plan in plans}
+    # one weight_string; ZTT and ggH_0j have the same cut_string
+    assert len(weights) == 1 and len(cuts) == len({c for _, c, _ in SHARED.values()}) == 5
+    assert plans[0].expressions.weight.inputs == ["weight"]
+
+
+CONTAINERS_CHECK = """
+import sys
+from htt_tmva.config import load_dataset_config
+from htt_tmva.data.dataset import create_training_dataset
+from htt_tmva._root import root
+create_training_dataset(load_dataset_config(sys.argv[1]), workers=1)
+classes = root().gROOT.GetListOfClasses()
+print(sorted(n for n in ("vector<void*>", "vector<TTree*>", "vector<double>", "vector<Long64_t>")
+             if classes.FindObject(n)))
+"""
+
+
+def test_the_dataset_loop_instantiates_no_std_containers_for_python(tmp_path, shared_inputs):
+    """Memory: binding std::vector for Python costs the interpreter about 15 MB; the loop's
+    Python side passes plain pointers and numbers only (checked in a fresh process; ROOT
+    itself makes vector<TBranch*>, vector<int> and vector<string>, the loop made these)."""
+    import subprocess
+    import sys
+
+    def shared(name, sample):
+        return [f"{sample}/{sample}_{part}.root" for part in (1, 0)]
+
+    path = write_yaml(
+        tmp_path / "d.yaml", document(shared_inputs, tmp_path / "out", shared_processes(shared))
+    )
+    script = tmp_path / "check.py"
+    script.write_text(CONTAINERS_CHECK)
+    result = subprocess.run(
+        [sys.executable, str(script), str(path)], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"

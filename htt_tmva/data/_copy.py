@@ -21,46 +21,83 @@ from dataclasses import dataclass
 
 from htt_tmva._root import captured_stderr, jit_errors, root
 from htt_tmva.data.folds import fold_expression
+from htt_tmva.errors import InputFileError
 
 _HELPER = r"""
 #pragma cling optimize(3)
 #include <TBranch.h>
-#include <TLeaf.h>
-#include <TMath.h>
 #include <TTree.h>
 #include <cmath>
-#include <cstdint>
-#include <string>
-#include <vector>
+#include <cstring>
 
 namespace htt_tmva_dataset {
 
 inline Long64_t fold_signed(Long64_t value, Long64_t folds) { return FOLD_SIGNED; }
 inline Long64_t fold_unsigned(ULong64_t value, Long64_t folds) { return FOLD_UNSIGNED; }
 
+// No std::vector or std::string here nor in what Python passes: instantiating them in the
+// interpreter (and binding them for Python) costs about 15 MB of memory per process.
+
+// A branch read into an 8-byte buffer; ``kind``: index of its type in EVENT_TYPES (events).
+struct Input {
+   TBranch *branch;
+   void *buffer;
+   int kind;
+};
+
+// A growable array of pointers, owning nothing.
+struct List {
+   void **items = nullptr;
+   int size = 0, capacity = 0;
+   List() {}
+   List(const List &) = delete;
+   List &operator=(const List &) = delete;
+   ~List() { delete[] items; }
+   void push(void *item)
+   {
+      if (size == capacity) {
+         capacity = capacity ? 2 * capacity : 8;
+         void **grown = new void *[capacity];
+         if (size) std::memcpy(grown, items, size * sizeof(void *));
+         delete[] items;
+         items = grown;
+      }
+      items[size++] = item;
+   }
+};
+
 // One process reading an input file: its cut and weight, its outputs and its counts.
 struct Selection {
-   std::vector<TTree *> outputs;           // one per fold; nullptr: not written in this run
-   std::vector<void *> inputs;             // buffers of its expression inputs
+   TTree **outputs;                        // one per fold; nullptr: not written in this run
+   List cut_inputs, weight_inputs;         // buffers of its cut's and weight's inputs
    bool (*cut)(void *const *) = nullptr;
    double (*weight)(void *const *) = nullptr;
-   Float_t *weight_out = nullptr;          // the buffer of its training weight branch
+   Float_t *weight_out;                    // the buffer of its training weight branch
    Long64_t selected = 0, nonfinite = 0, bad_event = 0, write_errors = 0;
-   std::vector<Long64_t> counts;
-   std::vector<double> sums;
+   Long64_t *counts;
+   double *sums;
+   Selection(int folds, Float_t *weight_buffer)
+      : outputs(new TTree *[folds]()), weight_out(weight_buffer), counts(new Long64_t[folds]()),
+        sums(new double[folds]())
+   {
+   }
+   Selection(const Selection &) = delete;
+   Selection &operator=(const Selection &) = delete;
+   ~Selection()
+   {
+      delete[] outputs;
+      delete[] counts;
+      delete[] sums;
+   }
 };
 
 // One input file (its tree and friends), read once for every process that selects from it.
 struct Unit {
    TTree *tree = nullptr;
-   std::vector<TBranch *> first;           // read before the cuts (event, expression inputs)
-   std::vector<void *> first_buffers;      // their buffers (8 bytes each)
-   std::vector<TBranch *> later;           // read only for selected events (weight inputs)
-   std::vector<void *> later_buffers;
-   std::vector<TBranch *> friend_events;   // event branches of the friends (8-byte buffers)
-   std::vector<void *> friend_buffers;
-   std::vector<int> friend_kinds;
-   std::vector<Selection *> selections;
+   List first;                             // Inputs read before the cuts (event, cut inputs)
+   List later;                             // Inputs read only for selected events (weights)
+   List friend_events;                     // Inputs: the event branches of the friends
+   List selections;
    int folds = 2;
    void *event = nullptr;                  // buffer of the event number
    int event_kind = 0;                     // index of its type in EVENT_TYPES
@@ -68,6 +105,17 @@ struct Unit {
    Long64_t *done = nullptr;               // entries read so far, for progress displays
    Long64_t total = 0, read_errors = 0, misaligned = 0, first_misaligned = -1;
    int misaligned_friend = -1;
+   Unit() {}
+   Unit(const Unit &) = delete;
+   Unit &operator=(const Unit &) = delete;
+   ~Unit()
+   {
+      List *inputs[] = {&first, &later, &friend_events};
+      for (List *list : inputs)
+         for (int i = 0; i < list->size; ++i) delete static_cast<Input *>(list->items[i]);
+      for (int i = 0; i < selections.size; ++i)
+         delete static_cast<Selection *>(selections.items[i]);
+   }
 };
 
 // EVENT_TYPES: Float_t, Double_t, Int_t, UInt_t, Long64_t, ULong64_t, Short_t, UShort_t,
@@ -116,38 +164,65 @@ inline void connect(TBranch *branch, void *buffer)
    if (inactive) branch->SetBit(kDoNotProcess);
 }
 
-// Exactly the branches ``names`` active (in the tree and its friends).
-void set_active(TTree *tree, const std::vector<std::string> &names)
+// Exactly the branches ``names`` (separated by newlines) active, in the tree and its friends.
+void set_active(TTree *tree, const char *names)
 {
    tree->SetBranchStatus("*", 0);
-   for (const auto &name : names) tree->SetBranchStatus(name.c_str(), 1);
+   TString name;
+   for (const char *p = names;; ++p) {
+      if (*p == '\n' || *p == '\0') {
+         if (name.Length()) tree->SetBranchStatus(name.Data(), 1);
+         name = "";
+         if (*p == '\0') break;
+      } else {
+         name.Append(*p);
+      }
+   }
 }
 
-void connect_all(Unit &u)
+// Read ``branch`` into ``buffer`` (8 bytes): before the cuts (``when`` 0), for selected
+// events only (1), or as the event number of a friend of type ``kind`` (2).
+void add_input(Unit &u, int when, TBranch *branch, void *buffer, int kind)
 {
-   for (size_t i = 0; i < u.first.size(); ++i) connect(u.first[i], u.first_buffers[i]);
-   for (size_t i = 0; i < u.later.size(); ++i) connect(u.later[i], u.later_buffers[i]);
-   for (size_t i = 0; i < u.friend_events.size(); ++i)
-      connect(u.friend_events[i], u.friend_buffers[i]);
+   List &list = when == 0 ? u.first : when == 1 ? u.later : u.friend_events;
+   list.push(new Input{branch, buffer, kind});
+   connect(branch, buffer);
+}
+
+Selection *add_selection(Unit &u, Float_t *weight_buffer)
+{
+   Selection *s = new Selection(u.folds, weight_buffer);
+   u.selections.push(s);
+   return s;
+}
+
+void add_expression_input(Selection &s, int weight, void *buffer)
+{
+   (weight ? s.weight_inputs : s.cut_inputs).push(buffer);
+}
+
+void set_output(Selection &s, int fold, TTree *tree) { s.outputs[fold] = tree; }
+Long64_t count(const Selection &s, int fold) { return s.counts[fold]; }
+double sum(const Selection &s, int fold) { return s.sums[fold]; }
+
+inline void read(const List &inputs, Long64_t entry, Long64_t &errors)
+{
+   for (int i = 0; i < inputs.size; ++i)  // getall: also those inactive (not in any output)
+      if (static_cast<Input *>(inputs.items[i])->branch->GetEntry(entry, 1) < 0) ++errors;
 }
 
 void run(Unit &u)
 {
-   for (Selection *s : u.selections) {
-      s->counts.assign(u.folds, 0);
-      s->sums.assign(u.folds, 0.);
-   }
    const Long64_t entries = u.tree->GetEntries();
    for (Long64_t entry = 0; entry < entries; ++entry) {
       ++u.total;
       if ((entry & 0x3fff) == 0) __atomic_store_n(u.done, entry, __ATOMIC_RELAXED);
       if (u.tree->LoadTree(entry) < 0) { ++u.read_errors; continue; }
-      for (TBranch *b : u.first)  // getall: also those inactive (not in any output)
-         if (b->GetEntry(entry, 1) < 0) ++u.read_errors;
-      for (size_t i = 0; i < u.friend_events.size(); ++i) {
-         if (u.friend_events[i]->GetEntry(entry, 1) < 0) ++u.read_errors;
-         const long double main_event = event_value(u.event, u.event_kind);
-         if (event_value(u.friend_buffers[i], u.friend_kinds[i]) != main_event) {
+      read(u.first, entry, u.read_errors);
+      for (int i = 0; i < u.friend_events.size; ++i) {
+         const Input *f = static_cast<Input *>(u.friend_events.items[i]);
+         if (f->branch->GetEntry(entry, 1) < 0) ++u.read_errors;
+         if (event_value(f->buffer, f->kind) != event_value(u.event, u.event_kind)) {
             if (u.misaligned++ == 0) { u.first_misaligned = entry; u.misaligned_friend = i; }
          }
       }
@@ -158,8 +233,9 @@ void run(Unit &u)
       }
       const Long64_t fold = exact ? event_fold(u.event, u.event_kind, u.folds) : 0;
       bool loaded = false, later_read = false;
-      for (Selection *s : u.selections) {
-         if (!s->cut(s->inputs.data())) continue;
+      for (int i = 0; i < u.selections.size; ++i) {
+         Selection *s = static_cast<Selection *>(u.selections.items[i]);
+         if (!s->cut(s->cut_inputs.items)) continue;
          ++s->selected;
          if (!exact) {
             ++s->bad_event;
@@ -168,11 +244,10 @@ void run(Unit &u)
          TTree *out = s->outputs[fold];
          if (!out) continue;
          if (!later_read) {
-            for (TBranch *b : u.later)
-               if (b->GetEntry(entry, 1) < 0) ++u.read_errors;
+            read(u.later, entry, u.read_errors);
             later_read = true;
          }
-         const double weight = s->weight(s->inputs.data());
+         const double weight = s->weight(s->weight_inputs.items);
          *s->weight_out = static_cast<Float_t>(weight);
          if (!std::isfinite(weight) || !std::isfinite(*s->weight_out)) ++s->nonfinite;
          if (!loaded) {
@@ -221,14 +296,32 @@ def declare_helper():
     return ROOT
 
 
+def set_active(ROOT, tree, names) -> None:
+    """Exactly the branches ``names`` active in ``tree`` and its friends."""
+    names = list(names)
+    bad = [n for n in names if "\n" in n]
+    if bad:  # pragma: no cover - ROOT does not write such names
+        raise InputFileError(f"branch name {bad[0]!r} holds a line break")
+    ROOT.htt_tmva_dataset.set_active(tree, "\n".join(names))
+
+
+@dataclass
+class Function:
+    """A compiled cut or weight: C++ of the scalar branches ``inputs`` (in this order)."""
+
+    kind: str  # "cut" or "weight"
+    cpp: str
+    inputs: list[str]
+    body: str = ""  # its C++ definition (without namespace): processes with the same share it
+    namespace: str = ""
+
+
 @dataclass
 class Expressions:
-    """A process's cut and weight as C++ functions of the listed scalar branches."""
+    """A process's cut and weight."""
 
-    cut: str
-    weight: str
-    inputs: list[str]
-    namespace: str = ""
+    cut: Function
+    weight: Function
 
 
 def used_columns(expressions: list[str], scalar_types: dict[str, str]) -> list[str]:
@@ -237,21 +330,28 @@ def used_columns(expressions: list[str], scalar_types: dict[str, str]) -> list[s
     return [n for n in dict.fromkeys(names) if n in scalar_types]
 
 
-def function_code(expressions: Expressions, scalar_types: dict[str, str]) -> str:
-    """C++ source of one process's cut and weight functions, in their own namespace."""
+def make_function(kind: str, cpp: str, scalar_types: dict[str, str]) -> Function:
+    """The cut (``bool``) or weight (``double``) ``cpp`` as a function of its scalar branches."""
+    inputs = used_columns([cpp], scalar_types)
     bindings = "".join(
         f"   const {scalar_types[n]} &{n} = *static_cast<const {scalar_types[n]} *>"
         f"(htt_tmva_in[{i}]);\n"
-        for i, n in enumerate(expressions.inputs)
+        for i, n in enumerate(inputs)
     )
+    result = "bool" if kind == "cut" else "double"
+    body = (
+        f"{result} htt_tmva_f(void *const *htt_tmva_in) {{\n{bindings}"
+        f"   return static_cast<{result}>({cpp});\n}}\n"
+    )
+    return Function(kind, cpp, inputs, body)
+
+
+def function_code(function: Function) -> str:
+    """C++ source of one function and its binding to a Selection, in their own namespace."""
     return (
-        f"namespace htt_tmva_expr_{expressions.namespace} {{\n"
-        f"bool htt_tmva_cut(void *const *htt_tmva_in) {{\n{bindings}"
-        f"   return static_cast<bool>({expressions.cut});\n}}\n"
-        f"double htt_tmva_weight(void *const *htt_tmva_in) {{\n{bindings}"
-        f"   return static_cast<double>({expressions.weight});\n}}\n"
+        f"namespace htt_tmva_expr_{function.namespace} {{\n{function.body}"
         "void htt_tmva_bind(htt_tmva_dataset::Selection &s) "
-        "{ s.cut = &htt_tmva_cut; s.weight = &htt_tmva_weight; }\n}\n"
+        f"{{ s.{function.kind} = &htt_tmva_f; }}\n}}\n"
     )
 
 

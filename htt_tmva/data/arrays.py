@@ -24,8 +24,8 @@ from htt_tmva.data.fold_identity import (
     check_event_folds,
     check_metadata,
     check_same_dataset,
-    fold_metadata,
     origin,
+    read_fold_record,
     warn_unverified,
 )
 from htt_tmva.data.folds import fold_expression
@@ -117,7 +117,7 @@ def read_fold_file(
     record, by_events, unverified = None, False, []
     try:
         if expected is not None:
-            meta = fold_metadata(tfile, path)
+            meta = read_fold_record(tfile, path)
             if meta is not None:
                 record = check_metadata(meta, expected, path)
             by_events = meta is None

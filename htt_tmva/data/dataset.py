@@ -56,19 +56,27 @@ def config_digest(config: DatasetConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def fold_metadata(config: DatasetConfig, fold: int) -> str:
-    """The title of the ``htt_tmva_fold`` TNamed of a fold file (compact JSON)."""
-    record = {
+def expected_fold_record(config: DatasetConfig, fold: int) -> dict:
+    """The ``htt_tmva_fold`` record that the fold file ``fold`` of ``config`` carries."""
+    return {
         "fold": fold,
         "folds": config.folds,
         "event_branch": config.event_branch,
         "config_digest": config_digest(config),
     }
-    return json.dumps(record, separators=(",", ":"))
 
 
-def read_fold_metadata(tfile) -> Optional[dict]:
-    """The ``htt_tmva_fold`` record of an open fold file, or None if it has none."""
+def write_fold_record(ROOT, tfile, config: DatasetConfig, fold: int) -> None:
+    """Write into the open fold file the ``htt_tmva_fold`` TNamed (title: compact JSON)."""
+    tfile.cd()
+    text = json.dumps(expected_fold_record(config, fold), separators=(",", ":"))
+    ROOT.TNamed(FOLD_METADATA, text).Write()
+
+
+def written_fold_record(tfile) -> Optional[dict]:
+    """The ``htt_tmva_fold`` record as written in an open fold file (None if it has none),
+    unchecked: for comparing with :func:`expected_fold_record` (readers of fold files use
+    :func:`htt_tmva.data.fold_identity.read_fold_record`, which validates it)."""
     named = tfile.Get(FOLD_METADATA)
     return json.loads(str(named.GetTitle())) if named else None
 
@@ -128,10 +136,7 @@ def make_plans(config: DatasetConfig, names: Optional[list[str]] = None) -> list
     keep = inputs.class_branches(config, layouts, classes)
     index = {n: i for i, n in enumerate(config.processes)}
     plans = [
-        segments.Plan(
-            config.processes[n], layouts[n], keep[n], _copy.Expressions("", "", []), index[n]
-        )  # fmt: skip
-        for n in members
+        segments.Plan(config.processes[n], layouts[n], keep[n], index=index[n]) for n in members
     ]
     wanted = [p for p in plans if p.process.name in names]
     segments.compile_expressions(config, wanted)
@@ -171,8 +176,7 @@ def _fill_fold_files(config, plans, temps, workers, progress) -> dict:
                 for cls in config.classes:
                     sources = segments.class_sources(config, plans, cls, fold, scratch)
                     segments.concatenate(ROOT, out, cls, sources)
-                out.cd()
-                ROOT.TNamed(FOLD_METADATA, fold_metadata(config, fold)).Write()
+                write_fold_record(ROOT, out, config, fold)
             finally:
                 out.Close()
     return expected
@@ -191,8 +195,8 @@ def _verify_fold_file(config: DatasetConfig, path: Path, fold: int, expected: di
                     f"verification of '{path}' failed: tree '{cls}' has {entries} "
                     f"entries, expected {count}"
                 )
-        record = read_fold_metadata(tfile)
-        if record != json.loads(fold_metadata(config, fold)):
+        record = written_fold_record(tfile)
+        if record != expected_fold_record(config, fold):
             raise OutputError(f"verification of '{path}' failed: fold record {record}")
     finally:
         tfile.Close()

@@ -39,7 +39,7 @@ class ExpectedFold:
         return f"fold {self.fold} of {self.folds}" + (f" ({self.role})" if self.role else "")
 
 
-def fold_metadata(tfile, path: Path) -> Optional[dict[str, Any]]:
+def read_fold_record(tfile, path: Path) -> Optional[dict[str, Any]]:
     """The ``htt_tmva_fold`` record of an open fold file, or None if it has none."""
     obj = tfile.Get(FOLD_METADATA)
     if not obj:
@@ -131,7 +131,7 @@ def check_same_dataset(paths: list, source: str = "") -> None:
     for path in paths:
         tfile = open_root_file(path)
         try:
-            meta = fold_metadata(tfile, path)
+            meta = read_fold_record(tfile, path)
         finally:
             tfile.Close()
         digest = (meta or {}).get("config_digest")

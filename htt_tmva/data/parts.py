@@ -28,13 +28,13 @@ from htt_tmva._root import open_root_file
 from htt_tmva.config.stages import DatasetConfig, ProcessConfig
 from htt_tmva.data import _copy, segments
 from htt_tmva.data.dataset import (
-    FOLD_METADATA,
     config_digest,
-    fold_metadata,
+    expected_fold_record,
     make_plans,
     output_lock,
-    read_fold_metadata,
     write_fold_files,
+    write_fold_record,
+    written_fold_record,
 )
 from htt_tmva.errors import (
     ConfigError,
@@ -324,8 +324,7 @@ def _merge_fold(config, folder, fold: int, path: Path, compression: int, records
             sources = [(part_path(folder, name, fold), cls) for name in members]
             segments.concatenate(ROOT, out, cls, sources)
             expected[cls] = sum(records[(name, fold)]["entries"] for name in members)
-        out.cd()
-        ROOT.TNamed(FOLD_METADATA, fold_metadata(config, fold)).Write()
+        write_fold_record(ROOT, out, config, fold)
     finally:
         out.Close()
     return expected
@@ -348,8 +347,8 @@ def merged_problem(config: DatasetConfig, folder) -> str:
         except HttTmvaError as exc:
             return str(exc)
         try:
-            record = read_fold_metadata(tfile)
-            if record != json.loads(fold_metadata(config, fold)):
+            record = written_fold_record(tfile)
+            if record != expected_fold_record(config, fold):
                 return f"'{path}' has the fold record {record}, expected fold {fold}"
             for cls in config.classes:
                 entries = sum(records[(n, fold)]["entries"] for n in _members(config, cls))

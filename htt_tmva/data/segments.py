@@ -21,9 +21,8 @@ import logging
 import shutil
 import tempfile
 from array import array
-from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -49,6 +48,14 @@ log = logging.getLogger(__name__)
 _EXACT_LIMITS = {"Float_t": FLOAT_EXACT_LIMIT, "Double_t": 2**53}
 #: memory for the baskets of the segments of one unit, whatever their number
 UNIT_BASKET_BYTES = 4_000_000
+#: memory estimates of a unit being read (ROOT 6.40, measured): per branch read, its basket
+#: unzipped and compressed; per branch of a segment, ROOT's objects; its baskets held twice
+INPUT_BRANCH_BYTES = 64_000
+SEGMENT_BRANCH_BYTES = 3_000
+#: estimated memory of the units read at once, per worker: two units with many segments
+#: (a signal file read by 16 processes) are not read together, one of them and a lighter
+#: unit are
+READ_BYTES_PER_WORKER = 19_000_000
 #: read-ahead cache of a remote (root://) input (ROOT's default is the input's cluster size,
 #: tens of MB); local inputs are read without one (the page cache serves them as fast, and
 #: each cache costs its size in memory per file read at once)
@@ -62,7 +69,7 @@ class Plan:
     process: ProcessConfig
     layout: Layout
     keep: list[str]
-    expressions: _copy.Expressions
+    expressions: Optional[_copy.Expressions] = None  # set by compile_expressions
     index: int = 0  # position in the config: names its segments
     total: int = 0
     selected: int = 0
@@ -90,29 +97,29 @@ def selection_expressions(process: ProcessConfig) -> tuple[str, str]:
 
 
 def compile_expressions(config: DatasetConfig, plans: list[Plan]) -> None:
-    """Compile the cut and weight of every process, all in one declaration; on failure,
-    compile them one by one to say which expression fails and why."""
+    """Compile the cut and weight of every process, all in one declaration, each distinct
+    function once (processes with the same weight share it); on failure, compile them one
+    by one to say which expression fails and why."""
+    functions: dict[str, _copy.Function] = {}
     for plan in plans:
-        cut, weight = selection_expressions(plan.process)
-        inputs = _copy.used_columns([cut, weight, config.event_branch], plan.layout.scalars)
-        plan.expressions = _copy.Expressions(cut, weight, inputs, _copy.new_namespace())
-    code = "".join(_copy.function_code(pl.expressions, pl.layout.scalars) for pl in plans)
-    if not _copy.compile_functions(code):
+        made = []
+        for kind, cpp in zip(("cut", "weight"), selection_expressions(plan.process)):
+            function = _copy.make_function(kind, cpp, plan.layout.scalars)
+            if function.body not in functions:
+                function.namespace = _copy.new_namespace()
+                functions[function.body] = function
+            made.append(functions[function.body])
+        plan.expressions = _copy.Expressions(*made)
+    if not _copy.compile_functions("".join(map(_copy.function_code, functions.values()))):
         return
     for plan in plans:
-        p, scalars = plan.process, plan.layout.scalars
-        cut, weight = plan.expressions.cut, plan.expressions.weight
-        for kind, cpp in (("cut_string", cut), ("weight_string", weight)):
-            alone = _copy.Expressions(
-                cpp if kind == "cut_string" else "true",
-                cpp if kind == "weight_string" else "1.",
-                plan.expressions.inputs,
-                _copy.new_namespace(),
-            )
-            messages = _copy.compile_functions(_copy.function_code(alone, scalars))
+        for function in (plan.expressions.cut, plan.expressions.weight):
+            alone = replace(function, namespace=_copy.new_namespace())
+            messages = _copy.compile_functions(_copy.function_code(alone))
             if messages:
-                text = getattr(p, kind)  # the user's expression, not its C++
-                _raise_expression_error(config, p, kind, text, messages, plan.layout)
+                kind = f"{function.kind}_string"
+                text = getattr(plan.process, kind)  # the user's expression, not its C++
+                _raise_expression_error(config, plan.process, kind, text, messages, plan.layout)
     raise ExpressionError("the cut and weight expressions do not compile together")  # unlikely
 
 
@@ -148,7 +155,7 @@ class _Templates:
             # of the input's cluster size (30 MB allocated per class)
             tree.SetCacheSize(0)
             main = [b for b in plan.keep if b not in first.friend_branches]
-            ROOT.htt_tmva_dataset.set_active(tree, main)
+            _copy.set_active(ROOT, tree, main)
             self.trees[cls], self.main[cls] = tree, main
 
     def close(self) -> None:
@@ -164,6 +171,7 @@ class _Unit:
     layout: FileLayout
     plans: list[Plan]
     work: object = None
+    selections: list = field(default_factory=list)  # per plan, its C++ Selection
     keepalive: list = field(default_factory=list)
     tfile: object = None
     scratch: object = None
@@ -178,6 +186,27 @@ def _units(plans: list[Plan]) -> list[_Unit]:
             if plan not in unit.plans:
                 unit.plans.append(plan)
     return list(units.values())
+
+
+def unit_memory(unit: _Unit, folds: int) -> int:
+    """Estimated bytes a unit holds while it is read: its input baskets and its segments."""
+    read = len({b for plan in unit.plans for b in plan.keep})
+    width = max(len(plan.keep) for plan in unit.plans) + 1  # with the training weight
+    segments = len(unit.plans) * folds
+    baskets = min(UNIT_BASKET_BYTES, segments * width * 32000)
+    return read * INPUT_BRANCH_BYTES + 2 * baskets + segments * width * SEGMENT_BRANCH_BYTES
+
+
+def next_unit(pending: list[int], running: list[int], costs: list[int], workers: int):
+    """The first pending unit that can be read now: at most ``workers`` at once, and their
+    estimated memory within READ_BYTES_PER_WORKER per worker (one unit always runs)."""
+    if len(running) >= workers:
+        return None
+    budget = workers * READ_BYTES_PER_WORKER - sum(costs[i] for i in running)
+    for number in pending:
+        if not running or costs[number] <= budget:
+            return number
+    return None
 
 
 def input_cache_bytes(path) -> int:
@@ -207,22 +236,21 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
         if not element or not element.GetTree():
             raise InputFileError(f"friend file '{friend}' cannot be attached to '{unit.path}'")
     union = list(dict.fromkeys(b for plan in unit.plans for b in plan.keep))
-    ROOT.htt_tmva_dataset.set_active(tree, union)
-    work = ROOT.htt_tmva_dataset.Unit()
+    _copy.set_active(ROOT, tree, union)
+    helper = ROOT.htt_tmva_dataset
+    work = helper.Unit()
     work.tree, work.folds = tree, config.folds
     # the cuts' inputs are read for every event, the weights' only for selected ones
     first = [config.event_branch]
     for plan in unit.plans:
-        first += _copy.used_columns([plan.expressions.cut], plan.layout.scalars)
+        first += plan.expressions.cut.inputs
     first = list(dict.fromkeys(first))
-    later = [n for p in unit.plans for n in p.expressions.inputs if n not in first]
+    later = [n for p in unit.plans for n in p.expressions.weight.inputs if n not in first]
     buffers = {name: array("d", [0.0]) for name in [*first, *later]}
     for name in first:
-        work.first.push_back(tree.GetBranch(name))
-        work.first_buffers.push_back(buffers[name])
+        helper.add_input(work, 0, tree.GetBranch(name), buffers[name], 0)
     for name in dict.fromkeys(later):
-        work.later.push_back(tree.GetBranch(name))
-        work.later_buffers.push_back(buffers[name])
+        helper.add_input(work, 1, tree.GetBranch(name), buffers[name], 0)
     work.event = buffers[config.event_branch]
     event_type = unit.layout.scalars[config.event_branch]
     work.event_kind = _copy.EVENT_TYPES.index(event_type)
@@ -232,25 +260,23 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
         if kind is None:
             continue
         buffer = array("d", [0.0])
-        work.friend_events.push_back(ftree.GetBranch(config.event_branch))
-        work.friend_buffers.push_back(buffer)
-        work.friend_kinds.push_back(_copy.EVENT_TYPES.index(kind))
+        branch = ftree.GetBranch(config.event_branch)
+        helper.add_input(work, 2, branch, buffer, _copy.EVENT_TYPES.index(kind))
         unit.keepalive.append(buffer)
-    ROOT.htt_tmva_dataset.connect_all(work)
     unit.scratch = _open_output(ROOT, scratch_path(scratch, number), compression)
     selections = {}
     for plan in unit.plans:
-        selection = ROOT.htt_tmva_dataset.Selection()
         weight_buffer = array("f", [0.0])
-        selection.weight_out = weight_buffer
+        selection = helper.add_selection(work, weight_buffer)
         unit.keepalive.append(weight_buffer)
-        for name in plan.expressions.inputs:
-            selection.inputs.push_back(buffers[name])
-        getattr(ROOT, f"htt_tmva_expr_{plan.expressions.namespace}").htt_tmva_bind(selection)
+        for weight, function in enumerate((plan.expressions.cut, plan.expressions.weight)):
+            for name in function.inputs:
+                helper.add_expression_input(selection, weight, buffers[name])
+            getattr(ROOT, f"htt_tmva_expr_{function.namespace}").htt_tmva_bind(selection)
         selections[plan.process.name] = (selection, weight_buffer, {})
     basket = _basket_size(len(unit.plans) * len(folds), max(len(p.keep) for p in unit.plans) + 1)
     for cls in dict.fromkeys(plan.process.class_name for plan in unit.plans):
-        ROOT.htt_tmva_dataset.set_active(tree, templates.main[cls])  # what the template has
+        _copy.set_active(ROOT, tree, templates.main[cls])  # what the template has
         for plan in (p for p in unit.plans if p.process.class_name == cls):
             selection, weight_buffer, segments = selections[plan.process.name]
             for fold in sorted(folds):
@@ -258,13 +284,13 @@ def _prepare(ROOT, config, unit: _Unit, number, folds, templates, scratch, compr
                                           weight_buffer, buffers, basket)  # fmt: skip
     for plan in unit.plans:
         selection, _, segments = selections[plan.process.name]
-        for fold in range(config.folds):
-            selection.outputs.push_back(segments.get(fold, ROOT.nullptr))
-        work.selections.push_back(selection)
-    ROOT.htt_tmva_dataset.set_active(tree, union)
+        for fold, segment in segments.items():
+            helper.set_output(selection, fold, segment)
+    _copy.set_active(ROOT, tree, union)
     unit.done = array("q", [0])
     work.done = unit.done
     unit.work = work
+    unit.selections = [selections[plan.process.name][0] for plan in unit.plans]
     unit.keepalive.extend([tree, buffers, selections])
 
 
@@ -317,20 +343,21 @@ def _finish(ROOT, config, unit: _Unit) -> None:
             f"(first at entry {work.first_misaligned}); friends must hold the same events in "
             "the same order"
         )
-    for plan, selection in zip(unit.plans, work.selections):
+    helper = ROOT.htt_tmva_dataset
+    for plan, selection in zip(unit.plans, unit.selections):
         plan.total += int(work.total)
         plan.selected += int(selection.selected)
         plan.nonfinite += int(selection.nonfinite)
         plan.bad_event += int(selection.bad_event)
         plan.write_errors += int(selection.write_errors)
         for fold in range(config.folds):
-            plan.counts[fold] = plan.counts.get(fold, 0) + int(selection.counts[fold])
-            plan.sums[fold] = plan.sums.get(fold, 0.0) + float(selection.sums[fold])
+            plan.counts[fold] = plan.counts.get(fold, 0) + int(helper.count(selection, fold))
+            plan.sums[fold] = plan.sums.get(fold, 0.0) + float(helper.sum(selection, fold))
     unit.scratch.cd()
     unit.scratch.Write("", ROOT.TObject.kOverwrite)
     unit.scratch.Close()
     unit.tfile.Close()
-    unit.work, unit.keepalive = None, []
+    unit.work, unit.selections, unit.keepalive = None, [], []
 
 
 def fill_segments(
@@ -349,23 +376,25 @@ def fill_segments(
     order = sorted(range(len(units)), key=lambda i: -units[i].layout.entries)
     events = sum(u.layout.entries for u in units)
     templates = _Templates(ROOT, config, plans)
-    pending, running, finished = deque(order), {}, 0
+    costs = [unit_memory(unit, len(folds)) for unit in units]
+    pending, running, finished = order, {}, 0
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             while pending or running:
-                while pending and len(running) < workers:
-                    number = pending.popleft()
+                while (number := next_unit(pending, list(running.values()), costs,
+                                           workers)) is not None:  # fmt: skip
+                    pending.remove(number)
                     unit = units[number]
                     _prepare(ROOT, config, unit, number, folds, templates, scratch,
                              compression)  # fmt: skip
-                    running[pool.submit(ROOT.htt_tmva_dataset.run, unit.work)] = unit
+                    running[pool.submit(ROOT.htt_tmva_dataset.run, unit.work)] = number
                 done, _ = wait(list(running), timeout=0.1, return_when=FIRST_COMPLETED)
                 for future in done:
-                    unit = running.pop(future)
+                    unit = units[running.pop(future)]
                     future.result()
                     _finish(ROOT, config, unit)
                     finished += unit.layout.entries
-                progress(finished + sum(int(u.done[0]) for u in running.values()), events)
+                progress(finished + sum(int(units[i].done[0]) for i in running.values()), events)
     finally:
         for unit in units:
             for tfile in (unit.scratch, unit.tfile):
