@@ -71,16 +71,11 @@ def _confusion(args: argparse.Namespace) -> None:
 
 
 def _apply(args: argparse.Namespace) -> None:
-    from htt_tmva.application.apply import run_application
+    from htt_tmva.application.apply import ApplyOptions, run_application
     from htt_tmva.application.trees import split_inputs_and_trees
 
     inputs, trees = split_inputs_and_trees(args.input_and_trees)
-    run_application(
-        args.dataset_config,
-        args.training_config,
-        args.application_config,
-        inputs,
-        trees,
+    options = ApplyOptions(
         friend=args.friend,
         friend_dir=args.friend_dir,
         output=args.output,
@@ -93,6 +88,14 @@ def _apply(args: argparse.Namespace) -> None:
         executor=args.executor,
         workers=args.workers,
         reader=args.reader,
+    )
+    run_application(
+        args.dataset_config,
+        args.training_config,
+        args.application_config,
+        inputs,
+        trees,
+        options,
     )
 
 
@@ -277,9 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="score for the writing event loop with the models compiled to C++ (one pass; "
-        "the default, where the models export); --no-compile: the Python path (two passes, "
-        "batched inference)",
+        help="score for the writing loop with the models compiled to C++ (the default, "
+        "where the models export); --no-compile: score in Python (batched inference)",
     )
     p.add_argument(
         "--scoring-threads",
@@ -287,14 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="threads that score ahead of the writing loop (compiled models; default: 2 for "
-        "heavy networks, else 1); 0: the loop scores each entry itself (one read of the input)",
+        "heavy networks, else 1); 0: the loop scores each block itself",
     )
     p.add_argument(
         "--executor",
         default="local",
         metavar="local|dask[=ADDRESS]",
         help="'dask': a local Dask cluster of --workers; 'dask=ADDRESS': that scheduler "
-        "(distributed RDataFrame, compiled models)",
+        "(one task per input file, compiled models)",
     )
     p.add_argument("--workers", type=int, default=2, help="workers of a local Dask cluster")
     _engine_option(p)
