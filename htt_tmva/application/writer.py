@@ -636,7 +636,8 @@ def verify(
             problems.append(f"{where}{entries} entries instead of {info.entries}")
         if branches != list(wanted):
             problems.append(f"{where}branches {branches} instead of {list(wanted)}")
-        if cls != "TTree":
+        copied_whole = plan.full_copy or info.source is not None  # a new friend: the event
+        if cls != "TTree" and (copied_whole or cls not in _TREE_CLASSES):
             problems.append(f"{where}a {cls}, not a TTree")
         differing = [k for k in info.kept_types if types[k] != info.kept_types[k]]
         if differing:
