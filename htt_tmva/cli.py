@@ -72,16 +72,11 @@ def _confusion(args: argparse.Namespace) -> None:
 
 
 def _apply(args: argparse.Namespace) -> None:
-    from htt_tmva.application.apply import run_application
+    from htt_tmva.application.apply import ApplyOptions, run_application
     from htt_tmva.application.trees import split_inputs_and_trees
 
     inputs, trees = split_inputs_and_trees(args.input_and_trees)
-    run_application(
-        args.dataset_config,
-        args.training_config,
-        args.application_config,
-        inputs,
-        trees,
+    options = ApplyOptions(
         friend=args.friend,
         friend_dir=args.friend_dir,
         output=args.output,
@@ -94,6 +89,14 @@ def _apply(args: argparse.Namespace) -> None:
         executor=args.executor,
         workers=args.workers,
         reader=args.reader,
+    )
+    run_application(
+        args.dataset_config,
+        args.training_config,
+        args.application_config,
+        inputs,
+        trees,
+        options,
     )
 
 
@@ -248,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         metavar="local|dask[=ADDRESS]",
         help="'dask': a local Dask cluster of --workers; 'dask=ADDRESS': that scheduler "
-        "(distributed RDataFrame, compiled models)",
+        "(one task per input file, compiled models)",
     )
     p.add_argument("--workers", type=int, default=2, help="workers of a local Dask cluster")
     p.set_defaults(func=_apply)

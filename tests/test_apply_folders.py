@@ -294,12 +294,25 @@ def test_vector_branches_keep_their_type_in_place(setup, tmp_path):
 
 
 def test_verification_compares_types_not_only_names(setup, tmp_path, monkeypatch):
+    """A copy whose branch type differs from the one planned (here the planning is made to
+    see vector<long>) fails the verification, naming both types."""
     import htt_tmva.application.trees as trees
 
     path = write_typed(tmp_path / "typed.root", "vector")
     before = digest(path)
-    monkeypatch.setattr(trees, "vector_redefines", lambda tree, kept: {})  # as RVec<int>
-    with pytest.raises(OutputError, match=r"branch types changed: vec .*RVec<int>"):
+    real, calls = trees.branch_types, []
+
+    def planned_as_long(tree, names):
+        found = real(tree, names)
+        if not calls and "vec" in found:
+            found["vec"] = (found["vec"][0], "vector<long>", found["vec"][2])
+        calls.append(names)
+        return found
+
+    monkeypatch.setattr(trees, "branch_types", planned_as_long)
+    with pytest.raises(
+        OutputError, match=r"branch types changed: vec .*vector<int>.* instead of .*vector<long>"
+    ):
         run_application(*setup("bdt"), [str(path)], TREE)
     assert digest(path) == before
 

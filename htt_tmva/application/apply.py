@@ -1,15 +1,11 @@
 """The application step: fold-crossed scores appended to ntuples, fast and safe.
 
-For each input, two passes run at the same time on two cores:
-
-* pass 1 (Python, main thread) reads only the variables and the event branch in chunks,
-  scores each event with the model of its fold and streams the scores to a temporary
-  binary file next to the output;
-* pass 2 (C++ thread) is one single-threaded RDataFrame over the input tree that Defines
-  the score branches from that stream and Snapshots them with all original branches
-  (or, for ``--friend``, with the event number only), keeping the entry order.
-
-The new file is completed (other objects and the tree's metadata copied) and verified.
+For each input, one pipeline (:mod:`htt_tmva.application.fill`): every selected tree is
+copied raw into a new file (or, for a friend, its event branch only) and the score branches
+are added and filled in entry order from a scoring back-end (the models compiled to C++, or
+Python for models that do not export); the new file is completed (other objects and the
+trees' metadata copied) and verified. With ``--executor dask`` the same pipeline runs on a
+Dask cluster, one task per input.
 A run is all-or-nothing: nothing is written before all inputs, models and output places
 are checked and locked; every input's new file is prepared and verified before any of
 them is renamed over its input (or to ``--output`` / ``--friend``), so a failure on any
@@ -18,7 +14,6 @@ input leaves every input untouched.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -30,25 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from htt_tmva.application.compiled import CompiledScorer, compiled_scorer, run_one_pass
+from htt_tmva.application.compiled import CompiledScorer, compiled_scorer
 from htt_tmva.application.inputs import InputInfo, expand_inputs, inspect_input
 from htt_tmva.application.models import FoldModels, load_fold_models
-from htt_tmva.application.scores import (
-    JOB_TOKEN_VARIABLE,
-    ChunkReader,
-    Pass1Result,
-    reader_columns,
-    record_path,
-    run_pass1,
-    score_names,
-)
-from htt_tmva.application.stream import LoopRunner, StreamReader, StreamWriter, record_dtype
+from htt_tmva.application.scores import JOB_TOKEN_VARIABLE, record_path, score_names
 from htt_tmva.application.trees import trees_per_file
 from htt_tmva.application.writer import (
     OutputPlan,
-    book_pass2,
     check_distinct,
     check_space,
+    check_unchanged,
     commit_all,
     complete_copy,
     locked,
@@ -64,7 +50,7 @@ from htt_tmva.config.stages import (
     load_dataset_config,
     load_training_config,
 )
-from htt_tmva.errors import ConfigError, OutputError
+from htt_tmva.errors import ConfigError
 from htt_tmva.expressions import input_branches
 
 log = logging.getLogger(__name__)
@@ -88,53 +74,87 @@ def check_branch_names(names: Sequence[str], source: Path) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ApplyOptions:
+    """How ``htt-tmva apply`` writes (its command-line options).
+
+    ``friend``/``output``/``friend_dir``: the output mode (at most one; none: in place, or
+    friend files under the application config's ``output_directory`` when it names one);
+    ``friend_dir`` writes ``DIR/<nick>/<nick>.root`` (the classic layout). An existing output
+    or friend file is extended, never emptied; ``overwrite`` replaces branches of the same
+    names. ``compile_models``: score with the models compiled to C++ where they export
+    (else, and with False, Python scores in chunks of ``chunk_size``); ``scoring_threads``:
+    see :func:`htt_tmva.application.compiled.scoring_threads`. ``executor``: ``local``,
+    ``dask`` (a local cluster of ``workers``) or ``dask=ADDRESS``: the same pipeline, one
+    task per input on the cluster (compiled models only). ``reader='tmva'``: TMVA::Reader
+    scores (a cross-check, never compiled)."""
+
+    friend: Optional[str] = None
+    output: Optional[str] = None
+    friend_dir: Optional[str] = None
+    overwrite: bool = False
+    engine: Optional[str] = None
+    nonfinite_default: Optional[float] = None
+    chunk_size: int = 500_000
+    compile_models: bool = True
+    scoring_threads: Optional[int] = None
+    executor: str = "local"
+    workers: int = 2
+    reader: Optional[str] = None
+
+    def check(self) -> Optional[str]:
+        """Refuse inconsistent options; the Dask address (None: local, '': a local cluster)."""
+        from htt_tmva.application.distributed import parse_executor
+
+        address = parse_executor(self.executor)
+        if self.chunk_size <= 0:
+            raise ConfigError(f"--chunk-size must be positive, got {self.chunk_size}")
+        if self.scoring_threads is not None and self.scoring_threads < 0:
+            raise ConfigError(f"--scoring-threads must be 0 or more, got {self.scoring_threads}")
+        if sum(x is not None for x in (self.friend, self.output, self.friend_dir)) > 1:
+            raise ConfigError("give only one of --friend, --friend-dir and --output")
+        if self.reader == "tmva" and address is not None:
+            raise ConfigError(
+                "--reader tmva evaluates with TMVA::Reader in this process; it does not run "
+                "with --executor dask"
+            )
+        if address is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be 1 or more, got {self.workers}")
+        return address
+
+
 def run_application(
     dataset_config_path: str | Path,
     training_config_path: str | Path,
     application_config_path: str | Path,
     inputs: Sequence[str],
     tree: str | Sequence[str],
-    friend: Optional[str] = None,
-    output: Optional[str] = None,
-    overwrite: bool = False,
-    engine: Optional[str] = None,
-    nonfinite_default: Optional[float] = None,
-    chunk_size: int = 500_000,
-    compile_models: bool = True,
-    scoring_threads: Optional[int] = None,
-    executor: str = "local",
-    workers: int = 2,
-    reader: Optional[str] = None,
-    friend_dir: Optional[str] = None,
+    options: Optional[ApplyOptions] = None,
+    **fields,
 ) -> list[Path]:
     """Append fold-crossed scores to ``tree`` of every input; return the files written.
 
     ``tree``: a tree path or a list of them, each may be a pattern (``'mt_*Up/ntuple'``,
     matched per file and path segment); all trees of a file are written in one new file,
-    committed once. ``friend_dir``: friend files ``DIR/<nick>/<nick>.root`` (the classic
-    layout; default: the application config's ``output_directory`` when no output mode is
-    given). An existing output or friend file is extended, never emptied.
-
-    Models that export to C++ score for the writing event loop, compiled (one pass, the
-    default); with ``compile_models=False``, and for models that do not export, the Python
-    path runs (two passes, batched inference). ``scoring_threads``: see
-    :func:`htt_tmva.application.compiled.scoring_threads`.
-    ``executor='dask'`` (a local cluster of ``workers``) or ``'dask=ADDRESS'`` runs the
-    compiled models on a Dask cluster (DistRDF); the outputs are the same.
+    committed once. ``options``: an :class:`ApplyOptions`; ``fields`` set (or override) its
+    fields by name (``output=...``, ``overwrite=True``, ...).
     """
-    from htt_tmva.application.distributed import parse_executor
-
-    address = parse_executor(executor)
-    if chunk_size <= 0:
-        raise ConfigError(f"--chunk-size must be positive, got {chunk_size}")
-    if scoring_threads is not None and scoring_threads < 0:
-        raise ConfigError(f"--scoring-threads must be 0 or more, got {scoring_threads}")
-    if sum(x is not None for x in (friend, output, friend_dir)) > 1:
-        raise ConfigError("give only one of --friend, --friend-dir and --output")
+    known = {f.name for f in dataclasses.fields(ApplyOptions)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(f"run_application: unknown option(s) {unknown}; valid: {sorted(known)}")
+    options = dataclasses.replace(options or ApplyOptions(), **fields)
+    address = options.check()
     dataset = load_dataset_config(dataset_config_path)
     training = load_training_config(training_config_path)
     application = load_application_config(application_config_path, training)
-    if friend is None and output is None and friend_dir is None and application.output_directory:
+    friend_dir = options.friend_dir
+    if (
+        options.friend is None
+        and options.output is None
+        and friend_dir is None
+        and application.output_directory
+    ):
         friend_dir = str(application.output_directory)
         log.info("friend files to '%s' (output_directory of %s)", friend_dir, application.source)
     names = score_names(application.branch_prefix, training.classes)
@@ -143,80 +163,68 @@ def run_application(
     trees = [tree] if isinstance(tree, str) else list(tree)
     per_file = trees_per_file(files, trees)
     variables = input_branches(training.variables)
-    # deeper trees first: a Snapshot into a file that holds a top-level tree of the same
-    # name (ROOT 6.40 compares base names) is refused, the other way round it is not
+    overwrite = options.overwrite
     infos = [
         [
             inspect_input(f, t, variables, dataset.event_branch, names, overwrite)
-            for t in sorted(ts, key=lambda t: -t.count("/"))
+            for t in sorted(ts, key=lambda t: -t.count("/"))  # deeper first, as always
         ]
         for f, ts in zip(files, per_file)
     ]
     plans = [
-        plan_output(group[0], len(infos), friend, output, overwrite, friend_dir) for group in infos
+        plan_output(group[0], len(infos), options.friend, options.output, overwrite, friend_dir)
+        for group in infos
     ]
     check_distinct(plans)
     for group, plan in zip(infos, plans):
         plan_sources(group, plan, names, dataset.event_branch, overwrite)
-    if address is not None and any(
-        len(group) > 1 or group[0].source is not None for group in infos
-    ):
-        raise ConfigError(
-            "--executor dask scores one tree per file into a new file or in place; several "
-            "trees of a file, or adding to an existing --friend/--output file, run with the "
-            "local executor"
-        )
-    if reader == "tmva" and address is not None:
-        raise ConfigError(
-            "--reader tmva evaluates with TMVA::Reader in this process; it does not run with "
-            "--executor dask"
-        )
     models = load_fold_models(
-        application, training, dataset.folds, engine, reader, dataset.event_branch
-    )
+        application, training, dataset.folds, options.engine, options.reader,
+        dataset.event_branch,
+    )  # fmt: skip
     # --reader tmva is a cross-check of TMVA::Reader itself: never replaced by compiled code
-    use_compiled = (compile_models or address is not None) and reader != "tmva"
-    compiled = compiled_scorer(models, scoring_threads) if use_compiled else None
+    use_compiled = (options.compile_models or address is not None) and options.reader != "tmva"
+    compiled = compiled_scorer(models, options.scoring_threads) if use_compiled else None
     if address is not None and compiled is None:
         raise ConfigError(
             "--executor dask needs models that export to C++ (see the log for why these do not)"
         )
-    scoring = Scoring(models, names, dataset.event_branch, chunk_size, nonfinite_default, compiled)
-    with contextlib.ExitStack() as stack:
-        if address is not None:
-            from htt_tmva.application.distributed import dask_client
-
-            scoring = dataclasses.replace(
-                scoring, client=stack.enter_context(dask_client(address, workers)),
-                partitions=2 * workers,
-            )  # fmt: skip
-        return _apply_all(infos, plans, scoring, dataset, training, application)
+    scoring = Scoring(
+        models, names, dataset.event_branch, options.chunk_size, options.nonfinite_default,
+        compiled,
+    )  # fmt: skip
+    configs = (dataset, training, application)
+    return _apply_all(infos, plans, scoring, configs, address, options.workers)
 
 
-def _apply_all(infos, plans, scoring, dataset, training, application) -> list[Path]:
+def _apply_all(infos, plans, scoring, configs, address, workers) -> list[Path]:
     """All-or-nothing: lock every output, prepare and verify every new file (all trees of
-    an input in one), then commit them all; any failure before the commit leaves every
-    input untouched."""
+    an input in one, here or on a Dask cluster), then commit them all; any failure before
+    the commit leaves every input untouched."""
     with ExitStack() as stack:
         for plan in plans:
             stack.enter_context(locked(plan))
         for plan in plans:
             remove_stale(plan)
-        record_bytes = record_dtype(len(scoring.names)).itemsize
-        check_space(plans, [sum(i.entries for i in group) for group in infos], record_bytes)
+        entries = [sum(i.entries for i in group) for group in infos]
+        check_space(plans, entries, 4 * len(scoring.names))
         for plan in plans:
             stack.enter_context(scratch(plan))
-        for index, (group, plan) in enumerate(zip(infos, plans)):
-            if len(plans) > 1:
-                log.info("input %d of %d", index + 1, len(plans))
-            prepare_file(group, plan, scoring)
+        if address is not None:
+            from htt_tmva.application.distributed import dask_client, prepare_on_cluster
+
+            client = stack.enter_context(dask_client(address, workers))
+            prepare_on_cluster(client, prepare_file, infos, plans, scoring)
+        else:
+            for index, (group, plan) in enumerate(zip(infos, plans)):
+                if len(plans) > 1:
+                    log.info("input %d of %d", index + 1, len(plans))
+                prepare_file(group, plan, scoring)
         written = commit_all(plans)
     log.info("committed %d output(s)", len(written))
+    prefix = configs[2].branch_prefix
     for group, plan, final in zip(infos, plans, written):
-        write_provenance(
-            record_path(final, application.branch_prefix), group, plan,
-            (dataset, training, application),
-        )  # fmt: skip
+        write_provenance(record_path(final, prefix), group, plan, configs)
     return written
 
 
@@ -257,82 +265,41 @@ def write_provenance(record: Path, infos, plan, configs) -> Path:
 
 @dataclass(frozen=True)
 class Scoring:
-    """What every input is scored with: the model of each fold, the new branch names, the
-    event branch, the events per chunk and the score given to non-finite inputs."""
+    """What every input is scored with: the model of each fold (None on a Dask worker),
+    the new branch names, the event branch, the events per chunk of the Python back-end,
+    the score given to non-finite inputs and the compiled models (None: Python scores)."""
 
-    models: FoldModels
+    models: Optional[FoldModels]
     names: Sequence[str]
     event_branch: str
     chunk_size: int
     nonfinite_default: Optional[float]
     compiled: Optional[CompiledScorer] = None
-    client: Optional[object] = None  # a Dask client: score on the cluster
-    partitions: int = 0
-
-
-def _run_passes(
-    info: InputInfo, plan: OutputPlan, scoring: Scoring
-) -> tuple[Pass1Result, StreamReader]:
-    """Run pass 2 in a C++ thread and pass 1 here; raise if either fails."""
-    models, names, event_branch = scoring.models, scoring.names, scoring.event_branch
-    read_columns = reader_columns(models.variables, event_branch, info.event_limit > 0)
-    writer = StreamWriter(plan.stream, len(names))
-    try:
-        # pass 1's C++ calls compile before pass 2 starts, so that while pass 2 compiles its
-        # graph in its thread, pass 1 already scores without needing the interpreter
-        chunk_reader = ChunkReader(
-            info.path, info.tree_path, read_columns, event_branch, info.event_unsigned
-        )
-        if info.entries:
-            chunk_reader.read(0, 1)
-        reader = StreamReader(plan.stream, len(names), info.entries)
-        result, nodes = book_pass2(info, plan, names, event_branch)
-        loop = LoopRunner()
-        loop.finished()
-        reader.activate()
-        loop.start(result)
-        try:
-            passed = run_pass1(
-                chunk_reader,
-                info.entries,
-                models,
-                event_branch,
-                writer,
-                scoring.chunk_size,
-                scoring.nonfinite_default,
-                on_abort=reader.cpp.Abort,
-                keep_going=lambda: not loop.finished(),
-                event_limit=info.event_limit,
-            )
-            reader.cpp.WriterDone()
-        except BaseException as exc:
-            reader.cpp.Abort(f"pass 1 failed: {exc}")
-            raise
-        finally:
-            error = loop.join(on_interrupt=reader.cpp.Abort)
-            reader.deactivate()
-    finally:
-        writer.close()
-    del result, nodes
-    if error:
-        raise OutputError(
-            f"writing the new file for '{info.path}' failed: {error}; the input is untouched"
-        )
-    return passed, reader
 
 
 def prepare_file(infos: Sequence[InputInfo], plan: OutputPlan, scoring: Scoring) -> None:
     """Score every tree of one input into one new file (``plan.temp``), copy the base
     file's other content and verify all of it; not committed."""
+    from htt_tmva.application.fill import write_trees
+
     start = time.perf_counter()
-    passes = []
     for info in infos:
-        passes.append(prepare_tree(info, plan, scoring))
-        plan.started = True
-    times = {"trees": time.perf_counter() - start}
+        log.info(
+            "%s: scoring %d entries of tree '%s' -> %s (%s)",
+            info.path, info.entries, info.tree_path, plan.final, plan.mode,
+        )  # fmt: skip
+    passes = write_trees(infos, plan, scoring)
+    seconds = time.perf_counter() - start
+    for info, passed in zip(infos, passes):
+        log.info(
+            "%s:%s: %d events; per fold %s", info.path, info.tree_path, info.entries,
+            passed.per_fold,
+        )  # fmt: skip
+    times = {"trees": seconds}
     if plan.base is not None or any(info.has_tree_metadata for info in infos):
         complete_copy(infos, plan)
         times["copy"] = time.perf_counter() - start - sum(times.values())
+    check_unchanged(plan)  # else the verification would report what another program changed
     verify(
         infos,
         plan,
@@ -343,53 +310,8 @@ def prepare_file(infos: Sequence[InputInfo], plan: OutputPlan, scoring: Scoring)
     )
     times["verify"] = time.perf_counter() - start - sum(times.values())
     steps = ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
-    log.info("%s: %d tree(s), %s", plan.source.name, len(infos), steps)
-
-
-def prepare_tree(info: InputInfo, plan: OutputPlan, scoring: Scoring) -> Pass1Result:
-    """Score one tree and write it into ``plan.temp``."""
-    names, event_branch = scoring.names, scoring.event_branch
-    start = time.perf_counter()
     log.info(
-        "%s: scoring %d entries of tree '%s' -> %s (%s)",
-        info.path,
-        info.entries,
-        info.tree_path,
-        plan.final,
-        plan.mode,
-    )
-    if scoring.client is not None:
-        from htt_tmva.application.distributed import run_distributed
-
-        reader = None
-        passed = run_distributed(
-            scoring.client, scoring.compiled, info, plan, list(names), event_branch,
-            scoring.nonfinite_default, scoring.partitions,
-        )  # fmt: skip
-    elif scoring.compiled is not None:
-        reader = None
-        passed = run_one_pass(
-            scoring.compiled, info, plan, names, event_branch, scoring.nonfinite_default
-        )
-    else:
-        passed, reader = _run_passes(info, plan, scoring)
-        plan.stream.unlink()  # not needed any more; the new file waits for the others
-    seconds = time.perf_counter() - start
-    log.info(
-        "%s:%s: %d events in %.1f s (%.0f events/s); per fold %s",
-        info.path,
-        info.tree_path,
-        info.entries,
-        seconds,
-        info.entries / max(seconds, 1e-9),
-        passed.per_fold,
-    )
-    if reader is not None:
-        log.info(
-            "%s: pass 1 read %.1f s, inference %.1f s; pass 2 waited %.1f s for scores",
-            info.path.name,
-            passed.seconds_read,
-            passed.seconds_predict,
-            reader.cpp.WaitedSeconds(),
-        )
-    return passed
+        "%s: %d tree(s), %d events, %s (%.0f events/s)", plan.source.name, len(infos),
+        sum(i.entries for i in infos), steps,
+        sum(i.entries for i in infos) / max(time.perf_counter() - start, 1e-9),
+    )  # fmt: skip

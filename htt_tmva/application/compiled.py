@@ -1,16 +1,16 @@
-"""One-pass application: the models compiled to C++ score each event for the RDataFrame
-event loop that writes the output (no Python per chunk, no score stream).
+"""The compiled scoring back-end: the models compiled to C++ score each event for the C++
+loop that fills the score branches (no Python per chunk).
 
-Used when every fold's model exports (:mod:`htt_tmva.export`); otherwise the two-pass
-Python path runs. Scoring runs ahead of the writing loop, in C++ threads of its own (the
+Used when every fold's model exports (:mod:`htt_tmva.export`); otherwise the Python
+back-end runs. Scoring runs ahead of the filling loop, in C++ threads of its own (the
 pipeline of :mod:`htt_tmva.application.pipeline`): each reads blocks of entries of the
 variables' branches and the event number, and scores a whole block at once with the models'
-batched code (vector instructions), so that the writing loop, single-threaded to keep the
-entry order, only picks up each entry's scores. The writing loop checks that every entry's
-event number is the one that was scored and computes the order hash of (entry, event); the
-scoring threads count what the Python path checks: the events per fold, non-finite inputs
-(per variable, over the whole tree), NaN scores and float event numbers that are not exact
-integers.
+batched code (vector instructions), so that the filling loop, single-threaded to keep the
+entry order, only picks up each entry's scores. The loop checks that every entry's event
+number is the one that was scored and computes the order hash of (entry, event); the
+scoring threads count what the Python back-end checks: the events per fold, non-finite
+inputs (per variable, over the whole tree), NaN scores and float event numbers that are not
+exact integers.
 """
 
 from __future__ import annotations
@@ -20,23 +20,16 @@ import itertools
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
+from functools import cache
 from typing import Optional
 
-from htt_tmva._progress import progress_wanted
 from htt_tmva._root import root
 from htt_tmva.application.inputs import InputInfo
 from htt_tmva.application.models import FoldModels
 from htt_tmva.application.pipeline import declare as declare_pipeline
 from htt_tmva.application.scores import Pass1Result
-from htt_tmva.application.writer import (
-    OutputPlan,
-    output_columns,
-    plan_snapshot_options,
-    writing_nodes,
-)
 from htt_tmva.errors import (
     CacheError,
     ConfigError,
@@ -45,13 +38,11 @@ from htt_tmva.errors import (
     InvalidEventNumberError,
     ModelError,
     NonFiniteError,
-    OutputError,
 )
-from htt_tmva.expressions import declare_inputs_function, value_cpp
+from htt_tmva.expressions import declare_inputs_function
 
 log = logging.getLogger(__name__)
 
-SCORES = "htt_tmva_scores_"
 #: entries per block that a scoring thread reads and scores at once
 BLOCK = 8192
 #: scoring threads for models above this many multiply-adds (or tree nodes) per event
@@ -90,10 +81,10 @@ def compiled_scorer(models: FoldModels, threads: Optional[int] = None) -> Option
         symbol = load_compiled(header, namespace)
         declare_pipeline()
     except CacheError as exc:
-        log.warning("%s; scoring runs in Python (two passes)", exc)
+        log.warning("%s; scoring runs in Python", exc)
         return None
     except ExportError as exc:
-        log.info("the models cannot be compiled (%s): scoring runs in Python (two passes)", exc)
+        log.info("the models cannot be compiled (%s): scoring runs in Python", exc)
         return None
     where = "compiled" if compiler() else "interpreted"
     threads = scoring_threads(specs, threads)
@@ -117,7 +108,7 @@ def compiled_scorer(models: FoldModels, threads: Optional[int] = None) -> Option
 def scoring_threads(specs: list[dict], wanted: Optional[int] = None) -> int:
     """``wanted`` (``--scoring-threads``), else ``HTT_TMVA_SCORING_THREADS``, else two
     scoring threads for heavy models (where the cores allow) and one for the others. 0: no
-    scoring thread, the writing loop scores each entry itself (one read of the input)."""
+    scoring thread, the filling loop scores each block itself."""
     variable = os.environ.get("HTT_TMVA_SCORING_THREADS", "").strip()
     source = "--scoring-threads"
     if wanted is None and variable:
@@ -148,90 +139,36 @@ def _cost(spec: dict) -> int:
     return HEAVY + 1  # other kinds are scored event by event: spread them
 
 
-def inputs_array(variables: list[str]) -> str:
-    """C++ expression (RDataFrame columns) of an event's inputs as ``std::array<double, n>``."""
-    inputs = ", ".join(value_cpp(v) for v in variables)
-    return f"std::array<double, {len(variables)}>{{{inputs}}}"
-
-
-def define_scores(node, names: list[str], existing: list[str]) -> list:
-    """Define (or, for ``existing`` branches, Redefine) each of ``names`` from the scores
-    column; return the new nodes in order (they must stay alive until the loop has run)."""
-    nodes = []
-    for index, name in enumerate(names):
-        define = node.Redefine if name in existing else node.Define
-        node = define(name, f"{SCORES}[{index}]")
-        nodes.append(node)
-    return nodes
-
-
-def run_one_pass(
+def score_compiled(
     scorer: CompiledScorer,
     info: InputInfo,
-    plan: OutputPlan,
-    names: list[str],
+    filler,
     event_branch: str,
     nonfinite_default: Optional[float],
 ) -> Pass1Result:
-    """Score and write ``info`` in one single-threaded event loop into ``plan.temp``, with
-    the scores computed ahead by the pipeline's threads."""
+    """Fill every entry of ``info`` through ``filler`` (:class:`pipeline.Filler`) with the
+    scores of the compiled models, computed ahead by the pipeline's threads."""
     ROOT = root()
-    if ROOT.IsImplicitMTEnabled():
-        raise OutputError(
-            "implicit multi-threading is on: a multi-threaded Snapshot would reorder "
-            "entries; call ROOT.DisableImplicitMT() before applying"
-        )
     inputs, branches = declare_inputs_function(scorer.variables)
     settings = ROOT.htt_tmva_onepass.Settings()
     settings.file, settings.tree, settings.event = str(info.path), info.tree_path, event_branch
     settings.branches = ROOT.std.vector["std::string"](branches)
-    settings.event_kind = 2 if info.event_limit > 0 else (1 if info.event_unsigned else 0)
+    settings.event_kind = event_kind(info)
     settings.event_limit = float(info.event_limit)
     settings.nv, settings.nc = len(scorer.variables), len(scorer.classes)
     settings.folds, settings.threads = scorer.n_folds, scorer.threads
     settings.entries, settings.block = info.entries, BLOCK
     settings.has_default = nonfinite_default is not None
     settings.default_value = float(nonfinite_default or 0.0)
-    run_id = f"{next(_ids)}"
-    code = (
-        f"namespace htt_tmva_onepass {{ inline Pipeline* pipeline_{run_id} = nullptr; "
-        f"inline void set_{run_id}(Settings& s, Pipeline* p) {{ s.inputs = &{inputs}; "
-        f"s.batch = &{scorer.symbol}_batch; s.event_scores = &{scorer.symbol}; "
-        f"pipeline_{run_id} = p; }} }}"
-    )
-    if not ROOT.gInterpreter.Declare(code):  # pragma: no cover - only if the C++ is broken
-        raise ModelError("could not compile the one-pass scorer")
-    setup = getattr(ROOT.htt_tmva_onepass, f"set_{run_id}")
-    setup(settings, ROOT.nullptr)
-    # the event number's 64 bits, as the Python path counts them
-    bits = f"static_cast<ULong64_t>({event_branch})"
-    if info.event_limit > 0:
-        bits = f"static_cast<ULong64_t>(static_cast<Long64_t>({event_branch}))"
+    setup = _setup_function(inputs, scorer.symbol)
+    setup(settings)
     pipeline = None
     start = time.perf_counter()
     try:
         pipeline = ROOT.htt_tmva_onepass.Pipeline(settings)
-        setup(settings, pipeline)
-        call = f"htt_tmva_onepass::pipeline_{run_id}->Next(rdfentry_, {bits})"
-        if scorer.threads == 0:  # the loop scores each entry: one read of the input
-            call = (
-                f"htt_tmva_onepass::pipeline_{run_id}->Score(rdfentry_, {bits}, "
-                f"static_cast<double>({event_branch}), "
-                f"{inputs_array(scorer.variables)}.data())"
-            )
-        nodes = writing_nodes(info)
-        nodes.append(nodes[-1].Define(SCORES, call))
-        nodes += define_scores(nodes[-1], names, info.existing)
-        node = nodes[-1]
-        columns = output_columns(info, names, event_branch, plan.full_copy)
-        if progress_wanted() and sys.stdout.isatty():  # ROOT's bar: events, rate, time left
-            ROOT.RDF.Experimental.AddProgressBar(ROOT.RDF.AsRNode(node))
-        result = node.Snapshot(
-            info.tree_path, str(plan.temp), columns, plan_snapshot_options(info, plan)
-        )
         pipeline.Start()
         try:
-            result.GetValue()  # runs the event loop
+            filler.FillAll(pipeline, info.entries)
         except Exception as exc:  # a C++ exception through cppyy
             error = str(pipeline.Finish())
             why = error or str(exc).strip().splitlines()[-1].strip()
@@ -246,11 +183,9 @@ def run_one_pass(
         seconds = time.perf_counter() - start
         counts, order_hash = pipeline.Total(), int(pipeline.Hash())
         log.debug("scoring threads busy %.2f s", pipeline.ScoringSeconds())
-        del result, nodes
     finally:
         if pipeline is not None:
             pipeline.Finish()
-            setup(settings, ROOT.nullptr)
     where = f"tree '{info.tree_path}' in '{info.path}'"
     _check_counts(counts, scorer, info, where, event_branch, nonfinite_default)
     return Pass1Result(
@@ -262,6 +197,25 @@ def run_one_pass(
         seconds_read=0.0,
         seconds_predict=seconds,
     )
+
+
+def event_kind(info: InputInfo) -> int:
+    """How the C++ reads the event number: 0 signed, 1 unsigned 64-bit, 2 floating point."""
+    return 2 if info.event_limit > 0 else (1 if info.event_unsigned else 0)
+
+
+@cache
+def _setup_function(inputs: str, symbol: str):
+    """A declared C++ function that gives Settings the inputs and batch functions."""
+    ROOT = root()
+    name = f"set_{next(_ids)}"
+    code = (
+        f"namespace htt_tmva_onepass {{ inline void {name}(Settings& s) {{ s.inputs = &{inputs}; "
+        f"s.batch = &{symbol}_batch; }} }}"
+    )
+    if not ROOT.gInterpreter.Declare(code):  # pragma: no cover - only if the C++ is broken
+        raise ModelError("could not compile the one-pass scorer")
+    return getattr(ROOT.htt_tmva_onepass, name)
 
 
 def _check_counts(run, scorer, info, where, event_branch, nonfinite_default) -> None:

@@ -106,7 +106,6 @@ class InputInfo:
     source: Optional[Path] = None  # the file whose tree it reads, when not ``path`` (a friend)
     kept: Optional[list[str]] = None  # the branches it copies (None: all, or the event)
     kept_types: dict = field(default_factory=dict)  # their types, as verified afterwards
-    redefines: dict = field(default_factory=dict)  # C++ that keeps their types (vectors)
     has_tree_metadata: bool = False  # the copied tree's title, aliases... are restored
 
     @property

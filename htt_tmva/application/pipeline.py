@@ -1,13 +1,17 @@
-"""The scoring pipeline of the one-pass application, in C++ compiled once per machine.
+"""The C++ of the application, compiled once per machine.
 
-:class:`Pipeline` scores blocks of entries in threads of its own, ahead of the single-threaded
-RDataFrame loop that writes them: each thread reads the variables' branches and the event
-number of its blocks (its own ``TFile``), evaluates the variables, scores the block with the
-models' batched function and fills a slot; the writing loop takes the slots in entry order
-(``Next``), checks each entry's event number against the one that was scored, adds (entry,
-event) to the order hash (as :func:`htt_tmva.application.stream.event_hash` computes it) and
-frees a slot when it moves on. ``OrderHash`` reads the same hash back from a written tree
-(the verification).
+* ``Filler`` adds the score branches to a tree copied raw (``TTree::CloneTree(-1, "fast")``)
+  and fills them entry by entry (``TBranch::Fill``), checking each entry's event number in
+  the copied tree's source against the one that was scored. Its scores come from a scoring
+  back-end: the compiled ``Pipeline`` (``FillAll``) or Python chunks (``FillChunk``).
+* ``Pipeline`` scores blocks of entries with the models compiled to C++, in threads of its
+  own ahead of the filling loop (or, without threads, in the loop itself): each block's
+  variables' branches and event numbers are read (its own ``TFile``), the variables
+  evaluated, the block scored with the models' batched function into a slot; the loop takes
+  the slots in entry order (``Next``), adding (entry, event) to the order hash (as
+  :func:`htt_tmva.application.scores.event_hash` computes it).
+* ``LeafReader`` reads chunks of numeric leaves for the Python back-end; ``OrderHash``
+  reads the order hash back from a written tree (the verification).
 
 The implementation is compiled with the system's C++ compiler against ROOT's headers and
 cached like the models (:mod:`htt_tmva.export.compile`): ROOT's interpreter then only
@@ -21,21 +25,25 @@ import logging
 from functools import cache
 
 from htt_tmva._root import root
-from htt_tmva.errors import ModelError
+from htt_tmva.errors import CacheError, ModelError
 
 log = logging.getLogger(__name__)
 
 DECLARATIONS = r"""
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <type_traits>
 #include <vector>
 #include "RtypesCore.h"
+class TBranch;
+class TFile;
+class TLeaf;
+class TTree;
 namespace htt_tmva_onepass {
 using BatchFunction = void (*)(const unsigned*, const double*, std::size_t, float*);
 using InputsFunction = void (*)(const double*, std::size_t, double*);
-using EventFunction = void (*)(unsigned, const double*, float*);
 
 struct Settings {
   std::string file, tree, event;
@@ -48,7 +56,6 @@ struct Settings {
   float default_value = 0.f;
   InputsFunction inputs = nullptr;
   BatchFunction batch = nullptr;
-  EventFunction event_scores = nullptr;  // threads == 0: the loop scores each entry itself
 };
 
 struct Counts {
@@ -56,7 +63,7 @@ struct Counts {
   ULong64_t nonfinite_events = 0, nan_scores = 0, bad_events = 0;
 };
 
-/// The order hash of the Python path (htt_tmva.application.stream.event_hash) of one pair.
+/// The order hash of the Python path (htt_tmva.application.scores.event_hash) of one pair.
 inline ULong64_t PairHash(ULong64_t entry, ULong64_t bits) {
   ULong64_t z = entry * 0x9E3779B97F4A7C15ULL + bits;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -65,7 +72,8 @@ inline ULong64_t PairHash(ULong64_t entry, ULong64_t bits) {
 }
 
 /// Block b is read and scored by thread b % threads into slot b % slots; the writing loop
-/// takes the slots in entry order and frees each when it moves on.
+/// takes the slots in entry order and frees each when it moves on. Without threads
+/// (threads == 0) the loop scores each block itself when it reaches it.
 class Pipeline {
 public:
   explicit Pipeline(const Settings& settings);
@@ -81,19 +89,12 @@ public:
     return Row(entry, event_bits);
   }
   ULong64_t Hash() const { return fHash; }
-  /// Without scoring threads (threads == 0): the writing loop scores `entry` itself from its
-  /// inputs (one read of the input, one event at a time), adding it to the order hash.
-  const float* Score(ULong64_t entry, ULong64_t event_bits, double event, const double* inputs) {
-    fHash += PairHash(entry, event_bits);
-    return ScoreOne(event_bits, event, inputs);
-  }
   /// Stop the threads (when the loop ended early) and wait for them; the error, or "".
   std::string Finish();
   Counts Total() const;
   double ScoringSeconds() const;
 
 private:
-  const float* ScoreOne(ULong64_t event_bits, double event, const double* inputs);
   struct Impl;
   Impl* fImpl;
   ULong64_t fHash = 0;
@@ -101,6 +102,51 @@ private:
 
 /// The order hash of (entry, event) pairs of a tree; event numbers count by their 64 bits.
 ULong64_t OrderHash(const std::string& file, const std::string& tree, const std::string& event);
+
+/// Adds Float_t branches `names` to `out` (a raw copy of `source`, or of its event branch)
+/// and fills them, entry by entry in order, checking that `source`'s event number of each
+/// entry is the one that was scored.
+class Filler {
+public:
+  Filler(TTree* out, TTree* source, const std::vector<std::string>& names,
+         const std::string& event, int event_kind);
+  /// Entries [next, next + n) from row-major scores (n rows of names.size()); `events`: the
+  /// event numbers' 64 bits that the scorer read.
+  void FillChunk(Long64_t n, const std::int64_t* events, const float* scores);
+  /// Every entry from the compiled pipeline.
+  void FillAll(Pipeline& pipeline, Long64_t entries);
+  Long64_t Filled() const { return fNext; }
+
+private:
+  ULong64_t ReadEvent(Long64_t entry);
+  void FillRow(const float* row);
+  TLeaf* fEvent = nullptr;
+  int fKind = 0;
+  std::vector<TBranch*> fBranches;
+  std::vector<float> fRow;
+  Long64_t fNext = 0;
+};
+
+/// Put the branches (and their leaves) of `tree` in `order` (names); others keep theirs, last.
+void Reorder(TTree* tree, const std::vector<std::string>& order);
+
+/// Entries of some numeric leaves as doubles and the event number's 64 bits, read with a
+/// compiled TTree loop (the Python back-end's input).
+class LeafReader {
+public:
+  LeafReader(const std::string& file, const std::string& tree,
+             const std::vector<std::string>& columns, const std::string& event);
+  ~LeafReader();
+  /// Fill `values` (row-major, end - begin rows) and `events` with entries [begin, end).
+  void Read(Long64_t begin, Long64_t end, double* values, std::int64_t* events);
+
+private:
+  TFile* fFile = nullptr;
+  TTree* fTree = nullptr;
+  std::vector<TLeaf*> fLeaves;
+  TLeaf* fEvent = nullptr;
+};
+
 
 
 }  // namespace htt_tmva_onepass
@@ -118,6 +164,7 @@ IMPLEMENTATION = r"""
 #include "TBranch.h"
 #include "TFile.h"
 #include "TLeaf.h"
+#include "TObjArray.h"
 #include "TTree.h"
 namespace htt_tmva_onepass {
 namespace {
@@ -155,6 +202,17 @@ Opened Open(const std::string& path, const std::string& name) {
 }
 }  // namespace
 
+/// What one reader of the input needs: its own file, the leaves and the block's buffers.
+struct BlockReader {
+  Opened in;
+  std::vector<TLeaf*> leaves;
+  TLeaf* event = nullptr;
+  std::vector<double> values, x;
+  std::vector<unsigned> folds;
+  std::vector<float> scores;
+  std::vector<char> good;
+};
+
 struct Pipeline::Impl {
   Settings s;
   std::vector<Slot> slots;
@@ -167,8 +225,8 @@ struct Pipeline::Impl {
   double seconds = 0.;
   Long64_t current = -1;
   Slot* current_slot = nullptr;
+  std::unique_ptr<BlockReader> own;  // threads == 0: the loop's reader
 
-  std::vector<float> row;  // threads == 0: the current entry's scores
   unsigned Threads() const { return std::max(1u, s.threads); }
 
   // The scores of one event into out (n_classes + 2), counted in `count`.
@@ -205,21 +263,68 @@ struct Pipeline::Impl {
     changed.notify_all();
   }
 
+  std::unique_ptr<BlockReader> OpenReader() const {
+    auto r = std::make_unique<BlockReader>();
+    r->in = Open(s.file, s.tree);
+    if (r->in.tree->GetEntries() != s.entries)
+      throw std::runtime_error("tree '" + s.tree + "' of '" + s.file + "' has " +
+                               std::to_string(r->in.tree->GetEntries()) + " entries, expected " +
+                               std::to_string(s.entries));
+    for (const auto& b : s.branches) r->leaves.push_back(FindLeaf(r->in.tree, b));
+    r->event = FindLeaf(r->in.tree, s.event);
+    r->values.resize(s.block * std::max<std::size_t>(r->leaves.size(), 1));
+    r->x.resize(s.block * s.nv);
+    r->folds.resize(s.block);
+    r->scores.resize(s.block * s.nc);
+    r->good.resize(s.block);
+    return r;
+  }
+
+  /// Read and score block b into `slot`.
+  void ScoreBlock(BlockReader& r, Long64_t b, Slot& slot, Counts& count) const {
+    const std::size_t nb = r.leaves.size(), nv = s.nv, nc = s.nc;
+    const Long64_t begin = b * s.block, end = std::min(s.entries, begin + s.block);
+    const std::size_t n = end - begin;
+    for (std::size_t i = 0; i < n; ++i) {
+      const Long64_t entry = begin + i;
+      for (std::size_t k = 0; k < nb; ++k) {
+        Load(r.leaves[k], entry);
+        r.values[i * nb + k] = r.leaves[k]->GetValue(0);
+      }
+      Load(r.event, entry);
+      ULong64_t bits;
+      if (s.event_kind == 2) {
+        const double e = r.event->GetValue(0);
+        if (!(std::isfinite(e) && e == std::trunc(e) && std::abs(e) <= s.event_limit))
+          ++count.bad_events;
+        bits = static_cast<ULong64_t>(static_cast<Long64_t>(e));
+      } else {
+        bits = static_cast<ULong64_t>(r.event->GetValueLong64(0));
+      }
+      slot.events[i] = bits;
+      r.folds[i] = FoldOf(bits);
+    }
+    s.inputs(r.values.data(), n, r.x.data());
+    for (std::size_t i = 0; i < n; ++i) {
+      bool ok = true;
+      for (std::size_t v = 0; v < nv; ++v)
+        if (!std::isfinite(r.x[i * nv + v])) { ++count.nonfinite[v]; ok = false; }
+      r.good[i] = ok;
+      if (ok) {
+        ++count.per_fold[r.folds[i]];
+      } else {
+        ++count.nonfinite_events;
+        std::fill(r.x.begin() + i * nv, r.x.begin() + (i + 1) * nv, 0.);
+      }
+    }
+    s.batch(r.folds.data(), r.x.data(), n, r.scores.data());
+    for (std::size_t i = 0; i < n; ++i)
+      Finish(r.scores.data() + i * nc, r.good[i], slot.out.data() + i * (nc + 2), count);
+  }
+
   void Work(unsigned w) {
     try {
-      Opened in = Open(s.file, s.tree);
-      if (in.tree->GetEntries() != s.entries)
-        throw std::runtime_error("tree '" + s.tree + "' of '" + s.file + "' has " +
-                                 std::to_string(in.tree->GetEntries()) + " entries, expected " +
-                                 std::to_string(s.entries));
-      std::vector<TLeaf*> leaves;
-      for (const auto& b : s.branches) leaves.push_back(FindLeaf(in.tree, b));
-      TLeaf* event = FindLeaf(in.tree, s.event);
-      const std::size_t nb = leaves.size(), nv = s.nv, nc = s.nc;
-      std::vector<double> values(s.block * std::max<std::size_t>(nb, 1)), x(s.block * nv);
-      std::vector<unsigned> folds(s.block);
-      std::vector<float> scores(s.block * nc);
-      std::vector<char> good(s.block);
+      auto reader = OpenReader();
       Counts& count = counts[w];
       for (Long64_t b = w; b * s.block < s.entries; b += Threads()) {
         Slot& slot = slots[b % slots.size()];
@@ -229,43 +334,7 @@ struct Pipeline::Impl {
           if (stop || failed) return;
         }
         const auto start = std::chrono::steady_clock::now();
-        const Long64_t begin = b * s.block, end = std::min(s.entries, begin + s.block);
-        const std::size_t n = end - begin;
-        for (std::size_t i = 0; i < n; ++i) {
-          const Long64_t entry = begin + i;
-          for (std::size_t k = 0; k < nb; ++k) {
-            Load(leaves[k], entry);
-            values[i * nb + k] = leaves[k]->GetValue(0);
-          }
-          Load(event, entry);
-          ULong64_t bits;
-          if (s.event_kind == 2) {
-            const double e = event->GetValue(0);
-            if (!(std::isfinite(e) && e == std::trunc(e) && std::abs(e) <= s.event_limit))
-              ++count.bad_events;
-            bits = static_cast<ULong64_t>(static_cast<Long64_t>(e));
-          } else {
-            bits = static_cast<ULong64_t>(event->GetValueLong64(0));
-          }
-          slot.events[i] = bits;
-          folds[i] = FoldOf(bits);
-        }
-        s.inputs(values.data(), n, x.data());
-        for (std::size_t i = 0; i < n; ++i) {
-          bool ok = true;
-          for (std::size_t v = 0; v < nv; ++v)
-            if (!std::isfinite(x[i * nv + v])) { ++count.nonfinite[v]; ok = false; }
-          good[i] = ok;
-          if (ok) {
-            ++count.per_fold[folds[i]];
-          } else {
-            ++count.nonfinite_events;
-            std::fill(x.begin() + i * nv, x.begin() + (i + 1) * nv, 0.);
-          }
-        }
-        s.batch(folds.data(), x.data(), n, scores.data());
-        for (std::size_t i = 0; i < n; ++i)
-          Finish(scores.data() + i * nc, good[i], slot.out.data() + i * (nc + 2), count);
+        ScoreBlock(*reader, b, slot, count);
         const double busy =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         {
@@ -286,10 +355,7 @@ struct Pipeline::Impl {
 Pipeline::Pipeline(const Settings& settings) : fImpl(new Impl) {
   Impl& d = *fImpl;
   d.s = settings;
-  d.row.assign(d.s.nc + 2, 0.f);
-  const bool functions = d.s.threads == 0 ? d.s.event_scores != nullptr
-                                          : d.s.inputs != nullptr && d.s.batch != nullptr;
-  if (!functions || d.s.block < 1 || d.s.folds < 1 || d.s.nc < 1) {
+  if (!d.s.inputs || !d.s.batch || d.s.block < 1 || d.s.folds < 1 || d.s.nc < 1) {
     delete fImpl;
     throw std::invalid_argument("htt_tmva_onepass::Pipeline: incomplete settings");
   }
@@ -310,29 +376,8 @@ Pipeline::~Pipeline() {
   delete fImpl;
 }
 
-const float* Pipeline::ScoreOne(ULong64_t bits, double event, const double* inputs) {
-  Impl& d = *fImpl;
-  Counts& count = d.counts[0];
-  if (d.s.event_kind == 2 &&
-      !(std::isfinite(event) && event == std::trunc(event) && std::abs(event) <= d.s.event_limit))
-    ++count.bad_events;
-  bool good = true;
-  for (unsigned v = 0; v < d.s.nv; ++v)
-    if (!std::isfinite(inputs[v])) { ++count.nonfinite[v]; good = false; }
-  std::vector<float>& row = d.row;
-  if (good) {
-    const unsigned fold = d.FoldOf(bits);
-    ++count.per_fold[fold];
-    d.s.event_scores(fold, inputs, row.data());
-  } else {
-    ++count.nonfinite_events;
-  }
-  d.Finish(row.data(), good, row.data(), count);  // in place: out[c] = p[c] first
-  return row.data();
-}
-
 void Pipeline::Start() {
-  if (fImpl->s.threads == 0) return;  // the loop scores each entry itself
+  if (fImpl->s.threads == 0) return;  // the loop scores each block itself
   for (unsigned w = 0; w < fImpl->Threads(); ++w)
     fImpl->threads.emplace_back([this, w] { fImpl->Work(w); });
 }
@@ -340,7 +385,22 @@ void Pipeline::Start() {
 const float* Pipeline::Row(ULong64_t entry, ULong64_t event_bits) {
   Impl& d = *fImpl;
   const Long64_t b = static_cast<Long64_t>(entry) / d.s.block;
-  if (b != d.current) {
+  if (b != d.current && d.s.threads == 0) {
+    if (d.failed) throw std::runtime_error(d.error);
+    try {
+      if (!d.own) d.own = d.OpenReader();
+      const auto start = std::chrono::steady_clock::now();
+      d.ScoreBlock(*d.own, b, d.slots[0], d.counts[0]);
+      d.seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    } catch (const std::exception& e) {
+      d.failed = true;
+      d.error = e.what();
+      throw;
+    }
+    d.current_slot = &d.slots[0];
+    d.current = b;
+  } else if (b != d.current) {
     std::unique_lock<std::mutex> lock(d.mutex);
     if (d.current_slot) {
       d.current_slot->block = -1;
@@ -401,6 +461,102 @@ ULong64_t OrderHash(const std::string& file, const std::string& tree, const std:
   }
   return hash;
 }
+
+Filler::Filler(TTree* out, TTree* source, const std::vector<std::string>& names,
+               const std::string& event, int event_kind)
+    : fKind(event_kind), fRow(names.size(), 0.f) {
+  if (!out || !source) throw std::invalid_argument("htt_tmva_onepass::Filler: no tree");
+  fEvent = source->GetLeaf(event.c_str());
+  if (!fEvent)
+    throw std::runtime_error("no leaf '" + event + "' in tree '" + source->GetName() + "'");
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    TBranch* branch = out->Branch(names[i].c_str(), &fRow[i], (names[i] + "/F").c_str());
+    if (!branch) throw std::runtime_error("cannot add branch '" + names[i] + "'");
+    fBranches.push_back(branch);
+  }
+}
+
+ULong64_t Filler::ReadEvent(Long64_t entry) {
+  Load(fEvent, entry);
+  if (fKind == 2) return static_cast<ULong64_t>(static_cast<Long64_t>(fEvent->GetValue(0)));
+  return static_cast<ULong64_t>(fEvent->GetValueLong64(0));
+}
+
+void Filler::FillRow(const float* row) {
+  std::copy(row, row + fRow.size(), fRow.begin());
+  for (TBranch* branch : fBranches)
+    if (branch->Fill() < 0)
+      throw std::runtime_error("writing branch '" + std::string(branch->GetName()) + "' failed");
+  ++fNext;
+}
+
+void Filler::FillChunk(Long64_t n, const std::int64_t* events, const float* scores) {
+  const std::size_t width = fRow.size();
+  for (Long64_t i = 0; i < n; ++i) {
+    const ULong64_t read = ReadEvent(fNext), scored = static_cast<ULong64_t>(events[i]);
+    if (read != scored)
+      throw std::runtime_error("entry " + std::to_string(fNext) + ": the event loop read event " +
+                               std::to_string(read) + ", the scores are of event " +
+                               std::to_string(scored));
+    FillRow(scores + i * width);
+  }
+}
+
+void Filler::FillAll(Pipeline& pipeline, Long64_t entries) {
+  for (Long64_t entry = 0; entry < entries; ++entry)
+    FillRow(pipeline.Next(entry, ReadEvent(entry)));
+}
+
+void Reorder(TTree* tree, const std::vector<std::string>& order) {
+  auto rank = [&](const char* name) {
+    auto it = std::find(order.begin(), order.end(), std::string(name));
+    return it == order.end() ? order.size() : static_cast<std::size_t>(it - order.begin());
+  };
+  auto items = [](TObjArray* a) {
+    std::vector<TObject*> v;
+    for (Int_t i = 0; i < a->GetEntriesFast(); ++i) v.push_back(a->At(i));
+    return v;
+  };
+  TObjArray* branches = tree->GetListOfBranches();
+  std::vector<TObject*> b = items(branches);
+  std::stable_sort(b.begin(), b.end(),
+                   [&](TObject* l, TObject* r) { return rank(l->GetName()) < rank(r->GetName()); });
+  for (std::size_t i = 0; i < b.size(); ++i) branches->AddAt(b[i], i);  // no deletion
+  TObjArray* leaves = tree->GetListOfLeaves();
+  std::vector<TObject*> l = items(leaves);
+  auto top = [](TObject* o) {
+    TBranch* br = static_cast<TLeaf*>(o)->GetBranch();
+    while (br->GetMother() && br->GetMother() != br) br = br->GetMother();
+    return br->GetName();
+  };
+  std::stable_sort(l.begin(), l.end(),
+                   [&](TObject* x, TObject* y) { return rank(top(x)) < rank(top(y)); });
+  for (std::size_t i = 0; i < l.size(); ++i) leaves->AddAt(l[i], i);
+}
+
+LeafReader::LeafReader(const std::string& file, const std::string& tree,
+                       const std::vector<std::string>& columns, const std::string& event) {
+  Opened o = Open(file, tree);
+  fTree = o.tree;
+  for (const auto& c : columns) fLeaves.push_back(FindLeaf(fTree, c));
+  fEvent = FindLeaf(fTree, event);
+  fFile = o.file.release();
+}
+
+LeafReader::~LeafReader() { delete fFile; }
+
+void LeafReader::Read(Long64_t begin, Long64_t end, double* values, std::int64_t* events) {
+  const std::size_t n = fLeaves.size();
+  for (Long64_t entry = begin; entry < end; ++entry) {
+    const std::size_t row = entry - begin;
+    for (std::size_t k = 0; k < n; ++k) {
+      Load(fLeaves[k], entry);
+      values[row * n + k] = fLeaves[k]->GetValue(0);
+    }
+    Load(fEvent, entry);
+    events[row] = fEvent->GetValueLong64(0);
+  }
+}
 }  // namespace htt_tmva_onepass
 """
 
@@ -417,21 +573,25 @@ def declare() -> object:
     helpers = "\n".join(INCLUDES) + HELPERS
     source = helpers + DECLARATIONS + IMPLEMENTATION
     cxx = compiler()
-    if cxx is None:
-        if not ROOT.gInterpreter.Declare(source):  # pragma: no cover - broken C++ only
-            raise ModelError("could not compile the one-pass scorer")
-        return ROOT.htt_tmva_onepass
     include, libraries = str(ROOT.gROOT.GetIncludeDir()), str(ROOT.gROOT.GetLibDir())
     key = source + cpu_signature() + str(ROOT.gROOT.GetVersion()) + include
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    library = cache_folder() / digest / f"htt_tmva_onepass_{digest}.so"
-    build(
-        source,
-        library,
-        cxx,
-        "the scoring pipeline",
-        extra=[f"-I{include}", f"-L{libraries}", "-lCore", "-lRIO", "-lTree"],
-    )
+    try:
+        if cxx is None:
+            raise CacheError("no C++ compiler")
+        library = cache_folder() / digest / f"htt_tmva_onepass_{digest}.so"
+        build(
+            source,
+            library,
+            cxx,
+            "the scoring pipeline",
+            extra=[f"-I{include}", f"-L{libraries}", "-lCore", "-lRIO", "-lTree"],
+        )
+    except CacheError as exc:  # the interpreter compiles it (slower start, same code)
+        log.info("the application's C++ is compiled by ROOT's interpreter: %s", exc)
+        if not ROOT.gInterpreter.Declare(source):  # pragma: no cover - broken C++ only
+            raise ModelError("could not compile the application's C++") from None
+        return ROOT.htt_tmva_onepass
     if ROOT.gSystem.Load(str(library)) < 0:
         raise ModelError(f"ROOT could not load the scoring pipeline '{library}'")
     if not ROOT.gInterpreter.Declare(helpers + DECLARATIONS):  # pragma: no cover

@@ -1,5 +1,6 @@
-"""Pass 1: read the input variables and event numbers in chunks, score each event with the
-model of its fold, and stream the scores (classes, max_score, max_index) in entry order.
+"""The Python scoring back-end: read the input variables and event numbers in chunks, score
+each event with the model of its fold and hand the scores (classes, max_score, max_index)
+of each chunk, in entry order, to the C++ filler (:class:`pipeline.Filler`).
 
 Only the needed columns are read, one chunk of entries at a time, so memory does not grow
 with the number of events; inference runs batched, one ``predict`` per fold and chunk.
@@ -12,14 +13,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
 from htt_tmva._progress import tracked
 from htt_tmva._root import input_path
 from htt_tmva.application.models import FoldModels
-from htt_tmva.application.stream import StreamWriter, declare, event_hash
 from htt_tmva.errors import InputFileError, InvalidEventNumberError, ModelError, NonFiniteError
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class ChunkReader:
         self.path, self.tree_path, self.columns = input_path(path), tree_path, list(columns)
         self.unsigned_events = unsigned_events
         try:
+            from htt_tmva.application.pipeline import declare
+
             self.cpp = declare().LeafReader(str(path), tree_path, self.columns, event_branch)
         except Exception as exc:  # a C++ exception through cppyy
             raise self._error(exc) from None
@@ -82,14 +84,23 @@ class ChunkReader:
         return InputFileError(f"reading tree '{self.tree_path}' of '{self.path}' failed: {why}")
 
 
+def event_hash(entries: np.ndarray, events: np.ndarray) -> int:
+    """Order-sensitive hash of (entry, event) pairs: a splitmix64 finaliser of each pair,
+    summed modulo 2^64 (``PairHash`` in the C++). Events count by their 64 bits."""
+    events = events.astype(np.int64, copy=False) if events.dtype != np.uint64 else events
+    events = events.view(np.uint64)
+    with np.errstate(over="ignore"):
+        z = entries.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + events
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        return int(z.sum(dtype=np.uint64))
+
+
 def chunks(n_entries: int, chunk_size: int) -> Iterator[tuple[int, int]]:
-    """[begin, end) ranges covering n_entries; a small first one lets pass 2 start early."""
-    first = min(chunk_size, max(chunk_size // 8, 1))
-    begin = 0
-    while begin < n_entries:
-        end = min(n_entries, begin + (first if begin == 0 else chunk_size))
-        yield begin, end
-        begin = end
+    """[begin, end) ranges of ``chunk_size`` entries covering n_entries."""
+    for begin in range(0, n_entries, chunk_size):
+        yield begin, min(n_entries, begin + chunk_size)
 
 
 def check_float_events(raw: np.ndarray, branch: str, limit: int, where: str) -> None:
@@ -214,36 +225,25 @@ def run_pass1(
     n_entries: int,
     models: FoldModels,
     event_branch: str,
-    writer: StreamWriter,
+    writer,
     chunk_size: int,
     nonfinite_default: Optional[float] = None,
-    on_abort: Optional[Callable[[str], None]] = None,
-    keep_going: Optional[Callable[[], bool]] = None,
     event_limit: int = 0,
 ) -> Pass1Result:
-    """Score every entry and write its record to ``writer``.
+    """Score every entry and hand each chunk's event numbers and scores to
+    ``writer.write(events, scores)``.
 
-    Non-finite inputs without a default, and non-finite scores, stop the writing
-    (``on_abort``); the loop then goes on over the whole tree only to count them, and
-    raises NonFiniteError (inputs) or ModelError (scores) with the counts. ``keep_going``
-    returning False (pass 2 ended early) stops the loop. ``event_limit`` > 0: the event
+    Non-finite inputs without a default, and non-finite scores, stop the writing; the loop
+    then goes on over the whole tree only to count them, and raises NonFiniteError (inputs)
+    or ModelError (scores) with the counts. ``event_limit`` > 0: the event
     branch is floating point, exact up to that value (the reader reads it as its last column).
     """
     variables = models.variables  # the branches read; the models receive models.inputs
     where = f"tree '{reader.tree_path}' in '{reader.path}'"
     result = Pass1Result(per_fold=[0] * models.n_folds, nonfinite_scores=[0] * models.n_folds)
     aborted = False
-
-    def abort(why: str) -> None:
-        nonlocal aborted
-        if not aborted and on_abort is not None:
-            on_abort(why)
-        aborted = True
-
     steps = tracked(chunks(n_entries, chunk_size), n_entries, "scoring", lambda c: c[0])
     for begin, end in steps:
-        if not aborted and keep_going is not None and not keep_going():
-            break
         start = time.perf_counter()
         values, events = reader.read(begin, end)
         x = values[:, : len(variables)]
@@ -255,7 +255,7 @@ def run_pass1(
             x = models.evaluator(x)
         good = _count_nonfinite(x, models.inputs, result)
         if result.nonfinite_events and nonfinite_default is None:
-            abort(f"non-finite inputs in {where}")
+            aborted = True
             continue
         start = time.perf_counter()
         scores, counts, bad_scores = predict_chunk(
@@ -264,8 +264,7 @@ def run_pass1(
         result.seconds_predict += time.perf_counter() - start
         result.per_fold = [a + b for a, b in zip(result.per_fold, counts)]
         result.nonfinite_scores = [a + b for a, b in zip(result.nonfinite_scores, bad_scores)]
-        if any(bad_scores):
-            abort(f"non-finite scores for {where}")
+        aborted = aborted or any(bad_scores)
         if aborted:
             continue
         result.order_hash = (result.order_hash + event_hash(np.arange(begin, end), events)) % 2**64

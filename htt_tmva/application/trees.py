@@ -191,19 +191,6 @@ def check_copyable(tree, kept: Sequence[str], tree_path: str, path, mode: str) -
         )
 
 
-def vector_redefines(tree, kept: Sequence[str]) -> dict[str, str]:
-    """C++ expressions that give ``std::vector<T>`` branches back their type in a Snapshot."""
-    found = {}
-    for name in kept:
-        branch = tree.GetBranch(name)
-        if not branch or str(branch.ClassName()) != "TBranchElement":
-            continue
-        match = _VECTOR.match(str(branch.GetClassName()))
-        if match and _IDENTIFIER.match(name):
-            found[name] = f"std::vector<{match.group(1)}>({name}.begin(), {name}.end())"
-    return found
-
-
 def branch_types(tree, names: Sequence[str]) -> dict[str, tuple]:
     """What the verification compares per branch: branch and leaf classes, types, titles."""
     types = {}

@@ -1,4 +1,4 @@
-"""Pass 2 and the safe output modes: every output is written to a temporary sibling,
+"""The safe output modes: every output is written to a temporary sibling,
 verified, and only then renamed into place (``os.replace``), so a kill at any moment
 leaves the input untouched (or, in place, either untouched or fully updated).
 
@@ -39,8 +39,7 @@ from htt_tmva.application.inputs import (
     file_identity,
     top_level_branches,
 )
-from htt_tmva.application.scores import ChunkReader, chunks
-from htt_tmva.application.stream import SCORES_COLUMN, event_hash, scores_expression
+from htt_tmva.application.scores import ChunkReader, chunks, event_hash
 from htt_tmva.errors import HttTmvaError, OutputError
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,6 @@ def plan_sources(
         branch_types,
         check_copyable,
         check_no_rntuple,
-        vector_redefines,
     )
 
     base = None
@@ -176,7 +174,6 @@ def plan_sources(
                     )
             check_copyable(tree, kept, info.tree_path, where, _MODE_WORDS[plan.mode])
             info.kept = kept
-            info.redefines = vector_redefines(tree, kept)
             info.kept_types = branch_types(tree, [k for k in kept if k not in names])
             info.has_tree_metadata = True
     finally:
@@ -211,7 +208,8 @@ def host_name() -> str:
 
 def scratch_names(final: Path, host: str = "", pid: int = 0) -> tuple[Path, Path]:
     """Hidden siblings of ``final`` (same folder, so the rename is atomic): the temporary
-    output (suffix kept) and the score stream, both named after the host and process."""
+    output (suffix kept) and the score stream of earlier versions (removed when stale), both
+    named after the host and process."""
     tag = f"{host or host_name()}.{pid or os.getpid()}"
     return (
         final.with_name(f".{final.stem}.tmp.{tag}{final.suffix}"),
@@ -242,7 +240,8 @@ def check_distinct(plans: Sequence[OutputPlan]) -> None:
 
 def check_space(plans: Sequence[OutputPlan], entries: Sequence[int], record_bytes: int) -> None:
     """Refuse early when an output file system cannot hold, at the same time, the new files
-    of all inputs on it and a score stream (all are committed together at the end)."""
+    of all inputs on it (all are committed together at the end); ``record_bytes``: the new
+    branches' bytes per entry."""
     needed: dict[int, int] = {}
     folders: dict[int, Path] = {}
     for plan, n_entries in zip(plans, entries):
@@ -394,71 +393,14 @@ def check_unchanged(plan: OutputPlan) -> None:
 
 @contextmanager
 def scratch(plan: OutputPlan) -> Iterator[OutputPlan]:
-    """Remove the temporary output and the score stream when the block ends, however it ends."""
+    """Remove the temporary output (and a stream of earlier versions) when the block ends,
+    however it ends."""
     try:
         yield plan
     finally:
         for path in (plan.temp, plan.stream):
             with suppress(FileNotFoundError):
                 path.unlink()
-
-
-def snapshot_options(compression: int, update: bool = False):
-    """Lazy single-threaded Snapshot with the input file's compression; ``update``: into a
-    file that holds other trees of the run already."""
-    ROOT = root()
-    options = ROOT.RDF.RSnapshotOptions()
-    options.fLazy = True
-    options.fMode = "UPDATE" if update else "RECREATE"
-    options.fCompressionAlgorithm = ROOT.RCompressionSetting.EAlgorithm.EValues(compression // 100)
-    options.fCompressionLevel = compression % 100
-    return options
-
-
-def plan_snapshot_options(info: InputInfo, plan: OutputPlan):
-    """The Snapshot options of one tree of ``plan``: the first recreates the new file."""
-    return snapshot_options(info.compression, update=plan.started)
-
-
-def writing_nodes(info: InputInfo, **kwargs) -> list:
-    """The RDataFrame over the tree that the writing loop copies, with the columns
-    redefined that keep their types (``std::vector`` branches); the last node is the one
-    to build on. ``kwargs`` go to RDataFrame (a Dask executor)."""
-    ROOT = root()
-    nodes = [ROOT.RDataFrame(info.tree_path, str(info.writing_source), **kwargs)]
-    for name, expression in info.redefines.items():
-        nodes.append(nodes[-1].Redefine(name, expression))
-    return nodes
-
-
-def book_pass2(
-    info: InputInfo, plan: OutputPlan, names: Sequence[str], event_branch: str
-) -> tuple[object, list[object]]:
-    """Book the lazy, single-threaded Snapshot that copies the tree (or only the event
-    number, for a friend) and adds ``names`` from the score stream. Returns the result
-    handle and the RDataFrame nodes to keep alive while it runs."""
-    ROOT = root()
-    if ROOT.IsImplicitMTEnabled():
-        raise OutputError(
-            "implicit multi-threading is on: a multi-threaded Snapshot would reorder "
-            "entries; call ROOT.DisableImplicitMT() before applying"
-        )
-    nodes = writing_nodes(info)
-    node = nodes[-1].Define(SCORES_COLUMN, scores_expression(event_branch))
-    nodes.append(node)
-    for index, name in enumerate(names):
-        expression = f"{SCORES_COLUMN}[{index}]"
-        node = (
-            node.Redefine(name, expression)
-            if name in info.existing
-            else node.Define(name, expression)
-        )
-        nodes.append(node)
-    columns = output_columns(info, names, event_branch, plan.full_copy)
-    result = node.Snapshot(
-        info.tree_path, str(plan.temp), columns, plan_snapshot_options(info, plan)
-    )
-    return result, nodes
 
 
 def output_columns(
@@ -694,7 +636,8 @@ def verify(
             problems.append(f"{where}{entries} entries instead of {info.entries}")
         if branches != list(wanted):
             problems.append(f"{where}branches {branches} instead of {list(wanted)}")
-        if cls != "TTree":
+        copied_whole = plan.full_copy or info.source is not None  # a new friend: the event
+        if cls != "TTree" and (copied_whole or cls not in _TREE_CLASSES):
             problems.append(f"{where}a {cls}, not a TTree")
         differing = [k for k in info.kept_types if types[k] != info.kept_types[k]]
         if differing:
